@@ -1,0 +1,48 @@
+"""FastAPI dependencies: ``Authorize(Scope.x)`` on an endpoint makes it need that scope."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service
+from app.auth.schemas import Principal
+from app.auth.scopes import Scope
+from app.kit.db import DbSession
+from app.kit.errors import Forbidden, NotAuthenticated
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mh_...`")
+
+
+async def get_principal(
+    request: Request,
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise NotAuthenticated(
+            "This endpoint needs an API key: send 'Authorization: Bearer <key>'."
+        )
+    principal = await service.authenticate(session, credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+def Authorize(scope: Scope) -> Callable[..., Awaitable[Principal]]:  # noqa: N802
+    async def require_scope(
+        principal: Annotated[Principal, Depends(get_principal)],
+    ) -> Principal:
+        if not principal.has(scope):
+            raise Forbidden(
+                f"The key {principal.name!r} lacks the scope '{scope.value}' this endpoint "
+                "needs. Ask an administrator for a key with that scope."
+            )
+        return principal
+
+    return require_scope
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

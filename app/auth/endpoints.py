@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.auth import service
+from app.auth.dependencies import Authorize, CurrentPrincipal
+from app.auth.schemas import KeyCreate, KeyCreated, KeyRead, Principal, WhoAmI
+from app.auth.scopes import Scope
+from app.kit.db import DbSession
+from app.kit.openapi import problem_responses
+from app.models import ApiKey
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+
+AdminPrincipal = Annotated[Principal, Depends(Authorize(Scope.admin))]
+
+
+def _read(row: ApiKey) -> KeyRead:
+    return KeyRead(
+        key_id=row.id,
+        name=row.name,
+        scopes=[Scope(s) for s in row.scopes],
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    summary="The API key making this request",
+    responses=problem_responses(401),
+)
+async def whoami(principal: CurrentPrincipal) -> WhoAmI:
+    return WhoAmI(key_id=principal.key_id, name=principal.name, scopes=sorted(principal.scopes))
+
+
+@router.get(
+    "/keys",
+    response_model=list[KeyRead],
+    summary="List API keys (never their secrets)",
+    responses=problem_responses(401, 403),
+)
+async def list_keys(_: AdminPrincipal, session: DbSession) -> list[KeyRead]:
+    return [_read(row) for row in await service.list_keys(session)]
+
+
+@router.post(
+    "/keys",
+    response_model=KeyCreated,
+    status_code=201,
+    summary="Create an API key; the secret is in this response only",
+    responses=problem_responses(401, 403, 409),
+)
+async def create_key(body: KeyCreate, _: AdminPrincipal, session: DbSession) -> KeyCreated:
+    issued = await service.create_key(session, name=body.name, scopes=frozenset(body.scopes))
+    return KeyCreated(
+        key_id=issued.principal.key_id,
+        name=issued.principal.name,
+        scopes=sorted(issued.principal.scopes),
+        key=issued.key,
+    )
+
+
+@router.post(
+    "/keys/{name}/revoke",
+    status_code=204,
+    summary="Revoke an API key; it stops working at once",
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_key(name: str, _: AdminPrincipal, session: DbSession) -> None:
+    await service.revoke_key(session, name)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import Field
+
+from app.auth.scopes import Scope
+from app.kit.schemas import Schema
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: available to every authenticated request (``request.state.principal``)."""
+
+    key_id: uuid.UUID
+    name: str
+    scopes: frozenset[Scope]
+
+    def has(self, scope: Scope) -> bool:
+        return Scope.admin in self.scopes or scope in self.scopes
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly created key: the only moment the plain secret exists."""
+
+    principal: Principal
+    key: str
+
+
+class WhoAmI(Schema):
+    key_id: uuid.UUID
+    name: str
+    scopes: list[Scope]
+
+
+class KeyCreate(Schema):
+    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key.")
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class KeyRead(Schema):
+    key_id: uuid.UUID
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(Schema):
+    key_id: uuid.UUID
+    name: str
+    scopes: list[Scope]
+    key: str = Field(description="The secret. Shown once; only its hash is stored.")

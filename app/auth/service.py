@@ -1,0 +1,78 @@
+"""API keys: issue, verify, revoke.
+
+Key format: ``mh_<public_id>_<secret>``. The public id locates the row; only the SHA-256 of the
+whole key is stored. A fast hash is the right tool here (unlike passwords): the secret is 256
+random bits, so there is nothing to brute-force, and a slow hash (bcrypt/argon2, ~100 ms) would
+sit on every pre-trade check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.repository import ApiKeyRepository
+from app.auth.schemas import IssuedKey, Principal
+from app.auth.scopes import Scope
+from app.kit.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from app.kit.time import utcnow
+from app.models import ApiKey
+
+KEY_PREFIX = "mh"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _principal(row: ApiKey) -> Principal:
+    return Principal(key_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes))
+
+
+async def create_key(session: AsyncSession, *, name: str, scopes: frozenset[Scope]) -> IssuedKey:
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A key needs a name: who or what will use it.")
+    repository = ApiKeyRepository(session)
+    if await repository.get_by_name(name) is not None:
+        raise Conflict(f"a key named {name!r} already exists; choose another name")
+    public_id = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}_{public_id}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(
+        public_id=public_id,
+        secret_hash=hash_key(key),
+        name=name,
+        scopes=sorted(s.value for s in scopes),
+    )
+    await repository.add(row)
+    return IssuedKey(principal=_principal(row), key=key)
+
+
+async def authenticate(session: AsyncSession, key: str) -> Principal:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        raise NotAuthenticated("The API key is not valid.")
+    row = await ApiKeyRepository(session).get_by_public_id(parts[1])
+    # Compare in constant time; the same message for every failure so keys cannot be probed.
+    if row is None or not hmac.compare_digest(row.secret_hash, hash_key(key)):
+        raise NotAuthenticated("The API key is not valid.")
+    if row.revoked_at is not None:
+        raise NotAuthenticated("The API key has been revoked.")
+    return _principal(row)
+
+
+async def revoke_key(session: AsyncSession, name: str) -> None:
+    row = await ApiKeyRepository(session).get_by_name(name)
+    if row is None:
+        raise NotFound(f"no key named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        await session.flush()
+
+
+async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
+    return await ApiKeyRepository(session).list_all()

@@ -1,0 +1,178 @@
+"""The ``mayhold`` command line (see the contract for the commands integrators rely on)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from app.auth import service as auth_service
+from app.auth.schemas import IssuedKey
+from app.auth.scopes import Scope, parse_scopes
+from app.kit.db import Database, create_engine
+from app.kit.errors import AppError
+from app.kit.logging import configure_logging, get_logger
+from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
+from app.kit.settings import Settings, get_settings
+
+log = get_logger("mayhold.cli")
+
+
+async def _ensure_migrated(settings: Settings) -> None:
+    engine = create_engine(settings.database_url, settings=settings, pooled=False)
+    try:
+        current = await current_revisions(engine)
+    finally:
+        await engine.dispose()
+    if current != head_revisions(settings):
+        raise ValueError(
+            "the database is not migrated to this release's schema: run 'mayhold migrate' first"
+        )
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    upgrade_to_head(settings)
+    log.info("database migrated to head", database=settings.dialect)
+    uvicorn.run(
+        "app.main:build_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,  # logging is ours (JSON lines), see app.kit.logging
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+async def _create_key(settings: Settings, name: str, scopes: frozenset[Scope]) -> IssuedKey:
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            return await auth_service.create_key(session, name=name, scopes=scopes)
+    finally:
+        await database.dispose()
+
+
+async def _revoke_key(settings: Settings, name: str) -> None:
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            await auth_service.revoke_key(session, name)
+    finally:
+        await database.dispose()
+
+
+async def _list_keys(settings: Settings) -> list[str]:
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session:
+            rows = await auth_service.list_keys(session)
+            return [
+                f"{r.name}\t{','.join(r.scopes)}\tcreated {r.created_at:%Y-%m-%dT%H:%M:%SZ}"
+                + (f"\trevoked {r.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if r.revoked_at else "")
+                for r in rows
+            ]
+    finally:
+        await database.dispose()
+
+
+def _demo(settings: Settings, host: str, port: int) -> None:
+    upgrade_to_head(settings)
+    from app.kit.time import utcnow
+
+    issued = asyncio.run(
+        _create_key(settings, f"demo-{utcnow():%Y%m%dT%H%M%S%f}", frozenset({Scope.admin}))
+    )
+    base = f"http://{host}:{port}"
+    print(
+        f"""
+mayhold demo on {base}  (database: {settings.database_url})
+An admin key for this demo:
+
+  export MAYHOLD_KEY={issued.key}
+
+Try:
+  curl -s {base}/healthz
+  curl -s {base}/readyz
+  curl -s -H "Authorization: Bearer $MAYHOLD_KEY" {base}/v1/whoami
+  open {base}/docs for the API reference
+""",
+        flush=True,
+    )
+    _serve(settings, host, port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mayhold", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate the database to head, then serve")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    demo = commands.add_parser("demo", help="serve with sample data and print an admin key")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+
+    commands.add_parser("migrate", help="upgrade the database to head")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; prints it on the last line")
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument(
+        "--scopes",
+        required=True,
+        help=f"comma-separated: {', '.join(s.value for s in Scope)}",
+    )
+    revoke = key_commands.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("--name", required=True)
+    key_commands.add_parser("list", help="list keys (names and scopes, never secrets)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "serve":
+            _serve(settings, args.host, args.port)
+        elif args.command == "demo":
+            _demo(settings, args.host, args.port)
+        elif args.command == "migrate":
+            upgrade_to_head(settings)
+            print(f"database migrated to head ({settings.dialect})")
+        elif args.command == "keys":
+            if args.keys_command == "create":
+                try:
+                    scopes = parse_scopes(args.scopes)
+                except ValueError as exc:
+                    print(f"mayhold: {exc}", file=sys.stderr)
+                    return 2
+                issued = asyncio.run(_create_key(settings, args.name, scopes))
+                print(
+                    f"created key {issued.principal.name!r} with scopes "
+                    f"{','.join(sorted(issued.principal.scopes))}; it is shown only now:"
+                )
+                print(issued.key)
+            elif args.keys_command == "revoke":
+                asyncio.run(_revoke_key(settings, args.name))
+                print(f"revoked key {args.name!r}")
+            else:
+                for line in asyncio.run(_list_keys(settings)):
+                    print(line)
+    except (AppError, ValueError) as exc:
+        print(f"mayhold: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

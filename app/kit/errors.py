@@ -1,0 +1,87 @@
+"""The service's one error hierarchy.
+
+Services and repositories raise these; ``app.kit.problems`` maps them, in one place, to RFC 9457
+``application/problem+json`` responses. Nothing below the endpoint layer knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one input location (a body path, a query parameter, a file row/column)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.headers = headers or {}
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    slug = "not-authenticated"
+    title = "Not authenticated"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="mayhold"'})
+
+
+class Forbidden(AppError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class InvalidInput(AppError):
+    status = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    slug = "database-unavailable"
+    title = "Database unavailable"

@@ -1,0 +1,48 @@
+"""OpenAPI helpers: documented problem responses, and the export to ``openapi/openapi.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.kit.problems import PROBLEM_MEDIA_TYPE
+from app.kit.schemas import Problem
+from app.kit.settings import REPO_ROOT
+
+OPENAPI_PATH = REPO_ROOT / "openapi" / "openapi.json"
+
+_DESCRIPTIONS = {
+    401: "No API key, or a key that is wrong or revoked.",
+    403: "The key lacks the scope this endpoint needs.",
+    404: "No such resource.",
+    409: "The request conflicts with the resource's state.",
+    413: "The request is larger than the documented limit.",
+    422: "The request is not valid; `errors` lists each problem with its location.",
+    503: "A dependency (the database) is unavailable; nothing was done. Retry later.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Document error statuses as problem+json for a route (422 is always included)."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in sorted({*statuses, 422})
+    }
+
+
+def render_openapi(app: FastAPI) -> str:
+    """The exported document: stable key order and a trailing newline, so diffs are clean."""
+    return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def export_openapi(app: FastAPI, path: Path = OPENAPI_PATH) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_openapi(app), encoding="utf-8")
+    return path

@@ -1,0 +1,154 @@
+"""The one place where errors become RFC 9457 ``application/problem+json`` responses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from app.kit.errors import AppError, DatabaseUnavailable, FieldError
+from app.kit.logging import get_logger
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:mayhold:problem:"
+
+log = get_logger("mayhold.errors")
+
+_HTTP_SLUGS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def problem_response(
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    request_id: str | None = None,
+    errors: Sequence[FieldError] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if request_id is not None:
+        body["request_id"] = request_id
+    if errors:
+        body["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in errors]
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+def _from_app_error(request: Request, exc: AppError) -> JSONResponse:
+    return problem_response(
+        status=exc.status,
+        slug=exc.slug,
+        title=exc.title,
+        detail=exc.detail,
+        instance=request.url.path,
+        request_id=_request_id(request),
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _app_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.status >= 500:
+        log.warning("request failed", error=exc.slug, detail=exc.detail)
+    return _from_app_error(request, exc)
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    msg = str(error.get("msg", "invalid value"))
+    if error.get("type") == "extra_forbidden":
+        return "unknown field: remove it, or check its spelling against the API reference"
+    return msg
+
+
+async def _validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(loc=tuple(err.get("loc", ())), msg=_validation_message(err))
+        for err in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(str(p) for p in e.loc)}: {e.msg}" for e in errors[:5])
+    return problem_response(
+        status=422,
+        slug="invalid-input",
+        title="Invalid input",
+        detail=f"The request is not valid: {summary}" if summary else "The request is not valid.",
+        instance=request.url.path,
+        request_id=_request_id(request),
+        errors=errors,
+    )
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"There is no endpoint at {request.url.path}. See /docs for the API reference."
+    return problem_response(
+        status=exc.status_code,
+        slug=slug,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        request_id=_request_id(request),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)
+    # Only connection-level failures mean "the database is down"; anything else is a bug (500).
+    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+        raise exc
+    log.warning("database unavailable", error=str(exc.orig)[:200])
+    return _from_app_error(
+        request,
+        DatabaseUnavailable(
+            "The database cannot be reached. Nothing was decided or written; retry shortly."
+        ),
+    )
+
+
+async def _connection_error_handler(request: Request, exc: Exception) -> Response:
+    # Raw socket errors surface from the driver when the server is not listening at all.
+    log.warning("database connection failed", error=str(exc)[:200])
+    return _from_app_error(
+        request,
+        DatabaseUnavailable(
+            "The database cannot be reached. Nothing was decided or written; retry shortly."
+        ),
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(DBAPIError, _database_error_handler)
+    app.add_exception_handler(ConnectionError, _connection_error_handler)
+    app.add_exception_handler(TimeoutError, _connection_error_handler)

@@ -1,0 +1,44 @@
+"""One settings object for the whole service, read from ``MAYHOLD_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAYHOLD_", extra="ignore")
+
+    # The zero-setup default is a SQLite file in the working directory; production sets a
+    # ``postgresql+asyncpg://`` URL.
+    database_url: str = "sqlite+aiosqlite:///./mayhold.db"
+    database_pool_size: int = Field(default=10, ge=1)
+    # Connect timeout (seconds): an unreachable database must fail fast, not hang a pre-trade check.
+    database_connect_timeout: float = Field(default=3.0, gt=0)
+
+    # Readiness probe budget (seconds).
+    readiness_timeout: float = Field(default=2.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # JSON lines by default; "console" is easier on the eyes in a terminal.
+    log_format: Literal["json", "console"] = "json"
+
+    metrics_enabled: bool = True
+
+    # Where the Alembic scripts live; the default is the repository's own ``migrations/``.
+    migrations_dir: Path = REPO_ROOT / "migrations"
+
+    @property
+    def dialect(self) -> str:
+        return self.database_url.split(":", 1)[0].split("+", 1)[0]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,71 @@
+"""The ASGI application: ``create_app()`` wires the domains, errors, middleware and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from app.auth.endpoints import router as auth_router
+from app.health.endpoints import router as health_router
+from app.kit.db import Database
+from app.kit.logging import configure_logging, get_logger
+from app.kit.middleware import RequestContextMiddleware
+from app.kit.migrations import head_revisions
+from app.kit.problems import install_problem_handlers
+from app.kit.query_params import forbid_unknown_query_params
+from app.kit.settings import Settings, get_settings
+
+log = get_logger("mayhold.app")
+
+API_DESCRIPTION = """\
+Answers "may we hold X?" for a policy: a verdict (`allowed`, `watch`, `excluded`, `unknown`)
+with the rule, the data and the policy version behind it.
+
+Every error is `application/problem+json` (RFC 9457). Authenticate with
+`Authorization: Bearer <api key>`; each endpoint names the scope it needs.
+"""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the app. Tests pass their own ``database`` (a transaction-bound session factory)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_database = database is None
+        app.state.database = database or Database.from_settings(settings)
+        log.info("started", database=settings.dialect)
+        try:
+            yield
+        finally:
+            if owns_database:
+                await app.state.database.dispose()
+
+    app = FastAPI(
+        title="mayhold",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(forbid_unknown_query_params)],
+    )
+    app.state.settings = settings
+    app.state.expected_heads = head_revisions(settings)
+    if database is not None:
+        app.state.database = database
+
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    app.include_router(health_router)
+    app.include_router(auth_router)
+
+    return app
+
+
+def build_app_from_environment() -> FastAPI:
+    """Entry point for ``uvicorn --factory app.main:build_app_from_environment``."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,6 @@
+"""Every ORM model, imported here so Alembic and the mappers see the whole schema."""
+
+from app.models.api_key import ApiKey
+from app.models.base import Base
+
+__all__ = ["ApiKey", "Base"]

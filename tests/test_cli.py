@@ -1,0 +1,120 @@
+"""The command line as an operator uses it: real processes, real databases."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.kit.db import create_engine
+from tests.support.databases import DIALECTS, scratch_database
+
+
+def mayhold(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_migrate_then_keys_create_prints_a_working_key_last(
+    dialect: str, tmp_path: Path
+) -> None:
+    async with scratch_database(dialect, tmp_path) as url:
+        refused = mayhold(url, "keys", "create", "--name", "early", "--scopes", "check")
+        assert refused.returncode != 0
+        assert "mayhold migrate" in refused.stderr
+
+        assert mayhold(url, "migrate").returncode == 0
+        assert mayhold(url, "migrate").returncode == 0  # idempotent
+
+        created = mayhold(url, "keys", "create", "--name", "oms", "--scopes", "check,lists:read")
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip().splitlines()[-1]
+        assert key.startswith("mh_")
+
+        bad = mayhold(url, "keys", "create", "--name", "x", "--scopes", "check,root")
+        assert bad.returncode == 2
+        assert "unknown scope(s): root" in bad.stderr
+
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT name, secret_hash FROM api_keys"))).all()
+        await engine.dispose()
+        assert [r.name for r in rows] == ["oms"]
+        assert key not in rows[0].secret_hash
+
+        listed = mayhold(url, "keys", "list")
+        assert "oms\tcheck,lists:read" in listed.stdout
+        assert key not in listed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_serve_migrates_answers_and_logs_json_with_request_ids(
+    dialect: str, tmp_path: Path
+) -> None:
+    async with scratch_database(dialect, tmp_path) as url:
+        port = free_port()
+        env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "INFO"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            async with httpx.AsyncClient(base_url=base) as client:
+                while True:
+                    try:
+                        if (await client.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, "server did not start"
+                    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                    await asyncio.sleep(0.1)
+                ready = await client.get("/readyz", headers={"x-request-id": "probe-1"})
+                assert ready.status_code == 200, ready.text  # serve migrated the database
+                assert (await client.get("/v1/whoami")).status_code == 401
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=20)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert process.returncode in (0, -signal.SIGTERM), stderr
+        assert "Application shutdown complete." in stderr
+
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert lines, "no log output"
+    requests = [entry for entry in lines if entry.get("event") == "request"]
+    readyz = next(entry for entry in requests if entry["path"] == "/readyz")
+    assert readyz["request_id"] == "probe-1"
+    assert readyz["status"] == 200
+    assert readyz["route"] == "/readyz"
+    assert all("request_id" in entry for entry in requests)
+    assert all({"timestamp", "level", "event"} <= entry.keys() for entry in lines)

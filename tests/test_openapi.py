@@ -1,0 +1,22 @@
+import json
+
+from app.kit.openapi import OPENAPI_PATH, render_openapi
+from app.kit.settings import Settings
+from app.main import create_app
+
+
+def test_exported_openapi_is_current() -> None:
+    current = render_openapi(create_app(Settings()))
+    exported = OPENAPI_PATH.read_text(encoding="utf-8") if OPENAPI_PATH.exists() else ""
+    assert exported == current, (
+        "openapi/openapi.json is stale: run 'python scripts/export_openapi.py' and commit it"
+    )
+
+
+def test_openapi_documents_auth_and_problem_responses() -> None:
+    document = json.loads(render_openapi(create_app(Settings())))
+    assert "Problem" in document["components"]["schemas"]
+    assert "HTTPBearer" in document["components"]["securitySchemes"]
+    keys = document["paths"]["/v1/keys"]["get"]
+    assert "application/problem+json" in keys["responses"]["403"]["content"]
+    assert keys["security"] == [{"HTTPBearer": []}]
