@@ -1,0 +1,275 @@
+"""The canonical metric vocabulary: the names policies refer to and vendor adapters map onto.
+
+One table, used by three readers: dataset loads (is this value of the right type and range?),
+policy validation (does this rule name a real metric, a comparison that makes sense for it, a
+threshold inside its range?) and the rule engine (how do two values compare?).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+
+class ValueType(StrEnum):
+    boolean = "boolean"
+    percent = "percent"  # 0..100, exact, or a vendor band such as "5-9.9"
+    score = "score"  # a bounded number (CPI 0..100, Freedom House ratings 1..7)
+    choice = "choice"  # one of a fixed set of labels
+    ordinal = "ordinal"  # one of a fixed, ordered set of labels (ITUC: 1 < ... < 5 < 5+)
+    date = "date"
+    authorities = "authorities"  # a set drawn from a fixed set (arms embargoes: UN, EU, US)
+
+
+class Subject(StrEnum):
+    issuer = "issuer"  # a fact about a company (or any issuer), keyed by issuer
+    country = "country"  # a fact about a country, keyed by ISO 3166-1 alpha-2
+
+
+# Comparisons a policy may use on each value type.
+COMPARISONS: dict[ValueType, frozenset[str]] = {
+    ValueType.boolean: frozenset({"=="}),
+    ValueType.percent: frozenset({">", ">=", "<", "<=", "=="}),
+    ValueType.score: frozenset({">", ">=", "<", "<=", "=="}),
+    ValueType.choice: frozenset({"==", "!=", "in"}),
+    ValueType.ordinal: frozenset({">", ">=", "<", "<=", "==", "in"}),
+    ValueType.date: frozenset({"<", "<=", ">", ">="}),
+    ValueType.authorities: frozenset({"intersects"}),
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: ValueType
+    subject: Subject
+    description: str
+    choices: tuple[str, ...] = ()  # choice/ordinal labels (ordinal: lowest first); authorities
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+    derived_from: tuple[str, ...] = ()  # computed by the engine, never loaded
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "controversial_weapons.involved",
+            ValueType.boolean,
+            Subject.issuer,
+            "Involved in controversial weapons (production, components, delivery systems).",
+        ),
+        Metric(
+            "norms.status",
+            ValueType.choice,
+            Subject.issuer,
+            "Compliance with UN Global Compact / OECD guidelines / UNGP.",
+            choices=("compliant", "watchlist", "non_compliant"),
+        ),
+        Metric(
+            "norms.non_compliant_since",
+            ValueType.date,
+            Subject.issuer,
+            "Since when the issuer has been non-compliant (given, or derived from history).",
+        ),
+        *(
+            Metric(
+                f"revenue_pct.{activity}",
+                ValueType.percent,
+                Subject.issuer,
+                f"Share of revenue from {label}, percent.",
+                minimum=Decimal(0),
+                maximum=Decimal(100),
+            )
+            for activity, label in (
+                ("tobacco", "production and distribution of tobacco"),
+                ("thermal_coal_extraction", "thermal coal mining and sales to third parties"),
+                ("thermal_coal_power", "electricity generated from thermal coal"),
+                ("unconventional_oil_gas", "tar sands and shale oil & gas"),
+                ("arctic_oil_gas", "Arctic oil and gas"),
+            )
+        ),
+        Metric(
+            "country.freedom_house.status",
+            ValueType.choice,
+            Subject.country,
+            "Freedom in the World status.",
+            choices=("Free", "Partly Free", "Not Free"),
+        ),
+        Metric(
+            "country.freedom_house.pr_rating",
+            ValueType.score,
+            Subject.country,
+            "Freedom House Political Rights rating, 1 (most free) to 7 (least free).",
+            minimum=Decimal(1),
+            maximum=Decimal(7),
+        ),
+        Metric(
+            "country.freedom_house.cl_rating",
+            ValueType.score,
+            Subject.country,
+            "Freedom House Civil Liberties rating, 1 (most free) to 7 (least free).",
+            minimum=Decimal(1),
+            maximum=Decimal(7),
+        ),
+        Metric(
+            "country.freedom_house.pr_cl_average",
+            ValueType.score,
+            Subject.country,
+            "Average of the Political Rights and Civil Liberties ratings (computed).",
+            minimum=Decimal(1),
+            maximum=Decimal(7),
+            derived_from=("country.freedom_house.pr_rating", "country.freedom_house.cl_rating"),
+        ),
+        Metric(
+            "country.ituc.rating",
+            ValueType.ordinal,
+            Subject.country,
+            "ITUC Global Rights Index rating; 5+ (no guarantee of rights) is above 5.",
+            choices=("1", "2", "3", "4", "5", "5+"),
+        ),
+        Metric(
+            "country.cpi.score",
+            ValueType.score,
+            Subject.country,
+            "Transparency International Corruption Perceptions Index score, 0..100.",
+            minimum=Decimal(0),
+            maximum=Decimal(100),
+        ),
+        Metric(
+            "country.sanctions.arms_embargo",
+            ValueType.authorities,
+            Subject.country,
+            "Authorities with an arms embargo in force on the country.",
+            choices=("UN", "EU", "US"),
+        ),
+    )
+}
+
+# Provider names: the `provider` of a load and of a rule. Authorities (UN, EU, US) are not
+# providers; they are values of country.sanctions.arms_embargo.
+PROVIDERS: frozenset[str] = frozenset(
+    {
+        "msci",
+        "sustainalytics",
+        "iss",
+        "robeco",
+        "freedom-house",
+        "transparency-international",
+        "ituc",
+        "sipri",  # arms-embargo compilations
+        "ofac",
+        "gleif",
+        "internal",  # the house's own research, loaded as `facts`
+    }
+)
+
+
+@dataclass(frozen=True, order=True)
+class PercentBand:
+    """A vendor revenue band such as 5-9.9: the true value lies in [low, high]."""
+
+    low: Decimal
+    high: Decimal
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
+
+
+FactValue = bool | Decimal | PercentBand | str | dt.date | frozenset[str]
+
+_TRUE = {"true", "yes", "y", "1", "t"}
+_FALSE = {"false", "no", "n", "0", "f"}
+_BAND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*%?\s*$")
+
+
+class InvalidValue(ValueError):
+    """A value that does not fit its metric; the message says what would."""
+
+
+def _decimal(raw: str, metric: Metric) -> Decimal:
+    try:
+        value = Decimal(raw.strip().rstrip("%").strip())
+    except InvalidOperation:
+        raise InvalidValue(f"{raw!r} is not a number") from None
+    if not value.is_finite():
+        raise InvalidValue(f"{raw!r} is not a finite number")
+    if metric.minimum is not None and value < metric.minimum:
+        raise InvalidValue(f"{raw} is below {metric.minimum}, the lowest value of {metric.name}")
+    if metric.maximum is not None and value > metric.maximum:
+        raise InvalidValue(f"{raw} is above {metric.maximum}, the highest value of {metric.name}")
+    return value
+
+
+def parse_value(metric: Metric, raw: str) -> FactValue:
+    """Parse a value as found in a file; InvalidValue says what would be accepted."""
+    text = raw.strip()
+    if not text:
+        raise InvalidValue("empty value")
+    if metric.type is ValueType.boolean:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise InvalidValue(f"{raw!r} is not a boolean (use true or false)")
+    if metric.type is ValueType.percent:
+        band = _BAND.match(text)
+        if band:
+            low, high = _decimal(band.group(1), metric), _decimal(band.group(2), metric)
+            if low > high:
+                raise InvalidValue(f"band {raw!r} has its low end above its high end")
+            return PercentBand(low, high)
+        return _decimal(text, metric)
+    if metric.type is ValueType.score:
+        return _decimal(text, metric)
+    if metric.type in (ValueType.choice, ValueType.ordinal):
+        if text in metric.choices:
+            return text
+        folded = {c.lower(): c for c in metric.choices}
+        if text.lower() in folded:
+            return folded[text.lower()]
+        raise InvalidValue(f"{raw!r} is not one of {', '.join(metric.choices)}")
+    if metric.type is ValueType.date:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise InvalidValue(f"{raw!r} is not a date (use YYYY-MM-DD)") from None
+    # authorities: "UN;EU" or "UN,EU"
+    parts = {p.strip().upper() for p in re.split(r"[;,|]", text) if p.strip()}
+    unknown = parts - set(metric.choices)
+    if unknown:
+        raise InvalidValue(f"unknown authority {', '.join(sorted(unknown))}; use UN, EU or US")
+    return frozenset(parts)
+
+
+def format_value(value: FactValue) -> str:
+    """The canonical text of a value: what is stored, hashed and shown as evidence."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        normalized = value.normalize()
+        # normalize() turns 100 into 1E+2; keep plain notation.
+        return format(normalized, "f")
+    if isinstance(value, frozenset):
+        return ";".join(sorted(value))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise InvalidValue(
+            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
+        ) from None
+
+
+def ordinal_rank(metric: Metric, label: str) -> int:
+    """Position of an ordinal label (ITUC: '5+' ranks above '5')."""
+    return metric.choices.index(label)

@@ -1,0 +1,72 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from app.kit.vocabulary import (
+    METRICS,
+    InvalidValue,
+    PercentBand,
+    format_value,
+    get_metric,
+    ordinal_rank,
+    parse_value,
+)
+
+
+@pytest.mark.parametrize(
+    ("metric", "raw", "expected"),
+    [
+        ("controversial_weapons.involved", "TRUE", True),
+        ("controversial_weapons.involved", "no", False),
+        ("revenue_pct.tobacco", "50", Decimal(50)),
+        ("revenue_pct.tobacco", "5.0%", Decimal("5.0")),
+        ("revenue_pct.tobacco", "5-9.9", PercentBand(Decimal(5), Decimal("9.9"))),
+        ("norms.status", "Non_Compliant", "non_compliant"),
+        ("norms.non_compliant_since", "2023-11-21", dt.date(2023, 11, 21)),
+        ("country.ituc.rating", "5+", "5+"),
+        ("country.cpi.score", "19", Decimal(19)),
+        ("country.sanctions.arms_embargo", "eu; UN", frozenset({"EU", "UN"})),
+    ],
+)
+def test_parse_value_accepts_each_type(metric: str, raw: str, expected: object) -> None:
+    assert parse_value(METRICS[metric], raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("metric", "raw", "message"),
+    [
+        ("revenue_pct.tobacco", "100.1", "above 100"),
+        ("revenue_pct.tobacco", "-1", "below 0"),
+        ("revenue_pct.tobacco", "lots", "not a number"),
+        ("revenue_pct.tobacco", "NaN", "not a finite number"),
+        ("revenue_pct.tobacco", "9.9-5", "low end above"),
+        ("controversial_weapons.involved", "maybe", "not a boolean"),
+        ("country.freedom_house.pr_rating", "8", "above 7"),
+        ("country.ituc.rating", "6", "not one of"),
+        ("norms.non_compliant_since", "21/11/2023", "not a date"),
+        ("country.sanctions.arms_embargo", "UN;NATO", "unknown authority NATO"),
+        ("country.cpi.score", " ", "empty"),
+    ],
+)
+def test_parse_value_rejects_with_a_reason(metric: str, raw: str, message: str) -> None:
+    with pytest.raises(InvalidValue, match=message):
+        parse_value(METRICS[metric], raw)
+
+
+def test_ituc_five_plus_ranks_above_five() -> None:
+    ituc = METRICS["country.ituc.rating"]
+    assert ordinal_rank(ituc, "5+") > ordinal_rank(ituc, "5") > ordinal_rank(ituc, "4")
+
+
+def test_format_value_is_canonical() -> None:
+    assert format_value(Decimal("100")) == "100"
+    assert format_value(Decimal("5.50")) == "5.5"
+    assert format_value(frozenset({"US", "EU"})) == "EU;US"
+    assert format_value(True) == "true"
+    assert format_value(PercentBand(Decimal(5), Decimal("9.9"))) == "5-9.9"
+
+
+def test_unknown_metric_lists_known_ones() -> None:
+    with pytest.raises(InvalidValue, match=r"revenue_pct\.tobacco"):
+        get_metric("revenue.tobacco")
