@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import Sequence
 
 import uvicorn
 
 from app.auth import service as auth_service
-from app.auth.schemas import IssuedKey
+from app.auth.schemas import Actor, IssuedKey
 from app.auth.scopes import Scope, parse_scopes
+from app.datasets import service as datasets_service
+from app.datasets.schemas import DatasetKind, DatasetRead
 from app.kit.db import Database, create_engine
 from app.kit.errors import AppError
 from app.kit.logging import configure_logging, get_logger
@@ -82,6 +85,31 @@ async def _list_keys(settings: Settings) -> list[str]:
         await database.dispose()
 
 
+async def _ingest(
+    settings: Settings, kind: DatasetKind, path: str, provider: str | None, as_of: dt.date | None
+) -> tuple[DatasetRead, bool]:
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    upload = datasets_service.spool_path(path)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            dataset, created = await datasets_service.load_dataset(
+                session, Actor.command_line(), kind, upload, provider=provider, as_of=as_of
+            )
+            return DatasetRead.model_validate(dataset, from_attributes=True), created
+    finally:
+        upload.file.close()
+        await database.dispose()
+
+
+def _print_error(exc: AppError) -> None:
+    print(f"mayhold: {exc.detail}", file=sys.stderr)
+    for error in exc.errors:
+        where = f"row {error.row}" if error.row is not None else ".".join(map(str, error.loc))
+        column = f", {error.column}" if error.column else ""
+        print(f"  {where}{column}: {error.msg}", file=sys.stderr)
+
+
 def _demo(settings: Settings, host: str, port: int) -> None:
     upgrade_to_head(settings)
     from app.kit.time import utcnow
@@ -122,6 +150,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="upgrade the database to head")
 
+    ingest = commands.add_parser("ingest", help="load a data file (as POST /v1/datasets)")
+    ingest.add_argument("--kind", required=True, choices=[k.value for k in DatasetKind])
+    ingest.add_argument("--provider", help="who published the data (default per kind)")
+    ingest.add_argument("--as-of", type=dt.date.fromisoformat, help="provider as-of YYYY-MM-DD")
+    ingest.add_argument("file")
+
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key; prints it on the last line")
@@ -149,6 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "migrate":
             upgrade_to_head(settings)
             print(f"database migrated to head ({settings.dialect})")
+        elif args.command == "ingest":
+            loaded, created = asyncio.run(
+                _ingest(settings, DatasetKind(args.kind), args.file, args.provider, args.as_of)
+            )
+            print(loaded.model_dump_json(indent=2))
+            if not created:
+                print("(these bytes were loaded before: nothing new written)", file=sys.stderr)
         elif args.command == "keys":
             if args.keys_command == "create":
                 try:
@@ -168,7 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 for line in asyncio.run(_list_keys(settings)):
                     print(line)
-    except (AppError, ValueError) as exc:
+    except AppError as exc:
+        _print_error(exc)
+        return 1
+    except ValueError as exc:
         print(f"mayhold: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app.auth.endpoints import router as auth_router
+from app.datasets.endpoints import router as datasets_router
 from app.health.endpoints import router as health_router
+from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
 from app.kit.logging import configure_logging, get_logger
 from app.kit.middleware import RequestContextMiddleware
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(datasets_router)
+    app.include_router(issuers_router)
 
     return app
 

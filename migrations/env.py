@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from app.kit.db import create_engine
 from app.kit.settings import Settings
 from app.models import Base
-from app.models.base import UTCDateTime
+from app.models.base import DecimalText, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +26,8 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fa
     # as the plain SQLAlchemy types they stand for.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, DecimalText):
+        return "sa.String(length=40)"
     return False
 
 

@@ -118,3 +118,29 @@ async def test_serve_migrates_answers_and_logs_json_with_request_ids(
     assert readyz["route"] == "/readyz"
     assert all("request_id" in entry for entry in requests)
     assert all({"timestamp", "level", "event"} <= entry.keys() for entry in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_ingest_loads_like_the_endpoint_and_reports_row_errors(
+    dialect: str, tmp_path: Path
+) -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "datasets"
+    async with scratch_database(dialect, tmp_path) as url:
+        assert mayhold(url, "migrate").returncode == 0
+        loaded = mayhold(url, "ingest", "--kind", "issuers", str(fixtures / "issuers.csv"))
+        assert loaded.returncode == 0, loaded.stderr
+        dataset = json.loads(loaded.stdout)
+        assert dataset["rows"] == 17
+        assert dataset["loaded_by"].startswith("cli:")
+
+        again = mayhold(url, "ingest", "--kind", "issuers", str(fixtures / "issuers.csv"))
+        assert again.returncode == 0
+        assert json.loads(again.stdout)["id"] == dataset["id"]
+        assert "loaded before" in again.stderr
+
+        bad = tmp_path / "bad.csv"
+        bad.write_text("isin,issuer_id,asset_class\nUS7181721091,PMI,equity\n")
+        rejected = mayhold(url, "ingest", "--kind", "instruments", str(bad))
+        assert rejected.returncode == 1
+        assert "row 2, isin: 'US7181721091' is not a valid ISIN" in rejected.stderr

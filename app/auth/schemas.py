@@ -11,6 +11,23 @@ from app.kit.schemas import Schema
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who did something, as recorded on loads, drafts, approvals and decisions.
+
+    An API key (``key_id`` set), or an operator at the command line (``cli:<os user>``).
+    """
+
+    name: str
+    key_id: uuid.UUID | None
+
+    @classmethod
+    def command_line(cls) -> Actor:
+        import getpass
+
+        return cls(name=f"cli:{getpass.getuser()}", key_id=None)
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: available to every authenticated request (``request.state.principal``)."""
 
@@ -20,6 +37,10 @@ class Principal:
 
     def has(self, scope: Scope) -> bool:
         return Scope.admin in self.scopes or scope in self.scopes
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(name=self.name, key_id=self.key_id)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,14 @@ class FieldError:
 
     loc: tuple[str | int, ...]
     msg: str
+    # For uploaded files: the 1-based line (the header is row 1) and the column's name.
+    row: int | None = None
+    column: str | None = None
+
+    @classmethod
+    def in_file(cls, row: int, column: str | None, msg: str) -> FieldError:
+        loc: tuple[str | int, ...] = ("file", row) if column is None else ("file", row, column)
+        return cls(loc=loc, msg=msg, row=row, column=column)
 
 
 class AppError(Exception):

@@ -49,8 +49,16 @@ def problem_response(
     if request_id is not None:
         body["request_id"] = request_id
     if errors:
-        body["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in errors]
+        body["errors"] = [_field_error(e) for e in errors]
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _field_error(error: FieldError) -> dict[str, Any]:
+    item: dict[str, Any] = {"loc": list(error.loc), "msg": error.msg}
+    if error.row is not None:
+        item["row"] = error.row
+        item["column"] = error.column
+    return item
 
 
 def _request_id(request: Request) -> str | None:

@@ -14,6 +14,8 @@ class Schema(BaseModel):
 class ProblemFieldError(Schema):
     loc: list[str | int] = Field(description="Where the problem is: body path, query name, row.")
     msg: str
+    row: int | None = Field(default=None, description="Uploaded files: the line (header = 1).")
+    column: str | None = Field(default=None, description="Uploaded files: the column's name.")
 
 
 class Problem(Schema):

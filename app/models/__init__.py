@@ -2,5 +2,22 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.dataset import (
+    ArmsEmbargo,
+    Dataset,
+    Fact,
+    InstrumentRecord,
+    IssuerRecord,
+    ListEntry,
+)
 
-__all__ = ["ApiKey", "Base"]
+__all__ = [
+    "ApiKey",
+    "ArmsEmbargo",
+    "Base",
+    "Dataset",
+    "Fact",
+    "InstrumentRecord",
+    "IssuerRecord",
+    "ListEntry",
+]

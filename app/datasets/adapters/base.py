@@ -1,0 +1,299 @@
+"""What every format adapter provides, and the SQL checks they share.
+
+A load runs in four steps, all inside the request's one transaction:
+1. ``parse``: each CSV row is checked on its own (types, identifiers, countries) and turned
+   into staged tuples, written in batches to a temporary staging table (COPY on Postgres);
+2. ``check``: checks that need the whole file or the database (duplicate keys inside the file,
+   unknown issuer references) run as SQL over the staging table;
+3. the ``datasets`` row is written (its provenance is final by then: nothing is updated later);
+4. ``publish``: one INSERT ... SELECT moves the staged rows into the append-only tables.
+Any row error rejects the file: the transaction rolls back and nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Subquery
+
+from app.datasets.csvfile import CellError, CsvFile, CsvRow
+from app.datasets.schemas import DatasetKind
+from app.kit.countries import UnknownCountry, resolve_country
+from app.kit.errors import FieldError
+from app.models import Fact, InstrumentRecord, IssuerRecord
+
+MAX_ROW_ERRORS = 100
+
+
+@dataclass
+class LoadContext:
+    provider: str
+    as_of: dt.date | None
+    # Filled in by adapters: what was set aside and why, stored with the dataset.
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, key: str, value: Any) -> None:
+        self.summary[key] = value
+
+
+class Adapter(ABC):
+    kind: ClassVar[DatasetKind]
+    required_columns: ClassVar[tuple[str, ...]]
+    # Other spellings of column names found in published files -> the contract's name.
+    column_aliases: ClassVar[dict[str, str]] = {}
+    default_provider: ClassVar[str | None] = None
+    # Vendor data needs the provider's as-of date; reference data defaults to the load date.
+    as_of_required: ClassVar[bool] = True
+    # Staged columns (``source_row`` is added first, automatically).
+    stage_columns: ClassVar[tuple[tuple[str, type[Any]], ...]]
+    # Bulk kinds publish each batch as soon as it is staged, so Postgres writes the final
+    # table while Python parses the next batch; a failed check still rolls everything back.
+    # Others publish once at the end (e.g. when one row's as_of depends on the whole file).
+    publishes_in_batches: ClassVar[bool] = False
+
+    def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:  # noqa: B027 - optional hook
+        """Inspect the header before the rows (e.g. find a year-suffixed column)."""
+
+    @abstractmethod
+    def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
+        """Staged tuples for one row; raise CellError for a bad cell, SkipRow to set it aside."""
+
+    async def check(
+        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+    ) -> list[FieldError]:
+        return []
+
+    @abstractmethod
+    async def publish(
+        self,
+        conn: AsyncConnection,
+        stage: Table,
+        dataset_id: int,
+        ctx: LoadContext,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        """Move staged rows (all, or source rows ``rows[0]..rows[1]``) into the final table."""
+
+
+def stage_table(name: str, adapter: Adapter) -> Table:
+    from sqlalchemy import MetaData
+
+    sql_types: dict[type[Any], Any] = {str: String(), int: Integer(), dt.date: Date()}
+    return Table(
+        name,
+        MetaData(),
+        Column("source_row", Integer, nullable=False),
+        *(Column(col, sql_types[kind]) for col, kind in adapter.stage_columns),
+        prefixes=["TEMPORARY"],
+    )
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+async def duplicate_errors(
+    conn: AsyncConnection, stage: Table, columns: Sequence[str], what: str
+) -> list[FieldError]:
+    """Rows whose key repeats an earlier row of the same file."""
+    keys = [stage.c[c] for c in columns]
+    first = (
+        select(*keys, func.min(stage.c.source_row).label("first_row"))
+        .group_by(*keys)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    query = (
+        select(stage.c.source_row, first.c.first_row)
+        .join(first, and_(*[stage.c[c] == first.c[c] for c in columns]))
+        .where(stage.c.source_row != first.c.first_row)
+        .order_by(stage.c.source_row)
+        .limit(MAX_ROW_ERRORS)
+    )
+    return [
+        FieldError.in_file(row, columns[0], f"duplicate {what}: row {first_row} has the same")
+        for row, first_row in (await conn.execute(query)).all()
+    ]
+
+
+def issuer_identifiers() -> Subquery:
+    """Every identifier an issuer can be referred to by -> its issuer_id.
+
+    issuer_id, LEI, MSCI ISSUERID, Sustainalytics EntityId, or the ISIN of one of its
+    instruments; from any load so far (identifiers are not reused for other issuers).
+    """
+    ir, inst = IssuerRecord, InstrumentRecord
+    return union_all(
+        select(ir.issuer_id.label("ref"), ir.issuer_id.label("issuer_id")),
+        select(ir.lei, ir.issuer_id).where(ir.lei.is_not(None)),
+        select(ir.msci_issuer_id, ir.issuer_id).where(ir.msci_issuer_id.is_not(None)),
+        select(ir.sustainalytics_entity_id, ir.issuer_id).where(
+            ir.sustainalytics_entity_id.is_not(None)
+        ),
+        select(inst.isin, inst.issuer_id),
+    ).subquery("issuer_identifiers")
+
+
+def resolve_ref(ref: ColumnElement[str]) -> ColumnElement[str]:
+    """The issuer a reference names, by index lookups (for publishing batch by batch).
+
+    Ambiguous references never get here: ``unresolved_ref_errors`` rejects them first.
+    """
+    ir, inst = IssuerRecord, InstrumentRecord
+
+    def probe(column: Any, source: Any) -> Any:
+        return select(source.issuer_id).where(column == ref).limit(1).scalar_subquery()
+
+    return func.coalesce(
+        probe(ir.issuer_id, ir),
+        probe(ir.lei, ir),
+        probe(ir.msci_issuer_id, ir),
+        probe(ir.sustainalytics_entity_id, ir),
+        probe(inst.isin, inst),
+    )
+
+
+def row_range(stage: Table, rows: tuple[int, int] | None) -> ColumnElement[bool]:
+    if rows is None:
+        return true()
+    return stage.c.source_row.between(*rows)
+
+
+def resolved_refs(stage: Table, ref_column: str) -> Subquery:
+    """Each distinct reference of the stage -> the number of issuers it names, and one of them."""
+    ids = issuer_identifiers()
+    refs = select(stage.c[ref_column].label("ref")).distinct().subquery("refs")
+    return (
+        select(
+            refs.c.ref,
+            func.count(ids.c.issuer_id.distinct()).label("matches"),
+            func.min(ids.c.issuer_id).label("issuer_id"),
+        )
+        .select_from(refs.outerjoin(ids, ids.c.ref == refs.c.ref))
+        .group_by(refs.c.ref)
+        .subquery("resolved")
+    )
+
+
+async def unresolved_ref_errors(
+    conn: AsyncConnection, stage: Table, ref_column: str
+) -> list[FieldError]:
+    resolved = resolved_refs(stage, ref_column)
+    query = (
+        select(stage.c.source_row, stage.c[ref_column], resolved.c.matches)
+        .join(resolved, resolved.c.ref == stage.c[ref_column])
+        .where(resolved.c.matches != 1)
+        .order_by(stage.c.source_row)
+        .limit(MAX_ROW_ERRORS)
+    )
+    errors = []
+    for row, ref, matches in (await conn.execute(query)).all():
+        msg = (
+            f"unknown issuer {ref!r}: no issuer has this issuer_id, LEI, instrument ISIN or "
+            "provider id; load the issuer (and its instruments) first"
+            if matches == 0
+            else f"ambiguous issuer reference {ref!r}: it names {matches} different issuers"
+        )
+        errors.append(FieldError.in_file(row, ref_column, msg))
+    return errors
+
+
+def country_cell(column: str, raw: str) -> str:
+    """A country cell as ISO alpha-2; unknown countries are row errors naming the value."""
+    try:
+        return resolve_country(raw).alpha2
+    except UnknownCountry as exc:
+        raise CellError(column, str(exc)) from None
+
+
+def literal_date(value: dt.date) -> ColumnElement[dt.date]:
+    return literal(value, Date())
+
+
+FACT_COLUMNS = (
+    "dataset_id",
+    "source_row",
+    "issuer_id",
+    "country",
+    "metric",
+    "provider",
+    "value",
+    "as_of",
+    "source_field",
+)
+
+
+async def insert_country_facts(
+    conn: AsyncConnection,
+    stage: Table,
+    dataset_id: int,
+    ctx: LoadContext,
+    metric: str,
+    value: ColumnElement[Any],
+    as_of: ColumnElement[dt.date],
+    source_field: str,
+) -> None:
+    """One metric per staged country row into ``facts``."""
+    await conn.execute(
+        insert(Fact).from_select(
+            list(FACT_COLUMNS),
+            select(
+                literal(dataset_id),
+                stage.c.source_row,
+                null(),
+                stage.c.country,
+                literal(metric),
+                literal(ctx.provider),
+                value,
+                as_of,
+                literal(source_field),
+            ).where(value.is_not(None)),
+        )
+    )
+
+
+async def as_of_by_period(
+    conn: AsyncConnection, stage: Table, column: str, ctx: LoadContext, year_offset: int
+) -> ColumnElement[dt.date]:
+    """For files holding several editions or years: each is its own point in time.
+
+    The newest takes the load's ``as_of``; an older period P is dated 1 January of
+    P + ``year_offset`` (when that edition became the current one).
+    """
+    assert ctx.as_of is not None
+    periods = sorted(
+        p for p in (await conn.execute(select(stage.c[column]).distinct())).scalars() if p
+    )
+    if not periods:
+        return literal_date(ctx.as_of)
+    newest = periods[-1]
+    ctx.note("periods", [int(p) for p in periods])
+    return case(
+        {
+            p: literal_date(ctx.as_of if p == newest else dt.date(int(p) + year_offset, 1, 1))
+            for p in periods
+        },
+        value=stage.c[column],
+        else_=literal_date(ctx.as_of),
+    )

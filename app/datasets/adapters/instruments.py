@@ -1,0 +1,130 @@
+"""`instruments`: isin, issuer_id, asset_class + optional underlying and other identifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import Table, insert, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.datasets.adapters.base import (
+    MAX_ROW_ERRORS,
+    Adapter,
+    LoadContext,
+    duplicate_errors,
+    row_range,
+)
+from app.datasets.adapters.issuers import issuer_id_cell
+from app.datasets.csvfile import CellError, CsvRow
+from app.datasets.schemas import DatasetKind
+from app.kit.errors import FieldError
+from app.kit.identifiers import (
+    InvalidIdentifier,
+    normalize_cusip,
+    normalize_figi,
+    normalize_isin,
+    normalize_sedol,
+)
+from app.models import InstrumentRecord, IssuerRecord
+
+ASSET_CLASSES = ("equity", "corporate_bond", "sovereign_bond", "derivative", "fund")
+
+
+def identifier_cell(column: str, raw: str, normalize: Callable[[str], str]) -> str:
+    try:
+        return normalize(raw)
+    except InvalidIdentifier as exc:
+        raise CellError(column, str(exc)) from None
+
+
+class InstrumentsAdapter(Adapter):
+    kind = DatasetKind.instruments
+    required_columns = ("isin", "issuer id", "asset class")
+    default_provider = "internal"
+    as_of_required = False
+    publishes_in_batches = True
+    stage_columns = (
+        ("isin", str),
+        ("issuer_id", str),
+        ("asset_class", str),
+        ("underlying_isin", str),
+        ("name", str),
+        ("cusip", str),
+        ("sedol", str),
+        ("figi", str),
+    )
+
+    def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
+        isin = identifier_cell("isin", row.require("isin"), normalize_isin)
+        asset_class = row.require("asset class").lower()
+        if asset_class not in ASSET_CLASSES:
+            raise CellError(
+                "asset_class", f"{asset_class!r} is not one of {', '.join(ASSET_CLASSES)}"
+            )
+        underlying = row.get("underlying isin")
+        if underlying:
+            underlying = identifier_cell("underlying_isin", underlying, normalize_isin)
+            if underlying == isin:
+                raise CellError("underlying_isin", "an instrument cannot be its own underlying")
+        cusip, sedol, figi = row.get("cusip"), row.get("sedol"), row.get("figi")
+        return [
+            (
+                isin,
+                issuer_id_cell("issuer_id", row.require("issuer id")),
+                asset_class,
+                underlying or None,
+                row.get("name") or None,
+                identifier_cell("cusip", cusip, normalize_cusip) if cusip else None,
+                identifier_cell("sedol", sedol, normalize_sedol) if sedol else None,
+                identifier_cell("figi", figi, normalize_figi) if figi else None,
+            )
+        ]
+
+    async def check(
+        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+    ) -> list[FieldError]:
+        errors = await duplicate_errors(conn, stage, ["isin"], "isin")
+        unknown_issuers = (
+            select(stage.c.source_row, stage.c.issuer_id)
+            .where(stage.c.issuer_id.not_in(select(IssuerRecord.issuer_id)))
+            .order_by(stage.c.source_row)
+            .limit(MAX_ROW_ERRORS)
+        )
+        errors += [
+            FieldError.in_file(row, "issuer_id", f"unknown issuer {ref!r}: load the issuer first")
+            for row, ref in (await conn.execute(unknown_issuers)).all()
+        ]
+        known = select(InstrumentRecord.isin).union(select(stage.c.isin)).subquery()
+        unknown_underlyings = (
+            select(stage.c.source_row, stage.c.underlying_isin)
+            .where(stage.c.underlying_isin.is_not(None))
+            .where(stage.c.underlying_isin.not_in(select(known.c.isin)))
+            .order_by(stage.c.source_row)
+            .limit(MAX_ROW_ERRORS)
+        )
+        errors += [
+            FieldError.in_file(
+                row, "underlying_isin", f"unknown underlying {isin!r}: load that instrument too"
+            )
+            for row, isin in (await conn.execute(unknown_underlyings)).all()
+        ]
+        return sorted(errors, key=lambda e: e.row or 0)[:MAX_ROW_ERRORS]
+
+    async def publish(
+        self,
+        conn: AsyncConnection,
+        stage: Table,
+        dataset_id: int,
+        ctx: LoadContext,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        columns = ["source_row", *(name for name, _ in self.stage_columns)]
+        await conn.execute(
+            insert(InstrumentRecord).from_select(
+                ["dataset_id", *columns],
+                select(literal(dataset_id), *(stage.c[c] for c in columns)).where(
+                    row_range(stage, rows)
+                ),
+            )
+        )

@@ -1,0 +1,63 @@
+"""`ituc`: ITUC Global Rights Index, `country, rating` (the published map calls it gri_rating)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.datasets.adapters.base import (
+    Adapter,
+    LoadContext,
+    country_cell,
+    duplicate_errors,
+    insert_country_facts,
+    literal_date,
+)
+from app.datasets.adapters.facts import fact_value
+from app.datasets.csvfile import CsvRow
+from app.datasets.schemas import DatasetKind
+from app.kit.errors import FieldError
+
+
+class ItucAdapter(Adapter):
+    kind = DatasetKind.ituc
+    required_columns = ("country", "rating")
+    column_aliases = {"gri rating": "rating"}
+    default_provider = "ituc"
+    stage_columns = (("country", str), ("rating", str))
+
+    def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
+        return [
+            (
+                country_cell("country", row.require("country")),
+                fact_value("country.ituc.rating", row.require("rating"), column="rating"),
+            )
+        ]
+
+    async def check(
+        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+    ) -> list[FieldError]:
+        return await duplicate_errors(conn, stage, ["country"], "country")
+
+    async def publish(
+        self,
+        conn: AsyncConnection,
+        stage: Table,
+        dataset_id: int,
+        ctx: LoadContext,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        assert ctx.as_of is not None
+        await insert_country_facts(
+            conn,
+            stage,
+            dataset_id,
+            ctx,
+            "country.ituc.rating",
+            stage.c.rating,
+            literal_date(ctx.as_of),
+            "rating",
+        )

@@ -1,0 +1,101 @@
+"""`ti-cpi`: Transparency International's Corruption Perceptions Index.
+
+Reads the official results sheet (`Country / Territory, ISO3, CPI score 2022, ...`) and the
+long time series (`country, iso3, year, cpi_score`). The country is taken from ISO3 (TI writes
+Kosovo as KSV), else from the name. A year in the header or a `year` column dates each score:
+the newest year takes the load's as_of, an older year Y dates from 1 January Y+1 (when it was
+published).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.datasets.adapters.base import (
+    Adapter,
+    LoadContext,
+    as_of_by_period,
+    country_cell,
+    duplicate_errors,
+    insert_country_facts,
+)
+from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow, parse_percent
+from app.datasets.schemas import DatasetKind
+from app.kit.countries import UnknownCountry, resolve_country
+from app.kit.errors import FieldError, InvalidInput
+
+_SCORE = re.compile(r"cpi score(?: (\d{4}))?")
+
+
+class TiCpiAdapter(Adapter):
+    kind = DatasetKind.ti_cpi
+    required_columns = ("country", "iso3")
+    column_aliases = {"country territory": "country"}
+    default_provider = "transparency-international"
+    stage_columns = (("country", str), ("year", int), ("score", str))
+
+    def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:
+        score = csvfile.find_column(_SCORE)
+        if score is None:
+            raise InvalidInput(
+                "The file was rejected: no `CPI score` column (it may carry the year, e.g. "
+                "`CPI score 2022`). Nothing was loaded.",
+                errors=[FieldError.in_file(1, None, "missing required column: CPI score")],
+            )
+        self.score_column = score
+        self.score_header = csvfile.header[csvfile.columns[score]]
+        match = _SCORE.fullmatch(score)
+        self.header_year = int(match.group(1)) if match and match.group(1) else None
+
+    def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
+        iso3 = row.get("iso3").upper()
+        name = row.get("country")
+        country = None
+        if iso3:
+            try:
+                country = resolve_country("XKX" if iso3 == "KSV" else iso3).alpha2
+            except UnknownCountry:
+                country = None
+        if country is None:
+            country = country_cell("Country", name or iso3)
+        raw_score = row.get(self.score_column)
+        if not raw_score:
+            raise SkipRow("no score", name or iso3)
+        year = self.header_year
+        if "year" in row.columns:
+            raw_year = row.require("year")
+            if not raw_year.isdigit():
+                raise CellError("year", f"{raw_year!r} is not a year")
+            year = int(raw_year)
+        score = parse_percent("CPI score", raw_score)
+        return [(country, year, format(score.normalize(), "f"))]
+
+    async def check(
+        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+    ) -> list[FieldError]:
+        return await duplicate_errors(conn, stage, ["country", "year"], "country and year")
+
+    async def publish(
+        self,
+        conn: AsyncConnection,
+        stage: Table,
+        dataset_id: int,
+        ctx: LoadContext,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        as_of = await as_of_by_period(conn, stage, "year", ctx, year_offset=1)
+        await insert_country_facts(
+            conn,
+            stage,
+            dataset_id,
+            ctx,
+            "country.cpi.score",
+            stage.c.score,
+            as_of,
+            self.score_header,
+        )

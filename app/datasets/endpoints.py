@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from app.auth.dependencies import Authorize, CurrentPrincipal
+from app.auth.schemas import Principal
+from app.auth.scopes import Scope
+from app.datasets import service
+from app.datasets.schemas import DatasetKind, DatasetRead
+from app.kit.db import DbSession
+from app.kit.errors import FieldError, InvalidInput
+from app.kit.openapi import problem_responses
+from app.models import Dataset
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": "The file: a CSV body, or multipart/form-data with a `file` part.",
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
+
+
+def _read(dataset: Dataset) -> DatasetRead:
+    return DatasetRead.model_validate(dataset, from_attributes=True)
+
+
+async def _upload(request: Request) -> service.Upload:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        part = form.get("file")
+        if not isinstance(part, UploadFile):
+            raise InvalidInput(
+                "A multipart upload needs a `file` part holding the CSV.",
+                errors=[FieldError(loc=("body", "file"), msg="missing file part")],
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await part.read(1 << 20):
+                yield chunk
+
+        return await service.spool(chunks(), part.filename)
+    return await service.spool(request.stream(), request.headers.get("x-filename"))
+
+
+@router.post(
+    "",
+    response_model=DatasetRead,
+    status_code=201,
+    summary="Load a file (all or nothing)",
+    description=(
+        "Validates every row, then writes every row, or writes nothing: a file with any bad "
+        "row is rejected with 422 and the first 100 row errors (`row`, `column`, `msg`). "
+        "The same bytes loaded again for the same kind answer 200 with the existing dataset."
+    ),
+    responses={
+        200: {"model": DatasetRead, "description": "Already loaded: the existing dataset."},
+        **problem_responses(401, 403),
+    },
+    openapi_extra=_UPLOAD_DOC,
+)
+async def create_dataset(
+    request: Request,
+    response: Response,
+    session: DbSession,
+    principal: Annotated[Principal, Depends(Authorize(Scope.data_write))],
+    kind: Annotated[DatasetKind, Query(description="The file's format.")],
+    provider: Annotated[str | None, Query(description="Who published the data.")] = None,
+    as_of: Annotated[dt.date | None, Query(description="The provider's as-of date.")] = None,
+) -> DatasetRead:
+    upload = await _upload(request)
+    try:
+        dataset, created = await service.load_dataset(
+            session, principal.actor, kind, upload, provider=provider, as_of=as_of
+        )
+    finally:
+        upload.file.close()
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return _read(dataset)
+
+
+@router.get(
+    "",
+    response_model=list[DatasetRead],
+    summary="Loads, newest first",
+    responses=problem_responses(401),
+)
+async def list_datasets(
+    session: DbSession,
+    _: CurrentPrincipal,
+    kind: DatasetKind | None = None,
+    provider: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="Page: datasets with id < before.")] = None,
+) -> list[DatasetRead]:
+    datasets = await service.list_datasets(
+        session, kind=kind, provider=provider, limit=limit, before_id=before
+    )
+    return [_read(d) for d in datasets]
+
+
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRead,
+    summary="One load: what, from whom, when, by whom",
+    responses=problem_responses(401, 404),
+)
+async def get_dataset(dataset_id: int, session: DbSession, _: CurrentPrincipal) -> DatasetRead:
+    return _read(await service.get_dataset(session, dataset_id))

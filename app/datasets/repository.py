@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.models import Dataset
+
+# Any constant will do: it names "the dataset loads" among Postgres advisory locks.
+_LOAD_LOCK_KEY = 0x6D61_7968_6F6C_64  # "mayhold"
+
+
+class DatasetRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def connection(self) -> AsyncConnection:
+        return await self.session.connection()
+
+    async def lock_loads(self) -> None:
+        """Serialize loads: two at once queue instead of interleaving or deadlocking.
+
+        Postgres: a transaction-scoped advisory lock (released at commit or rollback).
+        SQLite: the write transaction already began IMMEDIATE, which serializes writers.
+        """
+        conn = await self.connection()
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOAD_LOCK_KEY})
+
+    async def next_id(self) -> int:
+        """The next dataset id; only safe under ``lock_loads``."""
+        current = await self.session.execute(select(func.max(Dataset.id)))
+        return (current.scalar_one() or 0) + 1
+
+    async def get_by_content(self, kind: str, sha256: str) -> Dataset | None:
+        result = await self.session.execute(
+            select(Dataset).where(Dataset.kind == kind, Dataset.sha256 == sha256)
+        )
+        return result.scalar_one_or_none()
+
+    async def get(self, dataset_id: int) -> Dataset | None:
+        return await self.session.get(Dataset, dataset_id)
+
+    async def list(
+        self, *, kind: str | None, provider: str | None, limit: int, before_id: int | None
+    ) -> Sequence[Dataset]:
+        query = select(Dataset).order_by(Dataset.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(Dataset.kind == kind)
+        if provider is not None:
+            query = query.where(Dataset.provider == provider)
+        if before_id is not None:
+            query = query.where(Dataset.id < before_id)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def add(self, dataset: Dataset) -> Dataset:
+        self.session.add(dataset)
+        await self.session.flush()
+        return dataset
+
+    async def create_stage(self, table: Table) -> None:
+        conn = await self.connection()
+        await conn.run_sync(lambda sync: table.create(sync))
+
+    async def drop_stage(self, table: Table) -> None:
+        conn = await self.connection()
+        await conn.run_sync(lambda sync: table.drop(sync))
+
+
+def stage_name() -> str:
+    return f"stage_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,217 @@
+"""Validate and normalise security and entity identifiers: ISIN, LEI, CUSIP, SEDOL, FIGI.
+
+The arithmetic (check digits, country prefixes) is python-stdnum's; nothing here recomputes a
+check digit. What this module adds is one shape for every scheme (compact, upper-case form or
+``InvalidIdentifier``) and messages a person can act on, instead of stdnum's generic
+"The number has an invalid format."
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from stdnum import cusip, figi, isin, lei, luhn
+from stdnum.exceptions import (
+    InvalidChecksum,
+    InvalidComponent,
+    InvalidFormat,
+    InvalidLength,
+    ValidationError,
+)
+from stdnum.gb import sedol
+
+__all__ = [
+    "InvalidIdentifier",
+    "is_valid_isin",
+    "normalize_cusip",
+    "normalize_figi",
+    "normalize_isin",
+    "normalize_lei",
+    "normalize_sedol",
+]
+
+
+class InvalidIdentifier(ValueError):
+    """The value is not a valid identifier of the named scheme; the message says why."""
+
+    def __init__(self, scheme: str, value: str, reason: str) -> None:
+        self.scheme = scheme
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{value!r} is not a valid {scheme}: {reason}")
+
+
+@dataclass(frozen=True)
+class _Scheme:
+    name: str
+    length: int
+    validate: Callable[[str], str]  # stdnum's: returns the compact form or raises
+    compact: Callable[[str], str]
+    allowed: str  # characters the scheme uses, to point at the offending ones
+    layout: str  # what a valid value looks like, for format errors
+    # Explains an InvalidComponent, given the compact value.
+    component: Callable[[str], str] = lambda _compact: "part of it is not valid"
+    checksum: str = "the check digit is wrong"
+
+
+_DIGITS = "0123456789"
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LEI_SHAPE = re.compile(r"[0-9A-Z]{18}[0-9]{2}")
+
+
+def _validate_lei(number: str) -> str:
+    # stdnum.lei only runs ISO 7064 mod 97-10, which "1" passes; ISO 17442 also fixes the shape
+    # (18 letters or digits, then two check digits), so check that before the checksum.
+    compact = lei.compact(number)
+    if not all(ch in _DIGITS + _LETTERS for ch in compact):
+        raise InvalidFormat()
+    if len(compact) != 20:
+        raise InvalidLength()
+    if not _LEI_SHAPE.fullmatch(compact):
+        raise InvalidFormat()
+    return str(lei.validate(compact))
+
+
+_ISIN = _Scheme(
+    name="ISIN",
+    length=12,
+    validate=isin.validate,
+    compact=isin.compact,
+    allowed=_DIGITS + _LETTERS,
+    layout="a two-letter country code, nine letters or digits and a check digit",
+    component=lambda compact: (
+        f"its prefix {compact[:2]!r} is not an ISO 3166 country code or another ISIN prefix "
+        "such as XS or EU"
+    ),
+)
+_LEI = _Scheme(
+    name="LEI",
+    length=20,
+    validate=_validate_lei,
+    compact=lei.compact,
+    allowed=_DIGITS + _LETTERS,
+    layout="18 letters or digits followed by two check digits",
+    checksum="the check digits are wrong",
+)
+_CUSIP = _Scheme(
+    name="CUSIP",
+    length=9,
+    validate=cusip.validate,
+    compact=cusip.compact,
+    allowed=_DIGITS + _LETTERS + "*@#",
+    layout="eight letters or digits and a check digit",
+)
+_SEDOL = _Scheme(
+    name="SEDOL",
+    length=7,
+    validate=sedol.validate,
+    compact=sedol.compact,
+    allowed=_DIGITS + "BCDFGHJKLMNPQRSTVWXYZ",
+    layout=(
+        "six letters (not vowels) or digits and a check digit; one that starts with a digit "
+        "must be all digits"
+    ),
+)
+_FIGI = _Scheme(
+    name="FIGI",
+    length=12,
+    validate=figi.validate,
+    compact=figi.compact,
+    allowed=_DIGITS + "BCDFGHJKLMNPQRSTVWXYZ",
+    layout="two letters, 'G', eight letters or digits and a check digit, with no vowels",
+    component=lambda compact: (
+        f"it starts {compact[:3]!r}, but a FIGI starts with a two-letter prefix other than BS, "
+        "BM, GG, GB or VG (those read as ISIN country codes) followed by 'G'"
+    ),
+)
+
+
+def _reason(scheme: _Scheme, compact: str, error: ValidationError) -> str:
+    """Turn stdnum's exception into a phrase (InvalidLength first: it is an InvalidFormat)."""
+    if not compact:
+        return "it is empty"
+    if isinstance(error, InvalidLength):
+        return f"it must be {scheme.length} characters long, not {len(compact)}"
+    if isinstance(error, InvalidFormat):
+        stray = sorted({ch for ch in compact if ch not in scheme.allowed})
+        found = f" (found {', '.join(repr(ch) for ch in stray)})" if stray else ""
+        return f"it must be {scheme.layout}{found}"
+    if isinstance(error, InvalidComponent):
+        return scheme.component(compact)
+    if isinstance(error, InvalidChecksum):
+        return scheme.checksum
+    return "it is not valid"
+
+
+def _normalize(scheme: _Scheme, value: str) -> str:
+    try:
+        return str(scheme.validate(value))
+    except ValidationError as error:
+        reason = _reason(scheme, scheme.compact(value), error)
+        raise InvalidIdentifier(scheme.name, value, reason) from error
+
+
+_ISIN_SHAPE = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
+# ISIN check digits are Luhn over the number with letters spelled as 10..35.
+_ISIN_AS_DIGITS = str.maketrans({c: str(i) for i, c in enumerate(_DIGITS + _LETTERS)})
+
+
+@lru_cache(maxsize=1024)
+def _isin_prefix_known(prefix: str) -> bool:
+    """Whether stdnum accepts a two-letter ISIN prefix (asked once per prefix)."""
+    body = f"{prefix}000000000"
+    try:
+        isin.validate(body + isin.calc_check_digit(body))
+    except ValidationError:
+        return False
+    return True
+
+
+def normalize_isin(value: str) -> str:
+    """Return the ISIN in compact upper-case form, or raise ``InvalidIdentifier``.
+
+    Bulk loads validate millions of ISINs, and stdnum's ``isin.validate`` spends ~20 us on
+    each. The fast path asks stdnum the same three questions more cheaply (its Luhn routine
+    over the digit-spelled number, its prefix table once per prefix); anything the fast path
+    does not accept goes through ``isin.validate`` itself, so every error message is stdnum's.
+    """
+    compact = value.strip().upper()
+    if (
+        _ISIN_SHAPE.fullmatch(compact)
+        and _isin_prefix_known(compact[:2])
+        and luhn.is_valid(compact.translate(_ISIN_AS_DIGITS))
+    ):
+        return compact
+    return _normalize(_ISIN, value)
+
+
+def normalize_lei(value: str) -> str:
+    """Return the LEI (ISO 17442) in compact upper-case form, or raise ``InvalidIdentifier``."""
+    return _normalize(_LEI, value)
+
+
+def normalize_cusip(value: str) -> str:
+    """Return the CUSIP in compact upper-case form, or raise ``InvalidIdentifier``."""
+    return _normalize(_CUSIP, value)
+
+
+def normalize_sedol(value: str) -> str:
+    """Return the SEDOL in compact upper-case form, or raise ``InvalidIdentifier``."""
+    return _normalize(_SEDOL, value)
+
+
+def normalize_figi(value: str) -> str:
+    """Return the FIGI in compact upper-case form, or raise ``InvalidIdentifier``."""
+    return _normalize(_FIGI, value)
+
+
+def is_valid_isin(value: str) -> bool:
+    """Whether ``normalize_isin`` would accept the value."""
+    try:
+        normalize_isin(value)
+    except InvalidIdentifier:
+        return False
+    return True

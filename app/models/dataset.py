@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigIntPK
+
+
+class Dataset(Base):
+    """One loaded file: its provenance, kept forever. Its id orders loads (the data version)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("kind", "sha256"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[dt.date]
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int]
+    loaded_at: Mapped[dt.datetime] = mapped_column(index=True)
+    loaded_by: Mapped[str] = mapped_column(String(200))
+    loaded_by_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    source_name: Mapped[str | None] = mapped_column(String(300))
+    # What the adapter set aside without rejecting the file (territories, unmatched vendor
+    # rows, non-state embargo targets), with counts and examples, so a steward can see it.
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IssuerRecord(Base):
+    """An issuer as one load described it. The current issuer is its latest record."""
+
+    __tablename__ = "issuer_records"
+    __table_args__ = (Index(None, "issuer_id", "dataset_id"),)
+
+    # A record is identified by where it came from: the load and the file's row.
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    issuer_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2))
+    lei: Mapped[str | None] = mapped_column(String(20), index=True)
+    parent_issuer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent_control_pct: Mapped[Decimal | None]
+    state_owner_country: Mapped[str | None] = mapped_column(String(2))
+    state_owner_pct: Mapped[Decimal | None]
+    msci_issuer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    sustainalytics_entity_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class InstrumentRecord(Base):
+    __tablename__ = "instrument_records"
+    __table_args__ = (Index(None, "isin", "dataset_id"),)
+
+    # A record is identified by where it came from: the load and the file's row.
+    # No foreign key on the two bulk tables: its per-row check cost 40% of a million-row load,
+    # and it guards nothing here: records are written only by the load that creates their
+    # dataset, in its transaction, and datasets can never be deleted (append-only triggers).
+    dataset_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    isin: Mapped[str] = mapped_column(String(12))
+    issuer_id: Mapped[str] = mapped_column(String(64), index=True)
+    asset_class: Mapped[str] = mapped_column(String(20))
+    underlying_isin: Mapped[str | None] = mapped_column(String(12))
+    name: Mapped[str | None] = mapped_column(String(300))
+    cusip: Mapped[str | None] = mapped_column(String(9))
+    sedol: Mapped[str | None] = mapped_column(String(7))
+    figi: Mapped[str | None] = mapped_column(String(12))
+
+
+class Fact(Base):
+    """One data point: a metric's value for an issuer or a country, as a provider stated it.
+
+    Bitemporal: ``as_of`` is the provider's date, ``dataset_id`` the load that recorded it.
+    """
+
+    __tablename__ = "facts"
+    __table_args__ = (
+        Index(None, "issuer_id", "metric"),
+        Index(None, "country", "metric"),
+    )
+
+    # A record is identified by where it came from: the load and the file's row.
+    # No foreign key on the two bulk tables: its per-row check cost 40% of a million-row load,
+    # and it guards nothing here: records are written only by the load that creates their
+    # dataset, in its transaction, and datasets can never be deleted (append-only triggers).
+    dataset_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    issuer_id: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    # One row of a vendor file can state several metrics (MSCI, Freedom House).
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[dt.date]
+    # The vendor's own field name (e.g. TOB_MAX_REV_PCT), shown in evidence.
+    source_field: Mapped[str | None] = mapped_column(String(64))
+
+
+class ArmsEmbargo(Base):
+    """An arms embargo row. Each load of a provider is the complete list as of its date."""
+
+    __tablename__ = "arms_embargoes"
+
+    # A record is identified by where it came from: the load and the file's row.
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    authority: Mapped[str] = mapped_column(String(8))
+    regime: Mapped[str] = mapped_column(String(300))
+    since: Mapped[dt.date | None]
+    until: Mapped[dt.date | None]
+
+
+class ListEntry(Base):
+    """A decision of a policy owner about an issuer (exclusion, inclusion, focus, exception...).
+
+    For each policy, the latest list-entries load naming it is that policy's complete list.
+    """
+
+    __tablename__ = "list_entries"
+    __table_args__ = (Index(None, "policy_key", "issuer_id"),)
+
+    # A record is identified by where it came from: the load and the file's row.
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    policy_key: Mapped[str] = mapped_column(String(64))
+    issuer_ref: Mapped[str] = mapped_column(String(64))
+    issuer_id: Mapped[str] = mapped_column(String(64))
+    list: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(1000))
+    decided_on: Mapped[dt.date]
+    reference: Mapped[str | None] = mapped_column(String(300))
+    review_on: Mapped[dt.date | None]
+    expires_on: Mapped[dt.date | None]
