@@ -98,7 +98,7 @@ async def _ingest(
             )
             return DatasetRead.model_validate(dataset, from_attributes=True), created
     finally:
-        upload.file.close()
+        upload.discard()
         await database.dispose()
 
 

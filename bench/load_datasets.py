@@ -86,7 +86,7 @@ async def timed_load(
             as_of=None,
         )
         rows = dataset.rows
-    upload.file.close()
+    upload.discard()
     return time.perf_counter() - started, rows
 
 

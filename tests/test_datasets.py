@@ -500,3 +500,33 @@ async def test_loading_needs_data_write(client: httpx.AsyncClient, make_key: Mak
     reader = await make_key(Scope.check, Scope.lists_read)
     assert_problem(await load(client, reader, "issuers", FIXTURES / "issuers.csv"), 403)
     assert_problem(await client.post("/v1/datasets", params={"kind": "issuers"}, content=b"x"), 401)
+
+
+async def test_countries_find_their_sovereigns_facts_and_embargoes(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    await load_universe(client, steward)
+    await load_ok(client, steward, "ituc", "country,rating\nRussia,5\n", as_of="2025-06-01")
+    first = await load_ok(
+        client, steward, "arms-embargoes", FIXTURES / "arms_embargoes.csv", as_of="2025-10-01"
+    )
+    russia = (await client.get("/v1/countries/RUS", headers=bearer(steward))).json()
+    assert russia["country"] == "RU"
+    assert [s["issuer_id"] for s in russia["sovereigns"]] == ["SOV-RU"]
+    assert facts_by_metric(russia["facts"]) == {"country.ituc.rating": "5"}
+    assert {(e["authority"], e["in_force"]) for e in russia["arms_embargoes"]} == {
+        ("EU", True),
+        ("US", True),
+    }
+    assert all(e["dataset_id"] == first["id"] for e in russia["arms_embargoes"])
+
+    # The next load of the same provider is its complete list: Russia's US row is gone.
+    lifted = (
+        (FIXTURES / "arms_embargoes.csv")
+        .read_text()
+        .replace("Russia,US,ITAR 126.1,2014-03-01,\n", "")
+    )
+    await load_ok(client, steward, "arms-embargoes", lifted, as_of="2025-11-01")
+    russia = (await client.get("/v1/countries/RU", headers=bearer(steward))).json()
+    assert [e["authority"] for e in russia["arms_embargoes"]] == ["EU"]
+    assert_problem(await client.get("/v1/countries/Narnia", headers=bearer(steward)), 404)

@@ -69,6 +69,7 @@ class CsvFile:
     """A CSV file read row by row; memory stays flat whatever its size."""
 
     def __init__(self, binary: IO[bytes], required: tuple[str, ...], aliases: dict[str, str]):
+        self._binary = binary
         self._lines = _decoded_lines(binary)
         self._reader = csv.reader(self._lines)
         try:
@@ -100,6 +101,9 @@ class CsvFile:
                 f"missing required column(s): {', '.join(missing)}; the header has: "
                 f"{', '.join(self.header)}",
             )
+
+    def close(self) -> None:
+        self._binary.close()
 
     def find_column(self, pattern: re.Pattern[str]) -> str | None:
         """The first normalized column name matching a pattern (e.g. `cpi score 2022`)."""

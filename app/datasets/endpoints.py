@@ -91,7 +91,7 @@ async def create_dataset(
             session, principal.actor, kind, upload, provider=provider, as_of=as_of
         )
     finally:
-        upload.file.close()
+        upload.discard()
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return _read(dataset)

@@ -64,6 +64,13 @@ class DatasetRepository:
         conn = await self.connection()
         await conn.run_sync(lambda sync: table.create(sync))
 
+    async def clear_stage(self, table: Table) -> None:
+        conn = await self.connection()
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {table.name}"))
+        else:
+            await conn.execute(table.delete())
+
     async def drop_stage(self, table: Table) -> None:
         conn = await self.connection()
         await conn.run_sync(lambda sync: table.drop(sync))

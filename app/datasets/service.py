@@ -3,53 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import os
 import tempfile
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.schemas import Actor
 from app.datasets.adapters import ADAPTERS
 from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, stage_table
-from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow
+from app.datasets.parsing import BatchReader, open_csv
 from app.datasets.repository import DatasetRepository, stage_name
 from app.datasets.schemas import DatasetKind
 from app.kit.bulk import bulk_insert
 from app.kit.errors import FieldError, InvalidInput, NotFound
+from app.kit.logging import get_logger
 from app.kit.time import utcnow
 from app.kit.vocabulary import PROVIDERS
 from app.models import Dataset
 
-BATCH_ROWS = 20_000
-SKIP_EXAMPLES = 10
+log = get_logger("mayhold.datasets")
 
 
 @dataclass(frozen=True)
 class Upload:
-    """An uploaded file, spooled to disk while its SHA-256 was computed."""
+    """A file on disk (an upload spooled while its SHA-256 was computed, or a local file)."""
 
-    file: IO[bytes]
+    path: str
     sha256: str
     size: int
     name: str | None
+    temporary: bool
+
+    def discard(self) -> None:
+        if self.temporary:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 async def spool(chunks: AsyncIterator[bytes], name: str | None) -> Upload:
     """Copy a request body to a temporary file, hashing it on the way: memory stays flat."""
     digest = hashlib.sha256()
-    file = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, closed there
     size = 0
-    async for chunk in chunks:
-        digest.update(chunk)
-        file.write(chunk)
-        size += len(chunk)
-    file.seek(0)
-    return Upload(file=file, sha256=digest.hexdigest(), size=size, name=name)
+    with tempfile.NamedTemporaryFile(prefix="mayhold-upload-", delete=False) as file:
+        async for chunk in chunks:
+            digest.update(chunk)
+            file.write(chunk)
+            size += len(chunk)
+    return Upload(file.name, digest.hexdigest(), size, name, temporary=True)
 
 
 def spool_path(path: str) -> Upload:
@@ -57,7 +63,7 @@ def spool_path(path: str) -> Upload:
     with open(path, "rb") as source:
         for chunk in iter(lambda: source.read(1 << 20), b""):
             digest.update(chunk)
-    return Upload(file=open(path, "rb"), sha256=digest.hexdigest(), size=0, name=path)
+    return Upload(path, digest.hexdigest(), os.path.getsize(path), path, temporary=False)
 
 
 def _provider(kind: DatasetKind, given: str | None) -> str:
@@ -73,48 +79,6 @@ def _provider(kind: DatasetKind, given: str | None) -> str:
             errors=[FieldError(loc=("query", "provider"), msg="unknown provider")],
         )
     return provider
-
-
-@dataclass
-class _Parsed:
-    rows: int
-    errors: list[FieldError]
-    skipped: Counter[str]
-    examples: dict[str, list[str]]
-
-
-class _Parser:
-    """Runs the CPU-bound row parsing in a worker thread, a batch at a time."""
-
-    def __init__(self, rows: Iterator[CsvRow], adapter: Any, ctx: LoadContext) -> None:
-        self.rows = rows
-        self.adapter = adapter
-        self.ctx = ctx
-        self.result = _Parsed(0, [], Counter(), {})
-
-    def next_batch(self) -> list[tuple[Any, ...]] | None:
-        batch: list[tuple[Any, ...]] = []
-        result = self.result
-        for row in self.rows:
-            try:
-                staged = self.adapter.parse(row, self.ctx)
-            except CellError as exc:
-                result.errors.append(FieldError.in_file(row.number, exc.column, exc.msg))
-                if len(result.errors) >= MAX_ROW_ERRORS:
-                    return None
-                continue
-            except SkipRow as skip:
-                result.skipped[skip.reason] += 1
-                examples = result.examples.setdefault(skip.reason, [])
-                if len(examples) < SKIP_EXAMPLES:
-                    examples.append(skip.example)
-                continue
-            result.rows += 1
-            if not result.errors:  # after the first error only keep looking for more
-                batch.extend((row.number, *values) for values in staged)
-            if len(batch) >= BATCH_ROWS:
-                return batch
-        return batch or None
 
 
 async def load_dataset(
@@ -143,29 +107,41 @@ async def load_dataset(
     # Ids are allocated under the load lock: dense, in load order (an id is a data version).
     dataset_id = await repository.next_id()
     ctx = LoadContext(provider=provider, as_of=as_of)
-    csvfile = CsvFile(upload.file, adapter.required_columns, adapter.column_aliases)
-    adapter.begin(csvfile, ctx)
+    csvfile = open_csv(upload.path, adapter, ctx)  # header errors surface before any work
+    batches = BatchReader(csvfile, adapter, ctx)
     stage = stage_table(stage_name(), adapter)
     await repository.create_stage(stage)
     conn = await repository.connection()
-    parser = _Parser(csvfile.rows(), adapter, ctx)
-    # Parse the next batch (a worker thread, CPU) while the database takes this one (COPY).
-    pending = asyncio.ensure_future(asyncio.to_thread(parser.next_batch))
+    started = time.perf_counter()
     try:
-        while (batch := await pending) is not None:
-            pending = asyncio.ensure_future(asyncio.to_thread(parser.next_batch))
-            if not parser.result.errors:
-                await bulk_insert(conn, stage, batch)
-                if adapter.publishes_in_batches:
-                    rows = (batch[0][0], batch[-1][0])
-                    await adapter.publish(conn, stage, dataset_id, ctx, rows)
+        # The next batch is parsed (worker thread) while the database takes this one.
+        pending = asyncio.ensure_future(batches.next())
+        try:
+            while (batch := await pending) is not None:
+                pending = asyncio.ensure_future(batches.next())
+                if not batches.result.errors:
+                    await bulk_insert(conn, stage, batch)
+                    if adapter.publishes_in_batches:
+                        await adapter.publish(conn, stage, dataset_id, ctx)
+                        await repository.clear_stage(stage)
+        finally:
+            if not pending.done():  # a failed COPY: let the worker finish before unwinding
+                await asyncio.wait([pending])
     finally:
-        if not pending.done():  # a failed COPY: let the worker finish before unwinding
-            await asyncio.wait([pending])
-    parsed = parser.result
+        csvfile.close()
+    parsed = batches.result
+    streamed = time.perf_counter()
     if not parsed.errors:
-        parsed.errors = await adapter.check(conn, stage, ctx)
+        parsed.errors = await adapter.check(conn, adapter.checked_rows(stage, dataset_id), ctx)
+    checked = time.perf_counter()
     if parsed.errors:
+        log.info(
+            "dataset rejected",
+            kind=kind.value,
+            sha256=upload.sha256,
+            errors=len(parsed.errors),
+            first_row=min(e.row or 0 for e in parsed.errors),
+        )
         errors = sorted(parsed.errors, key=lambda e: (e.row or 0, e.column or ""))
         raise InvalidInput(
             f"The file was rejected: {len(errors)}{'+' if len(errors) >= MAX_ROW_ERRORS else ''}"
@@ -199,6 +175,16 @@ async def load_dataset(
     if not adapter.publishes_in_batches:
         await adapter.publish(conn, stage, dataset.id, ctx)
     await repository.drop_stage(stage)
+    log.info(
+        "dataset loaded",
+        dataset_id=dataset.id,
+        kind=kind.value,
+        provider=provider,
+        rows=parsed.rows,
+        stream_seconds=round(streamed - started, 3),
+        check_seconds=round(checked - streamed, 3),
+        total_seconds=round(time.perf_counter() - started, 3),
+    )
     return dataset, True
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 
 from app.auth.dependencies import CurrentPrincipal
 from app.issuers import service
-from app.issuers.schemas import InstrumentRead, IssuerFacts, IssuerRead
+from app.issuers.schemas import CountryRead, InstrumentRead, IssuerFacts, IssuerRead
 from app.kit.db import DbSession
 from app.kit.errors import InvalidInput
 from app.kit.openapi import problem_responses
@@ -53,3 +53,13 @@ async def get_issuer_facts(
 )
 async def get_instrument(isin: str, session: DbSession, _: CurrentPrincipal) -> InstrumentRead:
     return await service.get_instrument(session, isin)
+
+
+@router.get(
+    "/countries/{country}",
+    response_model=CountryRead,
+    summary="A country: its sovereign issuers, current facts and arms embargoes",
+    responses=problem_responses(401, 404),
+)
+async def get_country(country: str, session: DbSession, _: CurrentPrincipal) -> CountryRead:
+    return await service.get_country(session, country)

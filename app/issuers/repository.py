@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Dataset, Fact, InstrumentRecord, IssuerRecord
+from app.models import ArmsEmbargo, Dataset, Fact, InstrumentRecord, IssuerRecord
 
 
 class IssuerRepository:
@@ -117,3 +117,40 @@ class IssuerRepository:
             select(Dataset.id, Dataset.loaded_at).where(Dataset.id.in_(dataset_ids))
         )
         return {row.id: row.loaded_at for row in rows.all()}
+
+    async def sovereigns(self, country: str, version: int) -> list[IssuerRecord]:
+        """The sovereign issuer(s) of a country: issuers whose current record says so."""
+        candidates = (
+            await self.session.execute(
+                select(IssuerRecord.issuer_id)
+                .where(
+                    IssuerRecord.country == country,
+                    IssuerRecord.kind == "sovereign",
+                    IssuerRecord.dataset_id <= version,
+                )
+                .distinct()
+            )
+        ).scalars()
+        current = await self.issuers(set(candidates), version)
+        return sorted(
+            (r for r in current.values() if r.kind == "sovereign" and r.country == country),
+            key=lambda r: r.issuer_id,
+        )
+
+    async def arms_embargoes(self, country: str, version: int) -> Sequence[ArmsEmbargo]:
+        """Embargo rows for a country from each provider's latest arms-embargoes load.
+
+        Each load is that provider's complete list as of its date: a lifted embargo is simply
+        absent from the next load, so only the latest load per provider counts.
+        """
+        latest = (
+            select(func.max(Dataset.id))
+            .where(Dataset.kind == "arms-embargoes", Dataset.id <= version)
+            .group_by(Dataset.provider)
+        )
+        query = (
+            select(ArmsEmbargo)
+            .where(ArmsEmbargo.country == country, ArmsEmbargo.dataset_id.in_(latest))
+            .order_by(ArmsEmbargo.authority, ArmsEmbargo.since)
+        )
+        return (await self.session.execute(query)).scalars().all()

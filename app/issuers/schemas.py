@@ -86,3 +86,25 @@ class InstrumentRead(Schema):
     underlying: InstrumentSummary | None
     data_version: int
     record: RecordSource
+
+
+class ArmsEmbargoRead(Schema):
+    authority: str
+    regime: str
+    since: dt.date | None
+    until: dt.date | None
+    in_force: bool = Field(description="Whether it is in force on the day asked about.")
+    dataset_id: int
+    source_row: int
+
+
+class CountryRead(Schema):
+    country: str = Field(description="ISO 3166-1 alpha-2.")
+    alpha3: str
+    name: str
+    sovereigns: list[IssuerLink] = Field(description="Sovereign issuers of this country.")
+    facts: list[Evidence] = Field(description="Current value per metric and provider.")
+    arms_embargoes: list[ArmsEmbargoRead] = Field(
+        description="From each provider's latest arms-embargoes load (its complete list)."
+    )
+    data_version: int

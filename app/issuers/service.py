@@ -7,6 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.issuers.repository import IssuerRepository
 from app.issuers.schemas import (
+    ArmsEmbargoRead,
+    CountryRead,
     Evidence,
     InstrumentRead,
     InstrumentSummary,
@@ -16,7 +18,9 @@ from app.issuers.schemas import (
     RecordSource,
     StateOwner,
 )
+from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import NotFound
+from app.kit.time import utcnow
 from app.models import Fact, InstrumentRecord, IssuerRecord
 
 
@@ -160,4 +164,38 @@ async def get_instrument(session: AsyncSession, isin: str) -> InstrumentRead:
         underlying=underlying,
         data_version=version,
         record=RecordSource(dataset_id=record.dataset_id, source_row=record.source_row),
+    )
+
+
+async def get_country(session: AsyncSession, code: str) -> CountryRead:
+    try:
+        country = resolve_country(code)
+    except UnknownCountry as exc:
+        raise NotFound(str(exc)) from None
+    repository = IssuerRepository(session)
+    version = await repository.data_version()
+    today = utcnow().date()
+    embargoes = await repository.arms_embargoes(country.alpha2, version)
+    return CountryRead(
+        country=country.alpha2,
+        alpha3=country.alpha3,
+        name=country.name,
+        sovereigns=[_link(r) for r in await repository.sovereigns(country.alpha2, version)],
+        facts=await _evidence(
+            repository, current_facts(await repository.facts(version, country=country.alpha2))
+        ),
+        arms_embargoes=[
+            ArmsEmbargoRead(
+                authority=e.authority,
+                regime=e.regime,
+                since=e.since,
+                until=e.until,
+                in_force=(e.since is None or e.since <= today)
+                and (e.until is None or today < e.until),
+                dataset_id=e.dataset_id,
+                source_row=e.source_row,
+            )
+            for e in embargoes
+        ],
+        data_version=version,
     )

@@ -94,6 +94,8 @@ class Fact(Base):
     source_row: Mapped[int] = mapped_column(primary_key=True)
     issuer_id: Mapped[str | None] = mapped_column(String(64))
     country: Mapped[str | None] = mapped_column(String(2))
+    # How the file referred to the issuer (an ISIN, LEI, vendor id...), kept as evidence.
+    issuer_ref: Mapped[str | None] = mapped_column(String(64))
     # One row of a vendor file can state several metrics (MSCI, Freedom House).
     metric: Mapped[str] = mapped_column(String(64), primary_key=True)
     provider: Mapped[str] = mapped_column(String(64))

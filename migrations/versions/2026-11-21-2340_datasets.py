@@ -111,6 +111,7 @@ def upgrade() -> None:
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("issuer_id", sa.String(length=64), nullable=True),
         sa.Column("country", sa.String(length=2), nullable=True),
+        sa.Column("issuer_ref", sa.String(length=64), nullable=True),
         sa.Column("metric", sa.String(length=64), nullable=False),
         sa.Column("provider", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=64), nullable=False),

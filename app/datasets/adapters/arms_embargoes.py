@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import Adapter, LoadContext, duplicate_errors
 from app.datasets.csvfile import CellError, CsvRow, SkipRow, optional_date
@@ -72,7 +73,7 @@ class ArmsEmbargoesAdapter(Adapter):
         return [(country, authority, row.require("regime"), since, until)]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(
             conn, stage, ["country", "authority", "regime", "since"], "embargo"
@@ -84,7 +85,6 @@ class ArmsEmbargoesAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         columns = ["source_row", *(name for name, _ in self.stage_columns)]
         await conn.execute(

@@ -32,11 +32,10 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Subquery
+from sqlalchemy.sql import FromClause, Subquery
 
 from app.datasets.csvfile import CellError, CsvFile, CsvRow
 from app.datasets.schemas import DatasetKind
@@ -80,8 +79,13 @@ class Adapter(ABC):
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         """Staged tuples for one row; raise CellError for a bad cell, SkipRow to set it aside."""
 
+    def checked_rows(self, stage: Table, dataset_id: int) -> FromClause:
+        """What the whole-file checks read: the stage, or (for adapters publishing in
+        batches, whose stage holds one batch at a time) the rows this load published."""
+        return stage
+
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, rows: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return []
 
@@ -92,9 +96,8 @@ class Adapter(ABC):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
-        """Move staged rows (all, or source rows ``rows[0]..rows[1]``) into the final table."""
+        """Move the staged rows into the final table."""
 
 
 def stage_table(name: str, adapter: Adapter) -> Table:
@@ -114,7 +117,7 @@ def stage_table(name: str, adapter: Adapter) -> Table:
 
 
 async def duplicate_errors(
-    conn: AsyncConnection, stage: Table, columns: Sequence[str], what: str
+    conn: AsyncConnection, stage: FromClause, columns: Sequence[str], what: str
 ) -> list[FieldError]:
     """Rows whose key repeats an earlier row of the same file."""
     keys = [stage.c[c] for c in columns]
@@ -174,13 +177,7 @@ def resolve_ref(ref: ColumnElement[str]) -> ColumnElement[str]:
     )
 
 
-def row_range(stage: Table, rows: tuple[int, int] | None) -> ColumnElement[bool]:
-    if rows is None:
-        return true()
-    return stage.c.source_row.between(*rows)
-
-
-def resolved_refs(stage: Table, ref_column: str) -> Subquery:
+def resolved_refs(stage: FromClause, ref_column: str) -> Subquery:
     """Each distinct reference of the stage -> the number of issuers it names, and one of them."""
     ids = issuer_identifiers()
     refs = select(stage.c[ref_column].label("ref")).distinct().subquery("refs")
@@ -197,7 +194,7 @@ def resolved_refs(stage: Table, ref_column: str) -> Subquery:
 
 
 async def unresolved_ref_errors(
-    conn: AsyncConnection, stage: Table, ref_column: str
+    conn: AsyncConnection, stage: FromClause, ref_column: str
 ) -> list[FieldError]:
     resolved = resolved_refs(stage, ref_column)
     query = (
@@ -236,6 +233,7 @@ FACT_COLUMNS = (
     "source_row",
     "issuer_id",
     "country",
+    "issuer_ref",
     "metric",
     "provider",
     "value",
@@ -263,6 +261,7 @@ async def insert_country_facts(
                 stage.c.source_row,
                 null(),
                 stage.c.country,
+                null(),
                 literal(metric),
                 literal(ctx.provider),
                 value,

@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy import Table, insert, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
+    FACT_COLUMNS,
     Adapter,
     LoadContext,
     duplicate_errors,
     resolve_ref,
-    row_range,
     unresolved_ref_errors,
 )
 from app.datasets.csvfile import CellError, CsvRow, optional_date
@@ -62,8 +63,15 @@ class FactsAdapter(Adapter):
             raise CellError("as_of", "no as-of date: fill the as_of column or pass ?as_of=")
         return [(row.require("issuer ref"), name, fact_value(name, row.require("value")), as_of)]
 
+    def checked_rows(self, stage: Table, dataset_id: int) -> FromClause:
+        return (
+            select(Fact.source_row, Fact.issuer_ref, Fact.metric, Fact.as_of)
+            .where(Fact.dataset_id == dataset_id)
+            .subquery("published")
+        )
+
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(
             conn, stage, ["issuer_ref", "metric", "as_of"], "issuer_ref, metric and as_of"
@@ -75,31 +83,21 @@ class FactsAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         await conn.execute(
             insert(Fact).from_select(
-                [
-                    "dataset_id",
-                    "source_row",
-                    "issuer_id",
-                    "country",
-                    "metric",
-                    "provider",
-                    "value",
-                    "as_of",
-                    "source_field",
-                ],
+                list(FACT_COLUMNS),
                 select(
                     literal(dataset_id),
                     stage.c.source_row,
                     resolve_ref(stage.c.issuer_ref),
                     null(),
+                    stage.c.issuer_ref,
                     stage.c.metric,
                     literal(ctx.provider),
                     stage.c.value,
                     stage.c.as_of,
                     null(),
-                ).where(row_range(stage, rows)),
+                ),
             )
         )

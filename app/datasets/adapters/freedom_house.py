@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     Adapter,
@@ -72,7 +73,7 @@ class FreedomHouseAdapter(Adapter):
         ]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(conn, stage, ["country", "edition"], "country and edition")
 
@@ -82,7 +83,6 @@ class FreedomHouseAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         as_of = await as_of_by_period(conn, stage, "edition", ctx, year_offset=0)
         for metric, column, field in (

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     MAX_ROW_ERRORS,
     Adapter,
     LoadContext,
     duplicate_errors,
-    row_range,
 )
 from app.datasets.adapters.issuers import issuer_id_cell
 from app.datasets.csvfile import CellError, CsvRow
@@ -81,8 +81,16 @@ class InstrumentsAdapter(Adapter):
             )
         ]
 
+    def checked_rows(self, stage: Table, dataset_id: int) -> FromClause:
+        record = InstrumentRecord
+        return (
+            select(record.source_row, record.isin, record.issuer_id, record.underlying_isin)
+            .where(record.dataset_id == dataset_id)
+            .subquery("published")
+        )
+
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         errors = await duplicate_errors(conn, stage, ["isin"], "isin")
         unknown_issuers = (
@@ -117,14 +125,11 @@ class InstrumentsAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         columns = ["source_row", *(name for name, _ in self.stage_columns)]
         await conn.execute(
             insert(InstrumentRecord).from_select(
                 ["dataset_id", *columns],
-                select(literal(dataset_id), *(stage.c[c] for c in columns)).where(
-                    row_range(stage, rows)
-                ),
+                select(literal(dataset_id), *(stage.c[c] for c in columns)),
             )
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     MAX_ROW_ERRORS,
@@ -96,7 +97,7 @@ class IssuersAdapter(Adapter):
         ]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         errors = await duplicate_errors(conn, stage, ["issuer_id"], "issuer_id")
         known = select(IssuerRecord.issuer_id).union(select(stage.c.issuer_id)).subquery()
@@ -121,7 +122,6 @@ class IssuersAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         columns = ["source_row", *(name for name, _ in self.stage_columns)]
         await conn.execute(

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     Adapter,
@@ -38,7 +39,7 @@ class ItucAdapter(Adapter):
         ]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(conn, stage, ["country"], "country")
 
@@ -48,7 +49,6 @@ class ItucAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         assert ctx.as_of is not None
         await insert_country_facts(

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     Adapter,
@@ -77,7 +78,7 @@ class ListEntriesAdapter(Adapter):
         ]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(
             conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
@@ -89,7 +90,6 @@ class ListEntriesAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         resolved = resolved_refs(stage, "issuer_ref")
         columns = [name for name, _ in self.stage_columns]

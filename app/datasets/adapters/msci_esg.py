@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import Table, func, insert, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Subquery
+from sqlalchemy.sql import FromClause, Subquery
 
 from app.datasets.adapters.base import (
+    FACT_COLUMNS,
     Adapter,
     LoadContext,
     country_cell,
@@ -92,7 +93,7 @@ class MsciEsgAdapter(Adapter):
             staged.append((msci_id, isin, "norms.status", status, "UNGC_COMPLIANCE"))
         return staged
 
-    def _matches(self, stage: Table) -> Subquery:
+    def _matches(self, stage: FromClause) -> Subquery:
         pairs = select(stage.c.msci_id, stage.c.isin).distinct().subquery("pairs")
         by_msci = (
             select(func.min(IssuerRecord.issuer_id))
@@ -109,7 +110,7 @@ class MsciEsgAdapter(Adapter):
         ).subquery("matches")
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         errors = await duplicate_errors(conn, stage, ["msci_id", "metric"], "ISSUERID")
         matches = self._matches(stage)
@@ -135,28 +136,18 @@ class MsciEsgAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         assert ctx.as_of is not None  # as_of_required
         matches = self._matches(stage)
         await conn.execute(
             insert(Fact).from_select(
-                [
-                    "dataset_id",
-                    "source_row",
-                    "issuer_id",
-                    "country",
-                    "metric",
-                    "provider",
-                    "value",
-                    "as_of",
-                    "source_field",
-                ],
+                list(FACT_COLUMNS),
                 select(
                     literal(dataset_id),
                     stage.c.source_row,
                     matches.c.issuer_id,
                     null(),
+                    stage.c.msci_id,
                     stage.c.metric,
                     literal(ctx.provider),
                     stage.c.value,

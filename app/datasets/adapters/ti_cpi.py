@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     Adapter,
@@ -76,7 +77,7 @@ class TiCpiAdapter(Adapter):
         return [(country, year, format(score.normalize(), "f"))]
 
     async def check(
-        self, conn: AsyncConnection, stage: Table, ctx: LoadContext
+        self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return await duplicate_errors(conn, stage, ["country", "year"], "country and year")
 
@@ -86,7 +87,6 @@ class TiCpiAdapter(Adapter):
         stage: Table,
         dataset_id: int,
         ctx: LoadContext,
-        rows: tuple[int, int] | None = None,
     ) -> None:
         as_of = await as_of_by_period(conn, stage, "year", ctx, year_offset=1)
         await insert_country_facts(
