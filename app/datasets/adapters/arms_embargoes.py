@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -31,6 +30,7 @@ _NON_STATE = re.compile(r"taliban|al-qaeda|isil|isis|individuals and entities|bi
 
 class ArmsEmbargoesAdapter(Adapter):
     kind = DatasetKind.arms_embargoes
+    target = ArmsEmbargo
     required_columns = ("country", "authority", "regime")
     column_aliases = {
         "target": "country",
@@ -77,19 +77,4 @@ class ArmsEmbargoesAdapter(Adapter):
     ) -> list[FieldError]:
         return await duplicate_errors(
             conn, stage, ["country", "authority", "regime", "since"], "embargo"
-        )
-
-    async def publish(
-        self,
-        conn: AsyncConnection,
-        stage: Table,
-        dataset_id: int,
-        ctx: LoadContext,
-    ) -> None:
-        columns = ["source_row", *(name for name, _ in self.stage_columns)]
-        await conn.execute(
-            insert(ArmsEmbargo).from_select(
-                ["dataset_id", *columns],
-                select(literal(dataset_id), *(stage.c[c] for c in columns)),
-            )
         )

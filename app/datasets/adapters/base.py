@@ -41,7 +41,7 @@ from app.datasets.csvfile import CellError, CsvFile, CsvRow
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError
-from app.models import Fact, InstrumentRecord, IssuerRecord
+from app.models import Base, Fact, InstrumentRecord, IssuerRecord
 
 MAX_ROW_ERRORS = 100
 
@@ -89,7 +89,9 @@ class Adapter(ABC):
     ) -> list[FieldError]:
         return []
 
-    @abstractmethod
+    # Where staged rows go when they go as they are (same column names), see ``publish``.
+    target: ClassVar[type[Base] | None] = None
+
     async def publish(
         self,
         conn: AsyncConnection,
@@ -97,7 +99,15 @@ class Adapter(ABC):
         dataset_id: int,
         ctx: LoadContext,
     ) -> None:
-        """Move the staged rows into the final table."""
+        """Move the staged rows into the final table (by default: every column to ``target``)."""
+        assert self.target is not None, f"{type(self).__name__} must set target or publish"
+        columns = ["source_row", *(name for name, _ in self.stage_columns)]
+        await conn.execute(
+            insert(self.target).from_select(
+                ["dataset_id", *columns],
+                select(literal(dataset_id), *(stage.c[c] for c in columns)),
+            )
+        )
 
 
 def stage_table(name: str, adapter: Adapter) -> Table:

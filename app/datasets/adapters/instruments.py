@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -40,6 +40,7 @@ def identifier_cell(column: str, raw: str, normalize: Callable[[str], str]) -> s
 
 class InstrumentsAdapter(Adapter):
     kind = DatasetKind.instruments
+    target = InstrumentRecord
     required_columns = ("isin", "issuer id", "asset class")
     default_provider = "internal"
     as_of_required = False
@@ -118,18 +119,3 @@ class InstrumentsAdapter(Adapter):
             for row, isin in (await conn.execute(unknown_underlyings)).all()
         ]
         return sorted(errors, key=lambda e: e.row or 0)[:MAX_ROW_ERRORS]
-
-    async def publish(
-        self,
-        conn: AsyncConnection,
-        stage: Table,
-        dataset_id: int,
-        ctx: LoadContext,
-    ) -> None:
-        columns = ["source_row", *(name for name, _ in self.stage_columns)]
-        await conn.execute(
-            insert(InstrumentRecord).from_select(
-                ["dataset_id", *columns],
-                select(literal(dataset_id), *(stage.c[c] for c in columns)),
-            )
-        )

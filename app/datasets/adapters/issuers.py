@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -37,6 +37,7 @@ def issuer_id_cell(column: str, raw: str) -> str:
 
 class IssuersAdapter(Adapter):
     kind = DatasetKind.issuers
+    target = IssuerRecord
     required_columns = ("issuer id", "name", "kind", "country")
     default_provider = "internal"
     as_of_required = False
@@ -115,21 +116,6 @@ class IssuersAdapter(Adapter):
             for row, parent in (await conn.execute(orphans)).all()
         ]
         return errors
-
-    async def publish(
-        self,
-        conn: AsyncConnection,
-        stage: Table,
-        dataset_id: int,
-        ctx: LoadContext,
-    ) -> None:
-        columns = ["source_row", *(name for name, _ in self.stage_columns)]
-        await conn.execute(
-            insert(IssuerRecord).from_select(
-                ["dataset_id", *columns],
-                select(literal(dataset_id), *(stage.c[c] for c in columns)),
-            )
-        )
 
 
 def _pct(column: str, raw: str) -> str | None:
