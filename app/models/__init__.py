@@ -2,5 +2,6 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 
-__all__ = ["ApiKey", "Base"]
+__all__ = ["ApiKey", "Base", "ImmutableVersionError", "Policy", "PolicyVersion", "VersionStatus"]
