@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -20,6 +21,8 @@ from app.kit.errors import AppError
 from app.kit.logging import configure_logging, get_logger
 from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
 from app.kit.settings import Settings, get_settings
+from app.policies import service as policy_service
+from app.policies.document import PolicyDocument, canonical_json, document_sha256
 
 log = get_logger("mayhold.cli")
 
@@ -110,6 +113,35 @@ def _print_error(exc: AppError) -> None:
         print(f"  {where}{column}: {error.msg}", file=sys.stderr)
 
 
+async def _load_policy(
+    settings: Settings, content: bytes, fmt: policy_service.Format
+) -> policy_service.CreatedVersion:
+    """``mayhold policies load FILE``: a new draft, authored by ``cli:<OS user>`` (no key)."""
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    author = Actor.command_line()
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            return await policy_service.load_policy_file(session, content, fmt, author)
+    finally:
+        await database.dispose()
+
+
+async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
+    """The canonical JSON of a version (the bytes its sha256 is computed over), verified."""
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session:
+            _, row = await policy_service.get_version(session, key, version)
+    finally:
+        await database.dispose()
+    document = PolicyDocument.model_validate(row.document)
+    if document_sha256(document) != row.sha256:
+        raise ValueError(f"version {version} of {key!r} does not match its stored sha256")
+    return canonical_json(document)
+
+
 def _demo(settings: Settings, host: str, port: int) -> None:
     upgrade_to_head(settings)
     from app.kit.time import utcnow
@@ -168,6 +200,18 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("--name", required=True)
     key_commands.add_parser("list", help="list keys (names and scopes, never secrets)")
+
+    policies = commands.add_parser("policies", help="policy documents")
+    policy_commands = policies.add_subparsers(dest="policies_command", required=True)
+    load = policy_commands.add_parser(
+        "load", help="create the policy or add a draft version from a YAML or JSON file"
+    )
+    load.add_argument("file", type=Path, help="a policy document (.yaml, .yml or .json)")
+    export = policy_commands.add_parser(
+        "export", help="print a version's canonical JSON (the bytes its sha256 covers)"
+    )
+    export.add_argument("key")
+    export.add_argument("version", type=int)
     return parser
 
 
@@ -209,10 +253,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 for line in asyncio.run(_list_keys(settings)):
                     print(line)
+        elif args.command == "policies":
+            if args.policies_command == "load":
+                content = args.file.read_bytes()
+                fmt = policy_service.format_of_path(args.file)
+                result = asyncio.run(_load_policy(settings, content, fmt))
+                version = result.version
+                note = "" if result.created else " (the same document is the latest draft)"
+                print(
+                    f"key={result.policy.key} version={version.version} status={version.status} "
+                    f"sha256={version.sha256}{note}"
+                )
+            else:
+                exported = asyncio.run(_export_policy(settings, args.key, args.version))
+                print(exported.decode("utf-8"))
     except AppError as exc:
         _print_error(exc)
         return 1
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"mayhold: {exc}", file=sys.stderr)
         return 1
     return 0

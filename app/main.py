@@ -15,9 +15,12 @@ from app.kit.db import Database
 from app.kit.logging import configure_logging, get_logger
 from app.kit.middleware import RequestContextMiddleware
 from app.kit.migrations import head_revisions
+from app.kit.openapi import add_component_schemas
 from app.kit.problems import install_problem_handlers
 from app.kit.query_params import forbid_unknown_query_params
 from app.kit.settings import Settings, get_settings
+from app.policies.document import PolicyDocument
+from app.policies.endpoints import router as policies_router
 
 log = get_logger("mayhold.app")
 
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth_router)
     app.include_router(datasets_router)
     app.include_router(issuers_router)
+    app.include_router(policies_router)
+    add_component_schemas(app, PolicyDocument)
 
     return app
 

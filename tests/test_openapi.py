@@ -20,3 +20,13 @@ def test_openapi_documents_auth_and_problem_responses() -> None:
     keys = document["paths"]["/v1/keys"]["get"]
     assert "application/problem+json" in keys["responses"]["403"]["content"]
     assert keys["security"] == [{"HTTPBearer": []}]
+
+
+def test_openapi_publishes_the_policy_document_for_both_body_types() -> None:
+    document = json.loads(render_openapi(create_app(Settings())))
+    assert "rules" in document["components"]["schemas"]["PolicyDocument"]["properties"]
+    post = document["paths"]["/v1/policies/{key}/versions"]["post"]
+    content = post["requestBody"]["content"]
+    assert set(content) == {"application/json", "application/yaml"}
+    assert content["application/yaml"]["schema"] == {"$ref": "#/components/schemas/PolicyDocument"}
+    assert "415" in post["responses"]

@@ -5,7 +5,9 @@ import pytest
 
 from app.kit.vocabulary import (
     METRICS,
+    AssetClass,
     InvalidValue,
+    IssuerKind,
     PercentBand,
     format_value,
     get_metric,
@@ -19,6 +21,8 @@ from app.kit.vocabulary import (
     [
         ("controversial_weapons.involved", "TRUE", True),
         ("controversial_weapons.involved", "no", False),
+        ("defence.involved", "yes", True),
+        ("civilian_firearms.involved", "false", False),
         ("revenue_pct.tobacco", "50", Decimal(50)),
         ("revenue_pct.tobacco", "5.0%", Decimal("5.0")),
         ("revenue_pct.tobacco", "5-9.9", PercentBand(Decimal(5), Decimal("9.9"))),
@@ -70,3 +74,20 @@ def test_format_value_is_canonical() -> None:
 def test_unknown_metric_lists_known_ones() -> None:
     with pytest.raises(InvalidValue, match=r"revenue_pct\.tobacco"):
         get_metric("revenue.tobacco")
+
+
+def test_asset_classes_and_issuer_kinds_are_the_contract_names() -> None:
+    assert [a.value for a in AssetClass] == [
+        "equity",
+        "corporate_bond",
+        "sovereign_bond",
+        "derivative",
+        "fund",
+    ]
+    assert [k.value for k in IssuerKind] == [
+        "company",
+        "sovereign",
+        "sub_sovereign",
+        "agency",
+        "supranational",
+    ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import getpass
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +24,11 @@ class Actor:
 
     @classmethod
     def command_line(cls) -> Actor:
-        import getpass
-
-        return cls(name=f"cli:{getpass.getuser()}", key_id=None)
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no login name (e.g. a container with an unnamed uid)
+            user = f"uid-{os.getuid()}"
+        return cls(name=f"cli:{user}", key_id=None)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,12 @@ class PayloadTooLarge(AppError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class InvalidInput(AppError):
     status = 422
     slug = "invalid-input"

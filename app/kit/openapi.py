@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from app.kit.problems import PROBLEM_MEDIA_TYPE
 from app.kit.schemas import Problem
@@ -20,6 +21,7 @@ _DESCRIPTIONS = {
     404: "No such resource.",
     409: "The request conflicts with the resource's state.",
     413: "The request is larger than the documented limit.",
+    415: "The request body's Content-Type is not one this endpoint accepts.",
     422: "The request is not valid; `errors` lists each problem with its location.",
     503: "A dependency (the database) is unavailable; nothing was done. Retry later.",
 }
@@ -35,6 +37,26 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in sorted({*statuses, 422})
     }
+
+
+def add_component_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Publish models that no route parameter names (e.g. a body read raw) under components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                if schemas.setdefault(name, definition) != definition:
+                    raise ValueError(f"two different OpenAPI schemas are named {name}")
+            schemas[model.__name__] = schema
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def render_openapi(app: FastAPI) -> str:

@@ -24,6 +24,26 @@ class ValueType(StrEnum):
     authorities = "authorities"  # a set drawn from a fixed set (arms embargoes: UN, EU, US)
 
 
+class AssetClass(StrEnum):
+    """What an instrument is (contract: the `asset_class` of an instrument)."""
+
+    equity = "equity"
+    corporate_bond = "corporate_bond"
+    sovereign_bond = "sovereign_bond"
+    derivative = "derivative"
+    fund = "fund"
+
+
+class IssuerKind(StrEnum):
+    """Who issued it (contract: the `kind` of an issuer)."""
+
+    company = "company"
+    sovereign = "sovereign"
+    sub_sovereign = "sub_sovereign"
+    agency = "agency"
+    supranational = "supranational"
+
+
 class Subject(StrEnum):
     issuer = "issuer"  # a fact about a company (or any issuer), keyed by issuer
     country = "country"  # a fact about a country, keyed by ISO 3166-1 alpha-2
@@ -61,6 +81,18 @@ METRICS: dict[str, Metric] = {
             ValueType.boolean,
             Subject.issuer,
             "Involved in controversial weapons (production, components, delivery systems).",
+        ),
+        Metric(
+            "defence.involved",
+            ValueType.boolean,
+            Subject.issuer,
+            "Produces or sells defence (military), auxiliary or dual-use products.",
+        ),
+        Metric(
+            "civilian_firearms.involved",
+            ValueType.boolean,
+            Subject.issuer,
+            "Produces or distributes civilian firearms.",
         ),
         Metric(
             "norms.status",

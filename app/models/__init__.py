@@ -10,6 +10,7 @@ from app.models.dataset import (
     IssuerRecord,
     ListEntry,
 )
+from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 
 __all__ = [
     "ApiKey",
@@ -17,7 +18,11 @@ __all__ = [
     "Base",
     "Dataset",
     "Fact",
+    "ImmutableVersionError",
     "InstrumentRecord",
     "IssuerRecord",
     "ListEntry",
+    "Policy",
+    "PolicyVersion",
+    "VersionStatus",
 ]

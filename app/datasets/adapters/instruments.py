@@ -26,9 +26,10 @@ from app.kit.identifiers import (
     normalize_isin,
     normalize_sedol,
 )
+from app.kit.vocabulary import AssetClass
 from app.models import InstrumentRecord, IssuerRecord
 
-ASSET_CLASSES = ("equity", "corporate_bond", "sovereign_bond", "derivative", "fund")
+ASSET_CLASSES = tuple(a.value for a in AssetClass)
 
 
 def identifier_cell(column: str, raw: str, normalize: Callable[[str], str]) -> str:

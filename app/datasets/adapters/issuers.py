@@ -21,9 +21,10 @@ from app.datasets.csvfile import CellError, CsvRow, parse_percent
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
 from app.kit.identifiers import InvalidIdentifier, normalize_lei
+from app.kit.vocabulary import IssuerKind
 from app.models import IssuerRecord
 
-ISSUER_KINDS = ("company", "sovereign", "sub_sovereign", "agency", "supranational")
+ISSUER_KINDS = tuple(k.value for k in IssuerKind)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 
 

@@ -1,0 +1,1 @@
+"""Policies: versioned, four-eyes approved responsible-investment policy documents."""
