@@ -1,0 +1,721 @@
+"""The rule engine: ``evaluate(policy, snapshot, isin, at) -> Evaluation``. Pure and deterministic.
+
+No I/O, no clock, no randomness: the same policy document, snapshot and time give the same
+evaluation, byte for byte once serialized (reasons are sorted). The semantics are those stated
+in ``app/policies/document.py``:
+
+* conditions are three-valued (true / false / unknown); missing data, data older than the
+  rule's ``max_age_days`` and a vendor band straddling a threshold (``percent_bands: unknown``)
+  are unknown;
+* verdict order: excluded > unknown > watch > allowed; an ``exclude`` rule that cannot be
+  decided makes the verdict unknown; an undecidable ``watch`` rule is reported, nothing more;
+* hits travel: subsidiary -> parent (group rule), excluded country -> company it owns (state
+  rule), underlying -> derivative / receipt / fund; only definite hits travel;
+* the policy owner's lists (exclusion, watch-type lists, inclusion) and declared exceptions
+  act per issuer, with their dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Literal
+
+from app.kit.vocabulary import (
+    METRICS,
+    Metric,
+    PercentBand,
+    Subject,
+    ValueType,
+    format_value,
+    ordinal_rank,
+    parse_value,
+)
+from app.policies.document import (
+    AnyOf,
+    Condition,
+    DataContext,
+    Duration,
+    ListAction,
+    Outcome,
+    PolicyDocument,
+    PolicyException,
+    Rule,
+    Threshold,
+    UnknownPolicy,
+    describe,
+)
+from app.screening.snapshot import FactPoint, IssuerNode, ListEntryPoint, Snapshot
+
+Verdict = Literal["allowed", "watch", "excluded", "unknown"]
+Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
+VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
+
+ARMS_EMBARGO = "country.sanctions.arms_embargo"
+FH_AVERAGE = "country.freedom_house.pr_cl_average"
+
+
+class Truth(Enum):
+    false = 0
+    unknown = 1
+    true = 2
+
+
+@dataclass(frozen=True)
+class Evidence:
+    provider: str
+    metric: str
+    value: str
+    comparison: str
+    threshold: str
+    as_of: dt.date | None
+    dataset_id: int | None
+    source_row: int | None = None
+    source_field: str | None = None
+
+
+@dataclass(frozen=True)
+class Via:
+    issuer_id: str
+    relation: Relation
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule_id: str
+    title: str
+    # exclude / watch: a rule or list entry hit; unknown: an exclude rule could not be decided;
+    # undecided: a watch rule could not be decided (reported only); readmitted / excepted: an
+    # inclusion entry or an exception lifted hits.
+    outcome: str
+    via: tuple[Via, ...]
+    evidence: tuple[Evidence, ...] = ()
+    detail: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        return _OUTCOME_VERDICT.get(self.outcome, "allowed")
+
+    def travelled(self, via: Via) -> Reason:
+        return replace(self, via=(via, *self.via))
+
+
+_OUTCOME_VERDICT: dict[str, Verdict] = {
+    "exclude": "excluded",
+    "watch": "watch",
+    "unknown": "unknown",
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    isin: str
+    instrument_found: bool
+    issuer_id: str | None
+    verdict: Verdict
+    may_hold: bool
+    reasons: tuple[Reason, ...]
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    truth: Truth
+    evidence: tuple[Evidence, ...] = ()
+    missing: tuple[str, ...] = ()  # why undecided, for the reason's detail
+
+
+_TRUE_OUTCOMES = {True: Truth.true, False: Truth.false}
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass
+class _Context:
+    policy: PolicyDocument
+    snapshot: Snapshot
+    day: dt.date
+    data: DataContext
+    policy_keys: tuple[str, ...]
+    issuer_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
+    own_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
+
+
+def _threshold_text(atom: Threshold) -> str:
+    if isinstance(atom.value, list):
+        return ", ".join(format_value(parse_value(atom.metric_def, _plain(v))) for v in atom.value)
+    return format_value(parse_value(atom.metric_def, _plain(atom.value)))
+
+
+def _plain(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _compare(metric: Metric, op: str, value: Any, threshold: Any, bands: str) -> Truth:
+    if metric.type is ValueType.authorities:
+        return _TRUE_OUTCOMES[bool(value & threshold)]
+    if op == "in":
+        return _TRUE_OUTCOMES[value in threshold]
+    if metric.type is ValueType.ordinal:
+        rank = ordinal_rank(metric, value)
+        return _TRUE_OUTCOMES[_COMPARE[op](rank, ordinal_rank(metric, threshold))]
+    if isinstance(value, PercentBand):
+        low = _COMPARE[op](value.low, threshold)
+        high = _COMPARE[op](value.high, threshold)
+        if low == high:
+            return _TRUE_OUTCOMES[low]
+        if bands == "lower":
+            return _TRUE_OUTCOMES[low]
+        if bands == "upper":
+            return _TRUE_OUTCOMES[high]
+        return Truth.unknown
+    return _TRUE_OUTCOMES[_COMPARE[op](value, threshold)]
+
+
+def _current(points: Sequence[FactPoint], provider: str | None) -> FactPoint | None:
+    candidates = [p for p in points if provider is None or p.provider == provider]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p.as_of, p.dataset_id))
+
+
+def _points(ctx: _Context, issuer: IssuerNode, metric: Metric) -> Sequence[FactPoint]:
+    if metric.subject is Subject.country:
+        points = ctx.snapshot.country_facts_for(issuer.country, metric.name)
+    else:
+        points = ctx.snapshot.facts_for(issuer.issuer_id, metric.name)
+    return [p for p in points if p.as_of <= ctx.day]  # nothing dated after the day asked about
+
+
+def _fact(
+    ctx: _Context, issuer: IssuerNode, metric: Metric, atom: Threshold | Duration
+) -> tuple[FactPoint | None, str | None]:
+    """The value a rule reads: first preferred provider with fresh data. (fact, why missing)."""
+    if metric.name == FH_AVERAGE:
+        return _fh_average(ctx, issuer, atom)
+    providers = ctx.data.providers_for(atom)
+    max_age = ctx.data.max_age_for(atom)
+    points = _points(ctx, issuer, metric)
+    stale: FactPoint | None = None
+    for provider in providers or (None,):
+        current = _current(points, provider)
+        if current is None:
+            continue
+        if (ctx.day - current.as_of).days > max_age:
+            stale = stale or current
+            continue
+        return current, None
+    where = f"from {', '.join(providers)}" if providers else "from any provider"
+    subject = f"country {issuer.country}" if metric.subject is Subject.country else "the issuer"
+    if stale is not None:
+        return None, (
+            f"{metric.name} for {subject} {where} is stale: the newest is as of "
+            f"{stale.as_of.isoformat()}, more than {max_age} days before {ctx.day.isoformat()}"
+        )
+    return None, f"no {metric.name} for {subject} {where}"
+
+
+def _fh_average(
+    ctx: _Context, issuer: IssuerNode, atom: Threshold | Duration
+) -> tuple[FactPoint | None, str | None]:
+    parts: list[FactPoint] = []
+    for name in METRICS[FH_AVERAGE].derived_from:
+        point, missing = _fact(ctx, issuer, METRICS[name], atom)
+        if point is None:
+            return None, missing
+        parts.append(point)
+    average = sum((Decimal(p.value) for p in parts), start=Decimal(0)) / len(parts)
+    oldest = min(parts, key=lambda p: (p.as_of, p.dataset_id))
+    return (
+        FactPoint(
+            metric=FH_AVERAGE,
+            provider=oldest.provider,
+            value=format_value(average),
+            as_of=oldest.as_of,
+            dataset_id=oldest.dataset_id,
+            source_row=oldest.source_row,
+            source_field="(PR rating + CL rating) / 2",
+        ),
+        None,
+    )
+
+
+def _embargo_value(ctx: _Context, issuer: IssuerNode) -> tuple[FactPoint | None, str | None]:
+    """Arms embargoes: a list, so absence means "not listed", once any list was loaded."""
+    loads = [load for load in ctx.snapshot.embargo_loads if load.as_of <= ctx.day]
+    if not loads:
+        return None, "no arms-embargoes list has been loaded"
+    latest = {}
+    for load in sorted(loads, key=lambda load: load.dataset_id):
+        latest[load.provider] = load
+    current_ids = {load.dataset_id for load in latest.values()}
+    rows = [
+        e
+        for e in ctx.snapshot.embargoes.get(issuer.country, ())
+        if e.dataset_id in current_ids and e.in_force(ctx.day)
+    ]
+    authorities = frozenset(e.authority for e in rows)
+    source = min(latest.values(), key=lambda load: load.as_of)
+    first = min(rows, key=lambda e: (e.dataset_id, e.source_row)) if rows else None
+    return (
+        FactPoint(
+            metric=ARMS_EMBARGO,
+            provider=", ".join(sorted(latest)),
+            value=format_value(authorities),
+            as_of=source.as_of,
+            dataset_id=first.dataset_id if first else source.dataset_id,
+            source_row=first.source_row if first else 0,
+            source_field="; ".join(sorted({f"{e.authority}: {e.regime}" for e in rows})) or None,
+        ),
+        None,
+    )
+
+
+def _evidence(point: FactPoint, comparison: str, threshold: str) -> Evidence:
+    return Evidence(
+        provider=point.provider,
+        metric=point.metric,
+        value=point.value,
+        comparison=comparison,
+        threshold=threshold,
+        as_of=point.as_of,
+        dataset_id=point.dataset_id,
+        source_row=point.source_row or None,
+        source_field=point.source_field,
+    )
+
+
+def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
+    metric = atom.metric_def
+    if metric.name == ARMS_EMBARGO:
+        point, missing = _embargo_value(ctx, issuer)
+    else:
+        point, missing = _fact(ctx, issuer, metric, atom)
+    if point is None:
+        return _Outcome(Truth.unknown, missing=(missing or "missing data",))
+    value = parse_value(metric, point.value) if point.value else frozenset()
+    truth = _compare(metric, atom.op, value, atom.threshold(), ctx.policy.data.percent_bands)
+    evidence = _evidence(point, atom.op, _threshold_text(atom))
+    missing_text = (
+        (f"{metric.name} {point.value} straddles {atom.op} {_threshold_text(atom)}",)
+        if truth is Truth.unknown
+        else ()
+    )
+    return _Outcome(truth, (evidence,), missing_text)
+
+
+def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
+    metric = atom.metric_def
+    point, missing = _fact(ctx, issuer, metric, atom)
+    if point is None:
+        return _Outcome(Truth.unknown, missing=(missing or "missing data",))
+    target = atom.threshold()
+    needed = f"{format_value(target)} for at least {atom.for_at_least.text()}"
+    if parse_value(metric, point.value) != target:
+        return _Outcome(Truth.false, (_evidence(point, "for_at_least", needed),))
+    start: dt.date | None = None
+    evidence = [_evidence(point, "for_at_least", needed)]
+    if atom.since_metric is not None:
+        since, _ = _fact(ctx, issuer, METRICS[atom.since_metric], atom)
+        if since is not None:
+            start = dt.date.fromisoformat(since.value)
+            latest_start = atom.for_at_least.before(ctx.day).isoformat()
+            evidence.append(_evidence(since, "<=", latest_start))
+    if start is None:
+        # From the history: the as-of of the earliest fact in the current unbroken run.
+        history = [
+            p
+            for p in _points(ctx, issuer, metric)
+            if p.provider == point.provider
+            and (p.as_of, p.dataset_id) <= (point.as_of, point.dataset_id)
+        ]
+        history.sort(key=lambda p: (p.as_of, p.dataset_id))
+        start = point.as_of
+        for earlier in reversed(history):
+            if parse_value(metric, earlier.value) != target:
+                break
+            start = earlier.as_of
+        evidence.append(
+            Evidence(
+                provider=point.provider,
+                metric=f"{metric.name} (history)",
+                value=f"{format_value(target)} since {start.isoformat()}",
+                comparison="<=",
+                threshold=atom.for_at_least.before(ctx.day).isoformat(),
+                as_of=point.as_of,
+                dataset_id=point.dataset_id,
+            )
+        )
+    truth = _TRUE_OUTCOMES[start <= atom.for_at_least.before(ctx.day)]
+    return _Outcome(truth, tuple(evidence))
+
+
+def _condition(ctx: _Context, issuer: IssuerNode, condition: Condition) -> _Outcome:
+    if isinstance(condition, Threshold):
+        return _threshold(ctx, issuer, condition)
+    if isinstance(condition, Duration):
+        return _duration(ctx, issuer, condition)
+    members = [
+        _condition(ctx, issuer, c)
+        for c in (condition.any if isinstance(condition, AnyOf) else condition.all)
+    ]
+    truths = {m.truth for m in members}
+    decisive = Truth.true if isinstance(condition, AnyOf) else Truth.false
+    if decisive in truths:
+        chosen = [m for m in members if m.truth is decisive]
+        return _Outcome(decisive, tuple(e for m in chosen for e in m.evidence))
+    if Truth.unknown in truths:
+        return _Outcome(
+            Truth.unknown,
+            tuple(e for m in members for e in m.evidence),
+            tuple(x for m in members for x in m.missing),
+        )
+    other = Truth.false if isinstance(condition, AnyOf) else Truth.true
+    return _Outcome(other, tuple(e for m in members for e in m.evidence))
+
+
+# --------------------------------------------------------------------------------- issuers
+
+
+def _applies(rule: Rule, issuer: IssuerNode) -> bool:
+    return issuer.kind in {k.value for k in rule.applies_to.issuer_kinds}
+
+
+def _rule_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[Reason, ...]:
+    """The issuer's own rule outcomes (no lists, no propagation)."""
+    cached = ctx.own_cache.get(issuer.issuer_id)
+    if cached is not None:
+        return cached
+    via = (Via(issuer.issuer_id, "self"),)
+    reasons: list[Reason] = []
+    for rule in ctx.policy.rules:
+        if not _applies(rule, issuer):
+            continue
+        result = _condition(ctx, issuer, rule.when)
+        if result.truth is Truth.true:
+            reasons.append(Reason(rule.id, rule.title, rule.outcome.value, via, result.evidence))
+        elif result.truth is Truth.unknown:
+            outcome = "unknown" if rule.outcome is Outcome.exclude else "undecided"
+            detail = "; ".join(result.missing) or f"cannot decide {describe(rule.when)}"
+            reasons.append(Reason(rule.id, rule.title, outcome, via, result.evidence, detail))
+    ctx.own_cache[issuer.issuer_id] = tuple(reasons)
+    return ctx.own_cache[issuer.issuer_id]
+
+
+def _op_holds(op: str, value: Decimal | None, threshold: float) -> bool:
+    return value is not None and _COMPARE[op](value, Decimal(str(threshold)))
+
+
+def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> list[Reason]:
+    """Hits of controlled subsidiaries (and theirs), when the policy has a group rule."""
+    rule = ctx.policy.propagation.subsidiary_to_parent
+    if rule is None:
+        return []
+    found: list[Reason] = []
+    for child_id in ctx.snapshot.subsidiaries.get(issuer.issuer_id, ()):
+        child = ctx.snapshot.issuers.get(child_id)
+        if child is None or child_id in seen:
+            continue
+        if not _op_holds(rule.op, child.parent_control_pct, rule.control_pct):
+            continue
+        hits = [*_rule_reasons(ctx, child), *_group_reasons(ctx, child, seen | {child_id})]
+        for hit in hits:
+            policy_rule = ctx.policy.rule(hit.rule_id)
+            if hit.outcome in ("exclude", "watch") and policy_rule and policy_rule.propagate:
+                found.append(hit.travelled(Via(child_id, "subsidiary")))
+    return found
+
+
+def _state_reasons(ctx: _Context, issuer: IssuerNode) -> list[Reason]:
+    """Exclusion of a company owned (op pct) by a country this policy excludes."""
+    rule = ctx.policy.propagation.state_owner
+    if rule is None or issuer.kind == "sovereign" or issuer.state_owner_country is None:
+        return []
+    if not _op_holds(rule.op, issuer.state_owner_pct, rule.pct):
+        return []
+    found: list[Reason] = []
+    for sovereign in ctx.snapshot.sovereign_nodes(issuer.state_owner_country):
+        reasons = _issuer_reasons(ctx, sovereign, frozenset({issuer.issuer_id}))
+        for reason in reasons:
+            policy_rule = ctx.policy.rule(reason.rule_id)
+            travels = policy_rule.propagate if policy_rule else True  # list entries travel
+            if reason.outcome == "exclude" and travels:
+                found.append(reason.travelled(Via(sovereign.issuer_id, "state_owner")))
+    return found
+
+
+def _list_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[list[Reason], list[ListEntryPoint]]:
+    """Hits from the owner's lists; also the active inclusion and exception entries."""
+    actions = ctx.policy.lists
+    via = (Via(issuer.issuer_id, "self"),)
+    hits: list[Reason] = []
+    lifting: list[ListEntryPoint] = []
+    for key in ctx.policy_keys:
+        for entry in ctx.snapshot.entries(key, issuer.issuer_id):
+            if not entry.active(ctx.day):
+                continue
+            if entry.list == "exception":
+                lifting.append(entry)
+                continue
+            action: ListAction = getattr(actions, entry.list)
+            if action is ListAction.readmit:
+                lifting.append(entry)
+            elif action in (ListAction.exclude, ListAction.watch):
+                hits.append(
+                    Reason(
+                        rule_id=f"list:{entry.list}",
+                        title=entry.reason,
+                        outcome=action.value,
+                        via=via,
+                        evidence=(_entry_evidence(entry),),
+                        detail=f"{entry.list} list entry of policy {entry.policy_key}",
+                    )
+                )
+    return hits, lifting
+
+
+def _entry_evidence(entry: ListEntryPoint) -> Evidence:
+    return Evidence(
+        provider="internal",
+        metric=f"list.{entry.list}",
+        value=entry.reference or entry.reason,
+        comparison="decided_on",
+        threshold=entry.decided_on.isoformat(),
+        as_of=entry.decided_on,
+        dataset_id=entry.dataset_id,
+        source_row=entry.source_row,
+        source_field=(
+            f"expires {entry.expires_on.isoformat()}" if entry.expires_on is not None else None
+        ),
+    )
+
+
+def _exception_holds(
+    ctx: _Context,
+    issuer: IssuerNode,
+    exception: PolicyException,
+    entry: ListEntryPoint,
+    fired: set[str],
+) -> bool:
+    conditions = exception.conditions
+    if (
+        conditions.issuer_countries is not None
+        and issuer.country not in conditions.issuer_countries
+    ):
+        return False
+    if conditions.issuer_kinds is not None and issuer.kind not in {
+        k.value for k in conditions.issuer_kinds
+    }:
+        return False
+    if fired & set(conditions.not_hit_by):
+        return False
+    if conditions.void_when is not None and (
+        _condition(ctx, issuer, conditions.void_when).truth is not Truth.false
+    ):
+        return False
+    for required in exception.requires:
+        if getattr(entry, required) is None:
+            return False
+    if exception.max_duration_days is not None:
+        if entry.expires_on is None:
+            return False
+        if (entry.expires_on - entry.decided_on).days > exception.max_duration_days:
+            return False
+    return True
+
+
+def _lift(
+    ctx: _Context, issuer: IssuerNode, reasons: list[Reason], lifting: list[ListEntryPoint]
+) -> list[Reason]:
+    """Apply inclusion (readmit) and exception entries to an issuer's hits."""
+    if not lifting:
+        return reasons
+    via = (Via(issuer.issuer_id, "self"),)
+    result = reasons
+    notes: list[Reason] = []
+    for entry in sorted(lifting, key=lambda e: (e.decided_on, e.dataset_id, e.source_row)):
+        if entry.list == "exception":
+            fired = {r.rule_id for r in result if r.outcome in ("exclude", "watch")}
+            declared = [
+                x
+                for x in ctx.policy.exceptions
+                if entry.reason.startswith(x.id)
+                or not any(entry.reason.startswith(y.id) for y in ctx.policy.exceptions)
+            ]
+            for exception in declared:
+                if not _exception_holds(ctx, issuer, exception, entry, fired):
+                    continue
+                lifted = [r for r in result if r.rule_id in exception.lifts]
+                if lifted:
+                    result = [r for r in result if r.rule_id not in exception.lifts]
+                    notes.append(
+                        Reason(
+                            rule_id=f"exception:{exception.id}",
+                            title=exception.title,
+                            outcome="excepted",
+                            via=via,
+                            evidence=(_entry_evidence(entry),),
+                            detail="lifts " + ", ".join(sorted({r.rule_id for r in lifted})),
+                        )
+                    )
+            continue
+        # Inclusion: lifts rule outcomes, and exclusion entries decided no later than it.
+        kept = [
+            r
+            for r in result
+            if r.rule_id.startswith("list:")
+            and not (
+                r.rule_id == "list:exclusion"
+                and r.evidence
+                and r.evidence[0].as_of is not None
+                and r.evidence[0].as_of <= entry.decided_on
+            )
+        ]
+        if len(kept) != len(result):
+            notes.append(
+                Reason(
+                    rule_id="list:inclusion",
+                    title=entry.reason,
+                    outcome="readmitted",
+                    via=via,
+                    evidence=(_entry_evidence(entry),),
+                    detail="lifts "
+                    + ", ".join(sorted({r.rule_id for r in result} - {r.rule_id for r in kept})),
+                )
+            )
+        result = kept
+    return [*result, *notes]
+
+
+def _issuer_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> tuple[Reason, ...]:
+    cached = ctx.issuer_cache.get(issuer.issuer_id)
+    if cached is not None:
+        return cached
+    reasons = [
+        *_rule_reasons(ctx, issuer),
+        *_group_reasons(ctx, issuer, seen | {issuer.issuer_id}),
+        *_state_reasons(ctx, issuer),
+    ]
+    list_hits, lifting = _list_reasons(ctx, issuer)
+    result = tuple(_lift(ctx, issuer, [*reasons, *list_hits], lifting))
+    ctx.issuer_cache[issuer.issuer_id] = result
+    return result
+
+
+# ------------------------------------------------------------------------------ instruments
+
+
+def _instrument_reasons(
+    ctx: _Context, isin: str, seen: frozenset[str]
+) -> tuple[Reason, ...] | None:
+    instrument = ctx.snapshot.instruments.get(isin)
+    if instrument is None:
+        return None
+    issuer = ctx.snapshot.issuers.get(instrument.issuer_id)
+    if issuer is None:
+        return None
+    reasons = [
+        r
+        for r in _issuer_reasons(ctx, issuer, frozenset())
+        if _asset_class_covered(ctx, r, instrument.asset_class)
+    ]
+    underlying = instrument.underlying_isin
+    if ctx.policy.propagation.underlying and underlying and underlying not in seen:
+        below = _instrument_reasons(ctx, underlying, seen | {isin})
+        if below is not None:
+            under_issuer = ctx.snapshot.instruments[underlying].issuer_id
+            reasons += [
+                r.travelled(Via(under_issuer, "underlying"))
+                for r in below
+                if r.outcome in ("exclude", "watch", "unknown")
+            ]
+    return tuple(reasons)
+
+
+def _asset_class_covered(ctx: _Context, reason: Reason, asset_class: str) -> bool:
+    rule = ctx.policy.rule(reason.rule_id)
+    return rule is None or asset_class in {a.value for a in rule.applies_to.asset_classes}
+
+
+def _sort_key(reason: Reason) -> tuple[Any, ...]:
+    return (
+        -VERDICT_RANK[reason.verdict],
+        reason.rule_id,
+        tuple((v.issuer_id, v.relation) for v in reason.via),
+        reason.outcome,
+    )
+
+
+def _verdict(reasons: Iterable[Reason]) -> Verdict:
+    verdict: Verdict = "allowed"
+    for reason in reasons:
+        if VERDICT_RANK[reason.verdict] > VERDICT_RANK[verdict]:
+            verdict = reason.verdict
+    return verdict
+
+
+def evaluate(
+    policy: PolicyDocument,
+    snapshot: Snapshot,
+    isin: str,
+    at: dt.datetime,
+    *,
+    list_keys: Sequence[str] | None = None,
+) -> Evaluation:
+    """Judge one instrument under one (effective) policy document at time ``at``.
+
+    ``list_keys``: whose list entries apply (default: the policy's own key).
+    """
+    ctx = _Context(
+        policy=policy,
+        snapshot=snapshot,
+        day=at.date(),
+        data=DataContext.of(policy),
+        policy_keys=tuple(list_keys or (policy.key,)),
+    )
+    instrument = snapshot.instruments.get(isin)
+    reasons = _instrument_reasons(ctx, isin, frozenset())
+    if reasons is None or instrument is None:
+        missing = Reason(
+            rule_id="data:instrument",
+            title="Instrument not known",
+            outcome="unknown",
+            via=(),
+            detail=f"no instrument with ISIN {isin} (or its issuer) is known at data version "
+            f"{snapshot.data_version}",
+        )
+        return Evaluation(isin, False, None, "unknown", _may_hold(policy, "unknown"), (missing,))
+    ordered = tuple(sorted(set(reasons), key=_sort_key))
+    verdict = _verdict(ordered)
+    return Evaluation(
+        isin, True, instrument.issuer_id, verdict, _may_hold(policy, verdict), ordered
+    )
+
+
+def _may_hold(policy: PolicyDocument, verdict: Verdict) -> bool:
+    if verdict == "excluded":
+        return False
+    if verdict == "unknown":
+        return policy.unknown is UnknownPolicy.allow
+    return True
+
+
+def stricter(a: Evaluation, b: Evaluation) -> Evaluation:
+    """For overlays: the stricter of the base's and the overlay's evaluations (reasons of both)."""
+    verdict = a.verdict if VERDICT_RANK[a.verdict] >= VERDICT_RANK[b.verdict] else b.verdict
+    reasons = tuple(sorted(set(a.reasons) | set(b.reasons), key=_sort_key))
+    return replace(b, verdict=verdict, may_hold=a.may_hold and b.may_hold, reasons=reasons)

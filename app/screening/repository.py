@@ -1,0 +1,297 @@
+"""Building a ``Snapshot`` from the database at a data version.
+
+For a check, only the neighbourhood of the instruments asked about is read: the instruments
+and their underlyings, their issuers, every issuer controlled by those (for the group rule),
+the sovereigns of state owners, and the facts, country facts, embargoes and list entries of
+all of them. A handful of queries per check, whatever the size of the universe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import (
+    ArmsEmbargo,
+    Dataset,
+    Fact,
+    InstrumentRecord,
+    IssuerRecord,
+    ListEntry,
+)
+from app.screening.snapshot import (
+    Embargo,
+    EmbargoLoad,
+    FactPoint,
+    InstrumentNode,
+    IssuerNode,
+    ListEntryPoint,
+    Snapshot,
+)
+
+RecordT = TypeVar("RecordT", IssuerRecord, InstrumentRecord)
+
+# Guards against a malformed ownership graph (a cycle loaded by mistake).
+MAX_DEPTH = 32
+
+
+def _issuer_node(record: IssuerRecord) -> IssuerNode:
+    return IssuerNode(
+        issuer_id=record.issuer_id,
+        name=record.name,
+        kind=record.kind,
+        country=record.country,
+        parent_issuer_id=record.parent_issuer_id,
+        parent_control_pct=record.parent_control_pct,
+        state_owner_country=record.state_owner_country,
+        state_owner_pct=record.state_owner_pct,
+    )
+
+
+def _fact_point(fact: Fact) -> FactPoint:
+    return FactPoint(
+        metric=fact.metric,
+        provider=fact.provider,
+        value=fact.value,
+        as_of=fact.as_of,
+        dataset_id=fact.dataset_id,
+        source_row=fact.source_row,
+        source_field=fact.source_field,
+    )
+
+
+class ScreeningRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def data_version(self, at: dt.datetime | None = None) -> int:
+        """The newest dataset id loaded at or before ``at`` (now when None); 0 if none."""
+        query = select(func.max(Dataset.id))
+        if at is not None:
+            query = query.where(Dataset.loaded_at <= at)
+        return (await self.session.execute(query)).scalar_one() or 0
+
+    async def _latest(
+        self, model: type[RecordT], key: str, ids: Iterable[str], version: int
+    ) -> list[RecordT]:
+        """The newest record (at ``version``) of each of ``ids``."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        column = getattr(model, key)
+        newest = (
+            select(column.label("k"), func.max(model.dataset_id).label("dataset_id"))
+            .where(column.in_(wanted), model.dataset_id <= version)
+            .group_by(column)
+            .subquery()
+        )
+        query = select(model).join(
+            newest, (column == newest.c.k) & (model.dataset_id == newest.c.dataset_id)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    async def snapshot(
+        self, isins: Sequence[str], version: int, policy_keys: Sequence[str], group_rule: bool
+    ) -> Snapshot:
+        snapshot = Snapshot(data_version=version)
+        pending = set(isins)
+        for _ in range(MAX_DEPTH):
+            if not pending:
+                break
+            records = await self._latest(InstrumentRecord, "isin", pending, version)
+            pending = set()
+            for record in records:
+                snapshot.instruments[record.isin] = InstrumentNode(
+                    isin=record.isin,
+                    issuer_id=record.issuer_id,
+                    asset_class=record.asset_class,
+                    underlying_isin=record.underlying_isin,
+                    name=record.name,
+                )
+                if record.underlying_isin and record.underlying_isin not in snapshot.instruments:
+                    pending.add(record.underlying_isin)
+
+        await self._add_issuers(
+            snapshot, {i.issuer_id for i in snapshot.instruments.values()}, version
+        )
+        if group_rule:
+            await self._add_subsidiaries(snapshot, version)
+        await self._add_state_owners(snapshot, version)
+        await self._add_facts(snapshot, version)
+        await self._add_embargoes(snapshot, version)
+        await self._add_list_entries(snapshot, version, policy_keys)
+        return snapshot
+
+    async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
+        missing = {i for i in ids if i not in snapshot.issuers}
+        for record in await self._latest(IssuerRecord, "issuer_id", missing, version):
+            snapshot.issuers[record.issuer_id] = _issuer_node(record)
+
+    async def _add_subsidiaries(self, snapshot: Snapshot, version: int) -> None:
+        """Every issuer below those loaded, whose current record names a loaded parent."""
+        frontier = set(snapshot.issuers)
+        children: dict[str, set[str]] = {}
+        for _ in range(MAX_DEPTH):
+            if not frontier:
+                break
+            candidates = (
+                (
+                    await self.session.execute(
+                        select(IssuerRecord.issuer_id)
+                        .where(
+                            IssuerRecord.parent_issuer_id.in_(sorted(frontier)),
+                            IssuerRecord.dataset_id <= version,
+                        )
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            before = set(snapshot.issuers)
+            await self._add_issuers(snapshot, set(candidates), version)
+            frontier = set()
+            for issuer_id in candidates:
+                node = snapshot.issuers.get(issuer_id)
+                if node is not None and node.parent_issuer_id is not None:
+                    children.setdefault(node.parent_issuer_id, set()).add(issuer_id)
+                    if issuer_id not in before:
+                        frontier.add(issuer_id)
+        snapshot.subsidiaries = {k: tuple(sorted(v)) for k, v in children.items()}
+
+    async def _add_state_owners(self, snapshot: Snapshot, version: int) -> None:
+        countries = {
+            n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country
+        }
+        if not countries:
+            return
+        candidates = (
+            (
+                await self.session.execute(
+                    select(IssuerRecord.issuer_id)
+                    .where(
+                        IssuerRecord.country.in_(sorted(countries)),
+                        IssuerRecord.kind == "sovereign",
+                        IssuerRecord.dataset_id <= version,
+                    )
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await self._add_issuers(snapshot, set(candidates), version)
+        snapshot.sovereigns = dict(
+            Snapshot.group(
+                (n.country, n.issuer_id)
+                for n in snapshot.issuers.values()
+                if n.kind == "sovereign" and n.issuer_id in set(candidates)
+            )
+        )
+
+    async def _add_facts(self, snapshot: Snapshot, version: int) -> None:
+        issuer_ids = sorted(snapshot.issuers)
+        countries = sorted(
+            {n.country for n in snapshot.issuers.values()}
+            | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
+        )
+        by_issuer: dict[str, list[FactPoint]] = {}
+        if issuer_ids:
+            rows = await self.session.execute(
+                select(Fact).where(Fact.issuer_id.in_(issuer_ids), Fact.dataset_id <= version)
+            )
+            for fact in rows.scalars():
+                assert fact.issuer_id is not None
+                by_issuer.setdefault(fact.issuer_id, []).append(_fact_point(fact))
+        for issuer_id, points in by_issuer.items():
+            snapshot.add_issuer_facts(issuer_id, points)
+        by_country: dict[str, list[FactPoint]] = {}
+        if countries:
+            rows = await self.session.execute(
+                select(Fact).where(Fact.country.in_(countries), Fact.dataset_id <= version)
+            )
+            for fact in rows.scalars():
+                assert fact.country is not None
+                by_country.setdefault(fact.country, []).append(_fact_point(fact))
+        for country, points in by_country.items():
+            snapshot.add_country_facts(country, points)
+
+    async def _add_embargoes(self, snapshot: Snapshot, version: int) -> None:
+        loads = (
+            await self.session.execute(
+                select(Dataset.id, Dataset.provider, Dataset.as_of).where(
+                    Dataset.kind == "arms-embargoes", Dataset.id <= version
+                )
+            )
+        ).all()
+        snapshot.embargo_loads = tuple(
+            EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in loads
+        )
+        countries = sorted(
+            {n.country for n in snapshot.issuers.values()}
+            | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
+        )
+        if not countries or not loads:
+            return
+        rows = await self.session.execute(
+            select(ArmsEmbargo).where(
+                ArmsEmbargo.country.in_(countries), ArmsEmbargo.dataset_id <= version
+            )
+        )
+        grouped: dict[str, list[Embargo]] = {}
+        for row in rows.scalars():
+            grouped.setdefault(row.country, []).append(
+                Embargo(
+                    country=row.country,
+                    authority=row.authority,
+                    regime=row.regime,
+                    since=row.since,
+                    until=row.until,
+                    dataset_id=row.dataset_id,
+                    source_row=row.source_row,
+                )
+            )
+        snapshot.embargoes = {k: tuple(v) for k, v in grouped.items()}
+
+    async def _add_list_entries(
+        self, snapshot: Snapshot, version: int, policy_keys: Sequence[str]
+    ) -> None:
+        """Per policy, the entries of the latest list-entries load that names it."""
+        if not policy_keys or not snapshot.issuers:
+            return
+        latest = (
+            select(ListEntry.policy_key, func.max(ListEntry.dataset_id).label("dataset_id"))
+            .where(ListEntry.policy_key.in_(policy_keys), ListEntry.dataset_id <= version)
+            .group_by(ListEntry.policy_key)
+            .subquery()
+        )
+        rows = await self.session.execute(
+            select(ListEntry)
+            .join(
+                latest,
+                (ListEntry.policy_key == latest.c.policy_key)
+                & (ListEntry.dataset_id == latest.c.dataset_id),
+            )
+            .where(ListEntry.issuer_id.in_(sorted(snapshot.issuers)))
+        )
+        grouped: dict[tuple[str, str], list[ListEntryPoint]] = {}
+        for row in rows.scalars():
+            grouped.setdefault((row.policy_key, row.issuer_id), []).append(
+                ListEntryPoint(
+                    policy_key=row.policy_key,
+                    issuer_id=row.issuer_id,
+                    list=row.list,
+                    reason=row.reason,
+                    decided_on=row.decided_on,
+                    reference=row.reference,
+                    review_on=row.review_on,
+                    expires_on=row.expires_on,
+                    dataset_id=row.dataset_id,
+                    source_row=row.source_row,
+                )
+            )
+        snapshot.list_entries = {k: tuple(v) for k, v in grouped.items()}

@@ -1,0 +1,152 @@
+"""What the rule engine reads: a snapshot of the data known at one data version.
+
+Plain, frozen data; no I/O. The screening repository builds one from the database (for a few
+instruments and their neighbourhood, or for the whole universe); tests build them by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class FactPoint:
+    metric: str
+    provider: str
+    value: str  # canonical text (app.kit.vocabulary.format_value)
+    as_of: dt.date
+    dataset_id: int
+    source_row: int
+    source_field: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuerNode:
+    issuer_id: str
+    name: str
+    kind: str
+    country: str
+    parent_issuer_id: str | None = None
+    parent_control_pct: Decimal | None = None
+    state_owner_country: str | None = None
+    state_owner_pct: Decimal | None = None
+    virtual: bool = False  # a sovereign stood in for a country no sovereign issuer was loaded for
+
+
+@dataclass(frozen=True)
+class InstrumentNode:
+    isin: str
+    issuer_id: str
+    asset_class: str
+    underlying_isin: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbargoLoad:
+    """One arms-embargoes load: the complete list of its provider as of its date."""
+
+    dataset_id: int
+    provider: str
+    as_of: dt.date
+
+
+@dataclass(frozen=True)
+class Embargo:
+    country: str
+    authority: str
+    regime: str
+    since: dt.date | None
+    until: dt.date | None
+    dataset_id: int
+    source_row: int
+
+    def in_force(self, day: dt.date) -> bool:
+        return (self.since is None or self.since <= day) and (
+            self.until is None or day < self.until
+        )
+
+
+@dataclass(frozen=True)
+class ListEntryPoint:
+    policy_key: str
+    issuer_id: str
+    list: str
+    reason: str
+    decided_on: dt.date
+    reference: str | None
+    review_on: dt.date | None
+    expires_on: dt.date | None
+    dataset_id: int
+    source_row: int
+
+    def active(self, day: dt.date) -> bool:
+        return self.decided_on <= day and (self.expires_on is None or day < self.expires_on)
+
+
+def _index(items: Iterable[FactPoint]) -> dict[str, tuple[FactPoint, ...]]:
+    by_metric: dict[str, list[FactPoint]] = {}
+    for item in items:
+        by_metric.setdefault(item.metric, []).append(item)
+    return {
+        m: tuple(sorted(v, key=lambda f: (f.as_of, f.dataset_id))) for m, v in by_metric.items()
+    }
+
+
+@dataclass
+class Snapshot:
+    """Everything known at ``data_version`` about some issuers, instruments and countries."""
+
+    data_version: int
+    issuers: dict[str, IssuerNode] = field(default_factory=dict)
+    instruments: dict[str, InstrumentNode] = field(default_factory=dict)
+    # issuer_id -> metric -> facts, oldest first
+    issuer_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
+    # country -> metric -> facts, oldest first
+    country_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
+    embargo_loads: tuple[EmbargoLoad, ...] = ()
+    embargoes: dict[str, tuple[Embargo, ...]] = field(default_factory=dict)
+    # (policy key, issuer_id) -> entries from the latest list-entries load naming the policy
+    list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
+    subsidiaries: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sovereigns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def add_issuer_facts(self, issuer_id: str, facts: Iterable[FactPoint]) -> None:
+        self.issuer_facts[issuer_id] = _index(facts)
+
+    def add_country_facts(self, country: str, facts: Iterable[FactPoint]) -> None:
+        self.country_facts[country] = _index(facts)
+
+    def facts_for(self, issuer_id: str, metric: str) -> Sequence[FactPoint]:
+        return self.issuer_facts.get(issuer_id, {}).get(metric, ())
+
+    def country_facts_for(self, country: str, metric: str) -> Sequence[FactPoint]:
+        return self.country_facts.get(country, {}).get(metric, ())
+
+    def entries(self, policy_key: str, issuer_id: str) -> Sequence[ListEntryPoint]:
+        return self.list_entries.get((policy_key, issuer_id), ())
+
+    def sovereign_nodes(self, country: str) -> list[IssuerNode]:
+        found = [self.issuers[i] for i in self.sovereigns.get(country, ()) if i in self.issuers]
+        if found:
+            return found
+        # No sovereign issuer loaded for the country: judge the country itself.
+        return [
+            IssuerNode(
+                issuer_id=f"country:{country}",
+                name=country,
+                kind="sovereign",
+                country=country,
+                virtual=True,
+            )
+        ]
+
+    @staticmethod
+    def group(items: Iterable[tuple[str, str]]) -> Mapping[str, tuple[str, ...]]:
+        grouped: dict[str, list[str]] = {}
+        for key, value in items:
+            grouped.setdefault(key, []).append(value)
+        return {k: tuple(sorted(v)) for k, v in grouped.items()}

@@ -1,0 +1,497 @@
+"""The pure engine against the shipped policies, with plain objects: every seed rule and its edges.
+
+No database: a ``Snapshot`` is built by hand. (The same rules through the HTTP API, with data
+loaded through the dataset endpoints, are in tests/test_checks.py.)
+"""
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.policies.document import PolicyDocument, parse_document
+from app.policies.service import read_document_text
+from app.screening.engine import Evaluation, evaluate
+from app.screening.snapshot import (
+    Embargo,
+    EmbargoLoad,
+    FactPoint,
+    InstrumentNode,
+    IssuerNode,
+    ListEntryPoint,
+    Snapshot,
+)
+
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
+AT = dt.datetime(2025, 9, 30, 12, 0, tzinfo=dt.UTC)
+DAY = AT.date()
+FRESH = DAY - dt.timedelta(days=30)
+
+
+def policy(name: str) -> PolicyDocument:
+    return parse_document(read_document_text((POLICIES / f"{name}.yaml").read_bytes(), "yaml"))
+
+
+RPF, ASR, DK = policy("rpf"), policy("asr"), policy("dk-pension")
+
+
+def fact(metric: str, value: str, provider: str, as_of: dt.date = FRESH) -> FactPoint:
+    return FactPoint(metric, provider, value, as_of, dataset_id=1, source_row=2)
+
+
+def universe(
+    *issuers: IssuerNode,
+    facts: dict[str, list[FactPoint]] | None = None,
+    country_facts: dict[str, list[FactPoint]] | None = None,
+    embargoes: list[Embargo] | None = None,
+    entries: list[ListEntryPoint] | None = None,
+    instruments: list[InstrumentNode] | None = None,
+) -> Snapshot:
+    snapshot = Snapshot(data_version=7)
+    for issuer in issuers:
+        snapshot.issuers[issuer.issuer_id] = issuer
+        snapshot.instruments.setdefault(
+            f"ISIN-{issuer.issuer_id}",
+            InstrumentNode(
+                f"ISIN-{issuer.issuer_id}",
+                issuer.issuer_id,
+                "sovereign_bond" if issuer.kind == "sovereign" else "equity",
+            ),
+        )
+    for instrument in instruments or []:
+        snapshot.instruments[instrument.isin] = instrument
+    for issuer_id, points in (facts or {}).items():
+        snapshot.add_issuer_facts(issuer_id, points)
+    for country, points in (country_facts or {}).items():
+        snapshot.add_country_facts(country, points)
+    snapshot.embargo_loads = (EmbargoLoad(dataset_id=3, provider="sipri", as_of=FRESH),)
+    snapshot.embargoes = {}
+    for embargo in embargoes or []:
+        snapshot.embargoes.setdefault(embargo.country, ())
+        snapshot.embargoes[embargo.country] += (embargo,)
+    grouped: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = {}
+    for entry in entries or []:
+        grouped[(entry.policy_key, entry.issuer_id)] = (
+            *grouped.get((entry.policy_key, entry.issuer_id), ()),
+            entry,
+        )
+    snapshot.list_entries = grouped
+    snapshot.subsidiaries = dict(
+        Snapshot.group((i.parent_issuer_id, i.issuer_id) for i in issuers if i.parent_issuer_id)
+    )
+    snapshot.sovereigns = dict(
+        Snapshot.group((i.country, i.issuer_id) for i in issuers if i.kind == "sovereign")
+    )
+    return snapshot
+
+
+def company(issuer_id: str = "C", country: str = "NL", **extra: object) -> IssuerNode:
+    return IssuerNode(issuer_id, f"{issuer_id} N.V.", "company", country, **extra)  # type: ignore[arg-type]
+
+
+def clean_company_facts(**overrides: str) -> list[FactPoint]:
+    """An RPF-clean company: every metric RPF reads present, fresh and below its threshold."""
+    values = {
+        ("controversial_weapons.involved", "sustainalytics"): "false",
+        ("norms.status", "robeco"): "compliant",
+        ("revenue_pct.tobacco", "iss"): "0",
+        ("revenue_pct.thermal_coal_extraction", "msci"): "0",
+        ("revenue_pct.unconventional_oil_gas", "msci"): "0",
+        ("revenue_pct.arctic_oil_gas", "msci"): "0",
+        ("revenue_pct.thermal_coal_power", "msci"): "0",
+    }
+    for name, value in overrides.items():
+        metric = name.replace("__", ".")
+        key = next(k for k in values if k[0] == metric)
+        values[key] = value
+    return [fact(m, v, p) for (m, p), v in values.items()]
+
+
+def judge(document: PolicyDocument, snapshot: Snapshot, isin: str = "ISIN-C") -> Evaluation:
+    return evaluate(document, snapshot, isin, AT)
+
+
+def fired(result: Evaluation) -> set[tuple[str, str]]:
+    return {(r.rule_id, r.outcome) for r in result.reasons}
+
+
+# ------------------------------------------------------------------------- company rules
+
+
+def test_clean_company_is_allowed_with_no_reasons() -> None:
+    result = judge(RPF, universe(company(), facts={"C": clean_company_facts()}))
+    assert result.verdict == "allowed"
+    assert result.may_hold is True
+    assert result.reasons == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict"),
+    [("50", "allowed"), ("50.01", "excluded"), ("96.4", "excluded"), ("49.99", "allowed")],
+)
+def test_rpf_tobacco_is_strictly_above_fifty(value: str, verdict: str) -> None:
+    facts = clean_company_facts(revenue_pct__tobacco=value)
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == verdict
+    if verdict == "excluded":
+        (reason,) = result.reasons
+        assert reason.rule_id == "tobacco"
+        (evidence,) = reason.evidence
+        assert (evidence.provider, evidence.comparison, evidence.threshold) == ("iss", ">", "50")
+        assert evidence.value == value
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "rule", "verdict"),
+    [
+        ("revenue_pct.unconventional_oil_gas", "5", None, "allowed"),
+        ("revenue_pct.unconventional_oil_gas", "5.01", "fossil-fuels", "excluded"),
+        ("revenue_pct.arctic_oil_gas", "5.5", "fossil-fuels", "excluded"),
+        ("revenue_pct.thermal_coal_power", "10", None, "allowed"),
+        ("revenue_pct.thermal_coal_power", "10.5", "coal-power", "excluded"),
+        ("revenue_pct.thermal_coal_extraction", "5", None, "allowed"),
+    ],
+)
+def test_rpf_fossil_and_coal_thresholds(
+    metric: str, value: str, rule: str | None, verdict: str
+) -> None:
+    facts = clean_company_facts(**{metric.replace(".", "__"): value})
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == verdict
+    assert {r.rule_id for r in result.reasons} == ({rule} if rule else set())
+
+
+def test_coal_above_ten_fires_both_coal_rules() -> None:
+    facts = clean_company_facts(revenue_pct__thermal_coal_extraction="10.1")
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert {r.rule_id for r in result.reasons} == {"coal-extraction", "fossil-fuels"}
+
+
+@pytest.mark.parametrize(
+    ("band", "verdict"),
+    [("0-4.9", "allowed"), ("5-9.9", "unknown"), ("10-24.9", "excluded")],
+)
+def test_vendor_band_straddling_a_threshold_is_unknown(band: str, verdict: str) -> None:
+    facts = clean_company_facts(revenue_pct__unconventional_oil_gas=band)
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == verdict
+    if verdict == "unknown":
+        assert result.may_hold is False  # rpf: unknown blocks
+        (reason,) = result.reasons
+        assert reason.outcome == "unknown"
+        assert reason.detail is not None
+        assert "straddles" in reason.detail
+
+
+def test_controversial_weapons_per_sustainalytics_only() -> None:
+    facts = clean_company_facts(controversial_weapons__involved="true")
+    assert judge(RPF, universe(company(), facts={"C": facts})).verdict == "excluded"
+    # The same finding from MSCI does not satisfy a rule that names Sustainalytics: missing.
+    msci_only = [f for f in clean_company_facts() if f.metric != "controversial_weapons.involved"]
+    msci_only.append(fact("controversial_weapons.involved", "true", "msci"))
+    result = judge(RPF, universe(company(), facts={"C": msci_only}))
+    assert result.verdict == "unknown"
+    assert ("controversial-weapons", "unknown") in fired(result)
+
+
+def norms_facts(since: dt.date) -> list[FactPoint]:
+    facts = clean_company_facts(norms__status="non_compliant")
+    return [*facts, fact("norms.non_compliant_since", since.isoformat(), "robeco")]
+
+
+def test_norms_exactly_two_years_is_excluded_one_day_less_is_engagement() -> None:
+    two_years = dt.date(DAY.year - 2, DAY.month, DAY.day)
+    result = judge(RPF, universe(company(), facts={"C": norms_facts(two_years)}))
+    assert result.verdict == "excluded"
+    assert ("norms-violators", "exclude") in fired(result)
+    assert ("norms-engagement", "watch") in fired(result)
+
+    result = judge(
+        RPF,
+        universe(company(), facts={"C": norms_facts(two_years + dt.timedelta(days=1))}),
+    )
+    assert result.verdict == "watch"
+    assert result.may_hold is True
+    assert fired(result) == {("norms-engagement", "watch")}
+
+
+def test_norms_duration_from_history_when_no_since_date() -> None:
+    history = [
+        fact("norms.status", "compliant", "robeco", dt.date(2022, 3, 31)),
+        fact("norms.status", "non_compliant", "robeco", dt.date(2023, 3, 31)),
+        fact("norms.status", "non_compliant", "robeco", dt.date(2024, 3, 31)),
+        fact("norms.status", "non_compliant", "robeco", FRESH),
+    ]
+    facts = [f for f in clean_company_facts() if f.metric != "norms.status"] + history
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == "excluded"  # non-compliant since 2023-03-31: > 2 years by 2025-09
+    norms = next(r for r in result.reasons if r.rule_id == "norms-violators")
+    assert any("since 2023-03-31" in e.value for e in norms.evidence)
+
+
+def test_stale_fact_counts_as_missing() -> None:
+    facts = [f for f in clean_company_facts() if f.metric != "revenue_pct.tobacco"]
+    facts.append(fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=401)))
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == "unknown"
+    (reason,) = result.reasons
+    assert reason.rule_id == "tobacco"
+    assert reason.detail is not None
+    assert "stale" in reason.detail
+    # exactly 400 days old is still fresh
+    facts[-1] = fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=400))
+    assert judge(RPF, universe(company(), facts={"C": facts})).verdict == "allowed"
+
+
+# ---------------------------------------------------------------------- countries, state
+
+
+def sovereign(country: str) -> IssuerNode:
+    return IssuerNode(f"SOV-{country}", f"Republic {country}", "sovereign", country)
+
+
+def country_facts(country: str, **values: str) -> dict[str, list[FactPoint]]:
+    base = {
+        "country.freedom_house.status": ("Free", "freedom-house"),
+        "country.freedom_house.pr_rating": ("1", "freedom-house"),
+        "country.freedom_house.cl_rating": ("1", "freedom-house"),
+        "country.ituc.rating": ("1", "ituc"),
+        "country.cpi.score": ("80", "transparency-international"),
+    }
+    for name, value in values.items():
+        metric = "country." + name.replace("__", ".")
+        base[metric] = (value, base[metric][1])
+    return {country: [fact(m, v, p) for m, (v, p) in base.items()]}
+
+
+@pytest.mark.parametrize(
+    ("values", "rule", "verdict"),
+    [
+        ({"cpi__score": "19"}, "country-corruption", "excluded"),
+        ({"cpi__score": "20"}, None, "allowed"),
+        ({"ituc__rating": "5"}, None, "allowed"),
+        ({"ituc__rating": "5+"}, "country-labour", "excluded"),
+        (
+            {
+                "freedom_house__status": "Not Free",
+                "freedom_house__pr_rating": "7",
+                "freedom_house__cl_rating": "6",
+            },
+            "country-freedom",
+            "excluded",
+        ),
+        (
+            {
+                "freedom_house__status": "Not Free",
+                "freedom_house__pr_rating": "6",
+                "freedom_house__cl_rating": "6",
+            },
+            None,
+            "allowed",
+        ),
+    ],
+)
+def test_rpf_country_indices(values: dict[str, str], rule: str | None, verdict: str) -> None:
+    snapshot = universe(sovereign("XA"), country_facts=country_facts("XA", **values))
+    result = judge(RPF, snapshot, "ISIN-SOV-XA")
+    assert result.verdict == verdict
+    assert {r.rule_id for r in result.reasons} == ({rule} if rule else set())
+
+
+def test_arms_embargo_in_force_excludes_and_a_lifted_one_does_not() -> None:
+    def with_embargo(until: dt.date | None) -> Snapshot:
+        return universe(
+            sovereign("XB"),
+            country_facts=country_facts("XB"),
+            embargoes=[Embargo("XB", "EU", "2014/512/CFSP", dt.date(2014, 7, 31), until, 3, 2)],
+        )
+
+    result = judge(RPF, with_embargo(None), "ISIN-SOV-XB")
+    assert result.verdict == "excluded"
+    (reason,) = result.reasons
+    assert reason.rule_id == "country-sanctions"
+    assert reason.evidence[0].value == "EU"
+    assert judge(RPF, with_embargo(DAY), "ISIN-SOV-XB").verdict == "allowed"  # lifted today
+
+
+@pytest.mark.parametrize(("pct", "verdict"), [("50", "excluded"), ("49.99", "allowed")])
+def test_rpf_state_owned_company_at_exactly_fifty_percent(pct: str, verdict: str) -> None:
+    owned = company("SOE", "XC", state_owner_country="XC", state_owner_pct=Decimal(pct))
+    snapshot = universe(
+        sovereign("XC"),
+        owned,
+        facts={"SOE": clean_company_facts()},
+        country_facts=country_facts("XC", cpi__score="12"),
+    )
+    result = judge(RPF, snapshot, "ISIN-SOE")
+    assert result.verdict == verdict
+    if verdict == "excluded":
+        (reason,) = result.reasons
+        assert reason.rule_id == "country-corruption"
+        assert [(v.issuer_id, v.relation) for v in reason.via] == [
+            ("SOV-XC", "state_owner"),
+            ("SOV-XC", "self"),
+        ]
+
+
+# ------------------------------------------------------------------------------- groups
+
+
+def dk_company_facts(weapons: str = "false") -> list[FactPoint]:
+    return [
+        fact("controversial_weapons.involved", weapons, "sustainalytics"),
+        fact("norms.status", "compliant", "sustainalytics"),
+    ]
+
+
+@pytest.mark.parametrize(("control", "verdict"), [("50", "allowed"), ("50.01", "excluded")])
+def test_dk_parent_of_violating_subsidiary_above_half(control: str, verdict: str) -> None:
+    parent = company("P")
+    child = company("S", parent_issuer_id="P", parent_control_pct=Decimal(control))
+    snapshot = universe(
+        parent,
+        child,
+        facts={"P": dk_company_facts(), "S": dk_company_facts(weapons="true")},
+    )
+    result = judge(DK, snapshot, "ISIN-P")
+    assert result.verdict == verdict
+    if verdict == "excluded":
+        (reason,) = (r for r in result.reasons if r.outcome == "exclude")
+        assert [(v.issuer_id, v.relation) for v in reason.via] == [
+            ("S", "subsidiary"),
+            ("S", "self"),
+        ]
+
+
+def test_rpf_has_no_group_rule() -> None:
+    parent = company("P")
+    child = company("S", parent_issuer_id="P", parent_control_pct=Decimal(100))
+    snapshot = universe(
+        parent,
+        child,
+        facts={"P": clean_company_facts(), "S": clean_company_facts(revenue_pct__tobacco="90")},
+    )
+    assert judge(RPF, snapshot, "ISIN-P").verdict == "allowed"
+    assert judge(RPF, snapshot, "ISIN-S").verdict == "excluded"
+
+
+def test_derivative_takes_the_verdict_of_its_underlying() -> None:
+    tobacco = company("T")
+    snapshot = universe(
+        tobacco,
+        company("BANK"),
+        facts={"T": clean_company_facts(revenue_pct__tobacco="90"), "BANK": clean_company_facts()},
+        instruments=[InstrumentNode("ADR-T", "BANK", "derivative", underlying_isin="ISIN-T")],
+    )
+    result = judge(RPF, snapshot, "ADR-T")
+    assert result.verdict == "excluded"
+    (reason,) = result.reasons
+    assert [(v.issuer_id, v.relation) for v in reason.via] == [
+        ("T", "underlying"),
+        ("T", "self"),
+    ]
+
+
+def test_unknown_instrument_blocks() -> None:
+    result = judge(RPF, universe(company(), facts={"C": clean_company_facts()}), "US0000000000")
+    assert result.verdict == "unknown"
+    assert result.may_hold is False
+    assert result.reasons[0].rule_id == "data:instrument"
+
+
+# -------------------------------------------------------------------------------- lists
+
+
+def entry(
+    kind: str,
+    decided_on: dt.date,
+    policy_key: str = "rpf",
+    issuer_id: str = "C",
+    reason: str = "board decision",
+    reference: str | None = "IC-1",
+    expires_on: dt.date | None = None,
+) -> ListEntryPoint:
+    return ListEntryPoint(
+        policy_key, issuer_id, kind, reason, decided_on, reference, None, expires_on, 9, 2
+    )
+
+
+def test_inclusion_overrides_an_exclusion_until_it_expires() -> None:
+    facts = {"C": clean_company_facts(revenue_pct__tobacco="90")}
+    readmit = entry("inclusion", dt.date(2025, 1, 1), expires_on=dt.date(2025, 12, 31))
+    result = judge(RPF, universe(company(), facts=facts, entries=[readmit]))
+    assert result.verdict == "allowed"
+    assert fired(result) == {("list:inclusion", "readmitted")}
+    expired = entry("inclusion", dt.date(2024, 1, 1), expires_on=DAY)
+    assert judge(RPF, universe(company(), facts=facts, entries=[expired])).verdict == "excluded"
+
+
+def test_a_later_exclusion_entry_beats_an_inclusion() -> None:
+    entries = [
+        entry("inclusion", dt.date(2025, 1, 1)),
+        entry("exclusion", dt.date(2025, 6, 1)),
+    ]
+    result = judge(RPF, universe(company(), facts={"C": clean_company_facts()}, entries=entries))
+    assert result.verdict == "excluded"
+
+
+def test_dialogue_never_lifts_an_exclusion() -> None:
+    entries = [
+        entry("exclusion", dt.date(2024, 1, 1), "dk-pension"),
+        entry("dialogue", dt.date(2025, 1, 1), "dk-pension"),
+    ]
+    result = judge(DK, universe(company(), facts={"C": dk_company_facts()}, entries=entries))
+    assert result.verdict == "excluded"
+    assert ("list:dialogue", "watch") in fired(result)
+
+
+def asr_defence_facts(firearms: str = "false", weapons: str = "false") -> list[FactPoint]:
+    return [
+        fact("controversial_weapons.involved", weapons, "sustainalytics"),
+        fact("norms.status", "compliant", "sustainalytics"),
+        fact("defence.involved", "true", "sustainalytics"),
+        fact("civilian_firearms.involved", firearms, "sustainalytics"),
+    ]
+
+
+def test_asr_dutch_defence_exception_and_its_expiry() -> None:
+    dutch = company("DEF", "NL")
+    exception = entry(
+        "exception",
+        dt.date(2025, 1, 15),
+        "asr",
+        "DEF",
+        reason="nl-defence: own account, board approval",
+        reference="BOARD-2025-001",
+        expires_on=dt.date(2026, 1, 15),
+    )
+    snapshot = universe(dutch, facts={"DEF": asr_defence_facts()}, entries=[exception])
+    result = judge(ASR, snapshot, "ISIN-DEF")
+    assert result.verdict == "allowed"
+    assert ("exception:nl-defence", "excepted") in fired(result)
+    # on its expiry date the exception is over and the exclusion is back (facts still fresh)
+    last_day = evaluate(ASR, snapshot, "ISIN-DEF", dt.datetime(2026, 1, 14, tzinfo=dt.UTC))
+    assert last_day.verdict == "allowed"
+    expired = evaluate(ASR, snapshot, "ISIN-DEF", dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
+    assert expired.verdict == "excluded"
+    assert fired(expired) == {("defence-risk", "exclude")}
+    # civilian firearms void the exception; so does a non-Dutch domicile
+    voided = universe(dutch, facts={"DEF": asr_defence_facts(firearms="true")}, entries=[exception])
+    assert judge(ASR, voided, "ISIN-DEF").verdict == "excluded"
+    foreign = company("DEF", "FR")
+    assert (
+        judge(
+            ASR,
+            universe(foreign, facts={"DEF": asr_defence_facts()}, entries=[exception]),
+            "ISIN-DEF",
+        ).verdict
+        == "excluded"
+    )
+
+
+def test_evaluation_is_deterministic() -> None:
+    facts = clean_company_facts(revenue_pct__tobacco="90", revenue_pct__thermal_coal_power="50")
+    snapshot = universe(company(), facts={"C": facts})
+    assert judge(RPF, snapshot) == judge(RPF, snapshot)
+    assert [r.rule_id for r in judge(RPF, snapshot).reasons] == ["coal-power", "tobacco"]
