@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,13 @@ from app.auth.schemas import Actor, IssuedKey
 from app.auth.scopes import Scope, parse_scopes
 from app.datasets import service as datasets_service
 from app.datasets.schemas import DatasetKind, DatasetRead
+from app.demo import load_demo
 from app.kit.db import Database, create_engine
 from app.kit.errors import AppError
 from app.kit.logging import configure_logging, get_logger
 from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
 from app.kit.settings import Settings, get_settings
+from app.kit.time import utcnow
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, canonical_json, document_sha256
 
@@ -142,25 +145,45 @@ async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
     return canonical_json(document)
 
 
+async def _prepare_demo(settings: Settings) -> tuple[IssuedKey, dict[str, str]]:
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            examples = await load_demo(session)
+        issued = await _create_key(
+            settings, f"demo-{utcnow():%Y%m%dT%H%M%S%f}", frozenset({Scope.admin})
+        )
+    finally:
+        await database.dispose()
+    return issued, examples
+
+
 def _demo(settings: Settings, host: str, port: int) -> None:
     upgrade_to_head(settings)
-    from app.kit.time import utcnow
-
-    issued = asyncio.run(
-        _create_key(settings, f"demo-{utcnow():%Y%m%dT%H%M%S%f}", frozenset({Scope.admin}))
-    )
+    print("loading the shipped policies and the sample universe (first run only)...", flush=True)
+    issued, examples = asyncio.run(_prepare_demo(settings))
     base = f"http://{host}:{port}"
+    auth = '-H "Authorization: Bearer $MAYHOLD_KEY"'
+    checks = "\n".join(
+        f"  curl -s {auth} '{base}/v1/check?policy=rpf&instrument={isin}'   # {label}"
+        for label, isin in sorted(examples.items())
+    )
+    batch = json.dumps([examples["clean company"], examples["tobacco producer"]])
     print(
         f"""
 mayhold demo on {base}  (database: {settings.database_url})
+Policies rpf, asr and dk-pension are approved; a sample universe is loaded.
 An admin key for this demo:
 
   export MAYHOLD_KEY={issued.key}
 
 Try:
-  curl -s {base}/healthz
   curl -s {base}/readyz
-  curl -s -H "Authorization: Bearer $MAYHOLD_KEY" {base}/v1/whoami
+{checks}
+  curl -s {auth} -X POST {base}/v1/checks -H 'Content-Type: application/json' \\
+       -d '{{"policy": "dk-pension", "instruments": {batch}}}'
+  curl -s {auth} {base}/v1/policies/rpf
+  curl -s {auth} {base}/v1/datasets
   open {base}/docs for the API reference
 """,
         flush=True,

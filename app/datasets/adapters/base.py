@@ -32,7 +32,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    union_all,
+    union,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause, Subquery
@@ -150,24 +150,6 @@ async def duplicate_errors(
     ]
 
 
-def issuer_identifiers() -> Subquery:
-    """Every identifier an issuer can be referred to by -> its issuer_id.
-
-    issuer_id, LEI, MSCI ISSUERID, Sustainalytics EntityId, or the ISIN of one of its
-    instruments; from any load so far (identifiers are not reused for other issuers).
-    """
-    ir, inst = IssuerRecord, InstrumentRecord
-    return union_all(
-        select(ir.issuer_id.label("ref"), ir.issuer_id.label("issuer_id")),
-        select(ir.lei, ir.issuer_id).where(ir.lei.is_not(None)),
-        select(ir.msci_issuer_id, ir.issuer_id).where(ir.msci_issuer_id.is_not(None)),
-        select(ir.sustainalytics_entity_id, ir.issuer_id).where(
-            ir.sustainalytics_entity_id.is_not(None)
-        ),
-        select(inst.isin, inst.issuer_id),
-    ).subquery("issuer_identifiers")
-
-
 def resolve_ref(ref: ColumnElement[str]) -> ColumnElement[str]:
     """The issuer a reference names, by index lookups (for publishing batch by batch).
 
@@ -188,16 +170,34 @@ def resolve_ref(ref: ColumnElement[str]) -> ColumnElement[str]:
 
 
 def resolved_refs(stage: FromClause, ref_column: str) -> Subquery:
-    """Each distinct reference of the stage -> the number of issuers it names, and one of them."""
-    ids = issuer_identifiers()
+    """Each distinct reference of the file -> how many issuers it names, and one of them.
+
+    An issuer can be referred to by its issuer_id, LEI, MSCI ISSUERID, Sustainalytics
+    EntityId, or the ISIN of one of its instruments, from any load so far. Each source is
+    probed by an indexed join from the file's distinct references (never a scan of all
+    identifiers), then the matches are counted per reference.
+    """
     refs = select(stage.c[ref_column].label("ref")).distinct().subquery("refs")
+    ir, inst = IssuerRecord, InstrumentRecord
+    found = union(
+        *(
+            select(refs.c.ref, source.issuer_id).join(source, column == refs.c.ref)
+            for source, column in (
+                (ir, ir.issuer_id),
+                (ir, ir.lei),
+                (ir, ir.msci_issuer_id),
+                (ir, ir.sustainalytics_entity_id),
+                (inst, inst.isin),
+            )
+        )
+    ).subquery("found")
     return (
         select(
             refs.c.ref,
-            func.count(ids.c.issuer_id.distinct()).label("matches"),
-            func.min(ids.c.issuer_id).label("issuer_id"),
+            func.count(found.c.issuer_id.distinct()).label("matches"),
+            func.min(found.c.issuer_id).label("issuer_id"),
         )
-        .select_from(refs.outerjoin(ids, ids.c.ref == refs.c.ref))
+        .select_from(refs.outerjoin(found, found.c.ref == refs.c.ref))
         .group_by(refs.c.ref)
         .subquery("resolved")
     )

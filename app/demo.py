@@ -1,0 +1,435 @@
+"""`mayhold demo`: the shipped policies, approved, and a generated sample universe.
+
+The universe is generated (seeded, so every run is the same) and loaded through the real
+dataset loaders, as a data steward would: a few thousand companies with parents and state
+owners, sovereigns with country indices and arms embargoes, instruments including derivatives
+on an underlying, and vendor data that makes every rule of the shipped policies fire somewhere
+(clean, excluded, on watch, undecidable bands, stale data, missing data).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from stdnum import isin as stdnum_isin
+
+from app.auth.schemas import Actor
+from app.datasets import service as datasets
+from app.datasets.schemas import DatasetKind
+from app.kit.settings import REPO_ROOT
+from app.kit.time import utcnow
+from app.models import Dataset
+from app.policies import service as policies
+
+SHIPPED_POLICIES = ("rpf", "asr", "dk-pension")
+LOADER = Actor(name="demo:data-steward", key_id=None)
+AUTHOR = Actor(name="demo:policy-author", key_id=None)
+COMMITTEE = Actor(name="demo:investment-committee", key_id=None)
+
+# country: (Freedom House status, PR, CL, ITUC, CPI), roughly as published around 2024.
+COUNTRIES: dict[str, tuple[str, int, int, str, int]] = {
+    "NL": ("F", 1, 1, "1", 79),
+    "DE": ("F", 1, 1, "1", 78),
+    "FR": ("F", 1, 2, "3", 71),
+    "GB": ("F", 1, 1, "4", 71),
+    "US": ("F", 2, 2, "4", 69),
+    "NO": ("F", 1, 1, "1", 84),
+    "DK": ("F", 1, 1, "1", 90),
+    "JP": ("F", 1, 1, "2", 73),
+    "BR": ("PF", 2, 3, "4", 36),
+    "IN": ("PF", 2, 4, "5", 39),
+    "ID": ("PF", 2, 4, "5", 34),
+    "ZA": ("F", 2, 2, "4", 41),
+    "CN": ("NF", 7, 6, "5", 42),
+    "RU": ("NF", 7, 7, "5", 26),
+    "VE": ("NF", 7, 6, "5+", 13),
+    "MM": ("NF", 7, 7, "5+", 20),
+    "AF": ("NF", 7, 7, "5+", 20),
+    "SY": ("NF", 7, 7, "5+", 13),
+    "BY": ("NF", 7, 6, "5", 37),
+    "YE": ("NF", 7, 6, "5+", 16),
+}
+EMBARGOES = [  # country, authority, regime, since
+    ("RU", "EU", "Council Decision 2014/512/CFSP", "2014-07-31"),
+    ("RU", "US", "ITAR 126.1", "2014-03-01"),
+    ("CN", "EU", "European Council declaration (Madrid)", "1989-06-27"),
+    ("VE", "EU", "Council Decision (CFSP) 2017/2074", "2017-11-13"),
+    ("MM", "EU", "EC declaration", "1991-07-29"),
+    ("SY", "EU", "Council Decision 2011/273/CFSP", "2011-05-09"),
+    ("BY", "EU", "Council Decision 2011/357/CFSP", "2011-06-20"),
+    ("YE", "UN", "UNSCR 2216", "2015-04-14"),
+    ("AF", "UN", "UNSCR 1988", "2011-06-17"),
+]
+COMPANY_COUNTRIES = [
+    "NL",
+    "DE",
+    "FR",
+    "GB",
+    "US",
+    "NO",
+    "DK",
+    "JP",
+    "BR",
+    "IN",
+    "ID",
+    "ZA",
+    "CN",
+    "RU",
+]
+
+
+def make_isin(prefix: str, number: int) -> str:
+    body = f"{prefix}{number:09d}"
+    return body + stdnum_isin.calc_check_digit(body)
+
+
+@dataclass
+class Universe:
+    issuers: list[dict[str, str]] = field(default_factory=list)
+    instruments: list[dict[str, str]] = field(default_factory=list)
+    facts: list[dict[str, str]] = field(default_factory=list)
+    msci: list[dict[str, str]] = field(default_factory=list)
+    lists: list[dict[str, str]] = field(default_factory=list)
+    examples: dict[str, str] = field(default_factory=dict)
+
+
+def generate(companies: int = 3000, seed: int = 42) -> Universe:
+    rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
+    today = utcnow().date()
+    fresh = (today - dt.timedelta(days=45)).isoformat()
+    stale = (today - dt.timedelta(days=500)).isoformat()
+    u = Universe()
+    for number, country in enumerate(COUNTRIES):
+        u.issuers.append(
+            {
+                "issuer_id": f"SOV-{country}",
+                "name": f"Government of {country}",
+                "kind": "sovereign",
+                "country": country,
+            }
+        )
+        isin = make_isin(country, 900_000 + number)
+        u.instruments.append(
+            {
+                "isin": isin,
+                "issuer_id": f"SOV-{country}",
+                "asset_class": "sovereign_bond",
+                "name": f"{country} 10Y",
+            }
+        )
+        u.examples.setdefault(f"sovereign {country}", isin)
+    for n in range(companies):
+        issuer_id = f"CO{n:05d}"
+        country = rng.choice(COMPANY_COUNTRIES)
+        row = {
+            "issuer_id": issuer_id,
+            "name": f"Company {n} {country}",
+            "kind": "company",
+            "country": country,
+            "msci_issuer_id": f"IID{n:012d}",
+        }
+        if n % 10 == 3 and n > 10:  # a controlled subsidiary of the previous company
+            row["parent_issuer_id"] = f"CO{n - 1:05d}"
+            row["parent_control_pct"] = rng.choice(["30", "50", "50.01", "75", "100"])
+        if n % 20 == 7:  # state-owned
+            owner = rng.choice(["CN", "RU", "NO", "FR", "VE"])
+            row["state_owner_country"] = owner
+            row["state_owner_pct"] = rng.choice(["26.6", "49.99", "50", "51", "70", "100"])
+        u.issuers.append(row)
+        share = make_isin("XS", n)
+        u.instruments.append(
+            {
+                "isin": share,
+                "issuer_id": issuer_id,
+                "asset_class": "equity",
+                "name": f"Company {n} shares",
+            }
+        )
+        if n % 5 == 0:
+            u.instruments.append(
+                {
+                    "isin": make_isin("XS", 500_000 + n),
+                    "issuer_id": issuer_id,
+                    "asset_class": "corporate_bond",
+                    "name": f"Company {n} bond",
+                }
+            )
+        if n % 50 == 1:  # a derivative on the share, issued by a bank
+            u.instruments.append(
+                {
+                    "isin": make_isin("XS", 800_000 + n),
+                    "issuer_id": "CO00000",
+                    "asset_class": "derivative",
+                    "underlying_isin": share,
+                    "name": f"Option on company {n}",
+                }
+            )
+        u.facts.extend(_company_facts(rng, issuer_id, n, fresh, stale, today))
+        u.msci.append(_msci_row(rng, n, share, country))
+        label = _label(n)
+        if label:
+            u.examples.setdefault(label, share)
+    for key, issuer_id, kind, reason in (
+        ("rpf", "CO00042", "exclusion", "Board decision: serious environmental damage"),
+        ("rpf", "CO00044", "inclusion", "Engagement succeeded: readmitted by the committee"),
+        ("dk-pension", "CO00046", "dialogue", "Asked for dialogue after exclusion"),
+        ("asr", "CO00048", "focus", "Human-rights monitoring"),
+    ):
+        u.lists.append(
+            {
+                "policy": key,
+                "issuer_ref": issuer_id,
+                "list": kind,
+                "reason": reason,
+                "decided_on": (today - dt.timedelta(days=120)).isoformat(),
+                "reference": "IC-DEMO",
+                "expires_on": "",
+            }
+        )
+    return u
+
+
+def _label(n: int) -> str | None:
+    return {
+        0: "clean company",
+        11: "tobacco producer",
+        13: "coal miner",
+        17: "controversial weapons",
+        19: "norm violator under engagement",
+        23: "norm violator for over two years",
+        29: "band straddling 5 %",
+        31: "stale data",
+    }.get(n % 40 if n >= 40 else n)
+
+
+def _company_facts(
+    rng: random.Random, issuer_id: str, n: int, fresh: str, stale: str, today: dt.date
+) -> Iterator[dict[str, str]]:
+    kind = n % 40
+    tobacco = "96.4" if kind == 11 else f"{rng.uniform(0, 4):.1f}"
+    coal = "55.3" if kind == 13 else f"{rng.uniform(0, 4):.1f}"
+    weapons = "true" if kind == 17 else "false"
+    status = "non_compliant" if kind in (19, 23) else "compliant"
+    as_of = stale if kind == 31 else fresh
+    yield {
+        "issuer_ref": issuer_id,
+        "metric": "revenue_pct.tobacco",
+        "value": tobacco,
+        "as_of": as_of,
+        "provider": "iss",
+    }
+    yield {
+        "issuer_ref": issuer_id,
+        "metric": "controversial_weapons.involved",
+        "value": weapons,
+        "as_of": fresh,
+        "provider": "sustainalytics",
+    }
+    yield {
+        "issuer_ref": issuer_id,
+        "metric": "defence.involved",
+        "value": "true" if kind in (17, 37) else "false",
+        "as_of": fresh,
+        "provider": "sustainalytics",
+    }
+    yield {
+        "issuer_ref": issuer_id,
+        "metric": "civilian_firearms.involved",
+        "value": "false",
+        "as_of": fresh,
+        "provider": "sustainalytics",
+    }
+    for provider in ("robeco", "sustainalytics"):
+        yield {
+            "issuer_ref": issuer_id,
+            "metric": "norms.status",
+            "value": status,
+            "as_of": fresh,
+            "provider": provider,
+        }
+    if status == "non_compliant":
+        years = 3 if kind == 23 else 1
+        since = dt.date(today.year - years, today.month, min(today.day, 28)).isoformat()
+        yield {
+            "issuer_ref": issuer_id,
+            "metric": "norms.non_compliant_since",
+            "value": since,
+            "as_of": fresh,
+            "provider": "robeco",
+        }
+    del coal  # coal comes from MSCI (see _msci_row)
+
+
+def _msci_row(rng: random.Random, n: int, isin: str, country: str) -> dict[str, str]:
+    kind = n % 40
+    return {
+        "ISSUERID": f"IID{n:012d}",
+        "ISSUER_NAME": f"COMPANY {n}",
+        "ISSUER_ISIN": isin,
+        "ISSUER_CNTRY_DOMICILE": country,
+        "CWEAP_TIE": "Yes" if kind == 17 else "No",
+        "TOB_MAX_REV_PCT": "96.4" if kind == 11 else "0",
+        "THERMAL_COAL_MAX_REV_PCT": "55.3" if kind == 13 else f"{rng.uniform(0, 4):.1f}",
+        "GENERAT_MAX_REV_THERMAL_COAL": f"{rng.uniform(0, 4):.1f}",
+        "UNCONV_OIL_GAS_MAX_REV_PCT": "5-9.9" if kind == 29 else f"{rng.uniform(0, 4):.1f}",
+        "ARCTIC_OIL_MAX_REV_PCT": "0",
+        "ARCTIC_GAS_MAX_REV_PCT": "0",
+        "UNGC_COMPLIANCE": "Fail" if kind in (19, 23) else "Pass",
+    }
+
+
+def _csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+async def _load(
+    session: AsyncSession, kind: DatasetKind, content: bytes, name: str, **options: object
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield content
+
+    upload = await datasets.spool(chunks(), f"demo:{name}")
+    try:
+        await datasets.load_dataset(
+            session,
+            LOADER,
+            kind,
+            upload,
+            provider=options.get("provider"),  # type: ignore[arg-type]
+            as_of=options.get("as_of"),  # type: ignore[arg-type]
+        )
+    finally:
+        upload.discard()
+
+
+async def demo_loaded(session: AsyncSession) -> bool:
+    found = await session.execute(select(Dataset.id).where(Dataset.loaded_by == LOADER.name))
+    return found.first() is not None
+
+
+async def load_demo(session: AsyncSession) -> dict[str, str]:
+    """Approve the shipped policies and load the sample universe (once). Returns example ISINs."""
+    universe = generate()
+    if await demo_loaded(session):
+        return universe.examples
+    for key in SHIPPED_POLICIES:
+        content = (REPO_ROOT / "policies" / f"{key}.yaml").read_bytes()
+        created = await policies.load_policy_file(session, content, "yaml", AUTHOR)
+        await policies.approve(session, key, created.version.version, COMMITTEE)
+    today = utcnow().date()
+    fresh = today - dt.timedelta(days=45)
+    await _load(
+        session,
+        DatasetKind.issuers,
+        _csv(
+            universe.issuers,
+            [
+                "issuer_id",
+                "name",
+                "kind",
+                "country",
+                "lei",
+                "parent_issuer_id",
+                "parent_control_pct",
+                "state_owner_country",
+                "state_owner_pct",
+                "msci_issuer_id",
+                "sustainalytics_entity_id",
+            ],
+        ),
+        "issuers.csv",
+    )
+    await _load(
+        session,
+        DatasetKind.instruments,
+        _csv(
+            universe.instruments,
+            [
+                "isin",
+                "issuer_id",
+                "asset_class",
+                "underlying_isin",
+                "name",
+            ],
+        ),
+        "instruments.csv",
+    )
+    for provider in ("iss", "sustainalytics", "robeco"):
+        rows = [r for r in universe.facts if r["provider"] == provider]
+        await _load(
+            session,
+            DatasetKind.facts,
+            _csv(rows, ["issuer_ref", "metric", "value", "as_of"]),
+            f"facts-{provider}.csv",
+            provider=provider,
+        )
+    await _load(
+        session,
+        DatasetKind.msci_esg,
+        _csv(universe.msci, list(universe.msci[0])),
+        "msci.csv",
+        as_of=fresh,
+    )
+    fh = [
+        {
+            "Country/Territory": c,
+            "C/T": "c",
+            "Edition": str(today.year),
+            "Status": v[0],
+            "PR rating": str(v[1]),
+            "CL rating": str(v[2]),
+        }
+        for c, v in COUNTRIES.items()
+    ]
+    await _load(session, DatasetKind.freedom_house, _csv(fh, list(fh[0])), "fiw.csv", as_of=fresh)
+    ituc = [{"country": c, "rating": v[3]} for c, v in COUNTRIES.items()]
+    await _load(
+        session, DatasetKind.ituc, _csv(ituc, ["country", "rating"]), "ituc.csv", as_of=fresh
+    )
+    cpi = [{"Country": c, "ISO3": "", "CPI score": str(v[4])} for c, v in COUNTRIES.items()]
+    await _load(
+        session,
+        DatasetKind.ti_cpi,
+        _csv(cpi, ["Country", "ISO3", "CPI score"]),
+        "cpi.csv",
+        as_of=fresh,
+    )
+    embargoes = [
+        {"country": c, "authority": a, "regime": r, "since": s} for c, a, r, s in EMBARGOES
+    ]
+    await _load(
+        session,
+        DatasetKind.arms_embargoes,
+        _csv(embargoes, ["country", "authority", "regime", "since"]),
+        "embargoes.csv",
+        as_of=fresh,
+    )
+    await _load(
+        session,
+        DatasetKind.list_entries,
+        _csv(
+            universe.lists,
+            [
+                "policy",
+                "issuer_ref",
+                "list",
+                "reason",
+                "decided_on",
+                "reference",
+                "expires_on",
+            ],
+        ),
+        "lists.csv",
+    )
+    return universe.examples
