@@ -680,6 +680,18 @@ def evaluate(
 
     ``list_keys``: whose list entries apply (default: the policy's own key).
     """
+    return evaluate_many(policy, snapshot, [isin], at, list_keys=list_keys)[0]
+
+
+def evaluate_many(
+    policy: PolicyDocument,
+    snapshot: Snapshot,
+    isins: Sequence[str],
+    at: dt.datetime,
+    *,
+    list_keys: Sequence[str] | None = None,
+) -> list[Evaluation]:
+    """Judge several instruments at once: each issuer is evaluated once for all of them."""
     ctx = _Context(
         policy=policy,
         snapshot=snapshot,
@@ -687,6 +699,11 @@ def evaluate(
         data=DataContext.of(policy),
         policy_keys=tuple(list_keys or (policy.key,)),
     )
+    return [_evaluate(ctx, isin) for isin in isins]
+
+
+def _evaluate(ctx: _Context, isin: str) -> Evaluation:
+    policy, snapshot = ctx.policy, ctx.snapshot
     instrument = snapshot.instruments.get(isin)
     reasons = _instrument_reasons(ctx, isin, frozenset())
     if reasons is None or instrument is None:

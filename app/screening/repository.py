@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,6 +126,57 @@ class ScreeningRepository:
         await self._add_list_entries(snapshot, version, policy_keys)
         return snapshot
 
+    async def full_snapshot(self, version: int, policy_keys: Sequence[str]) -> Snapshot:
+        """Everything known at ``version``: every current issuer and instrument and their data.
+
+        For verdicts over the whole universe (impact previews, the compiled index, lists).
+        """
+        snapshot = Snapshot(data_version=version)
+        for record in await self._all_latest(InstrumentRecord, InstrumentRecord.isin, version):
+            snapshot.instruments[record.isin] = InstrumentNode(
+                isin=record.isin,
+                issuer_id=record.issuer_id,
+                asset_class=record.asset_class,
+                underlying_isin=record.underlying_isin,
+                name=record.name,
+            )
+        for issuer in await self._all_latest(IssuerRecord, IssuerRecord.issuer_id, version):
+            snapshot.issuers[issuer.issuer_id] = _issuer_node(issuer)
+        nodes = snapshot.issuers.values()
+        snapshot.subsidiaries = dict(
+            Snapshot.group((n.parent_issuer_id, n.issuer_id) for n in nodes if n.parent_issuer_id)
+        )
+        snapshot.sovereigns = dict(
+            Snapshot.group((n.country, n.issuer_id) for n in nodes if n.kind == "sovereign")
+        )
+        by_issuer: dict[str, list[FactPoint]] = {}
+        by_country: dict[str, list[FactPoint]] = {}
+        rows = await self.session.stream_scalars(select(Fact).where(Fact.dataset_id <= version))
+        async for fact in rows:
+            if fact.issuer_id is not None:
+                by_issuer.setdefault(fact.issuer_id, []).append(_fact_point(fact))
+            elif fact.country is not None:
+                by_country.setdefault(fact.country, []).append(_fact_point(fact))
+        for issuer_id, points in by_issuer.items():
+            snapshot.add_issuer_facts(issuer_id, points)
+        for country, points in by_country.items():
+            snapshot.add_country_facts(country, points)
+        await self._add_embargoes(snapshot, version, everywhere=True)
+        await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
+        return snapshot
+
+    async def _all_latest(self, model: type[RecordT], key: Any, version: int) -> list[RecordT]:
+        newest = (
+            select(key.label("k"), func.max(model.dataset_id).label("dataset_id"))
+            .where(model.dataset_id <= version)
+            .group_by(key)
+            .subquery()
+        )
+        query = select(model).join(
+            newest, (key == newest.c.k) & (model.dataset_id == newest.c.dataset_id)
+        )
+        return list((await self.session.execute(query)).scalars())
+
     async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
         missing = {i for i in ids if i not in snapshot.issuers}
         for record in await self._latest(IssuerRecord, "issuer_id", missing, version):
@@ -220,7 +271,9 @@ class ScreeningRepository:
         for country, points in by_country.items():
             snapshot.add_country_facts(country, points)
 
-    async def _add_embargoes(self, snapshot: Snapshot, version: int) -> None:
+    async def _add_embargoes(
+        self, snapshot: Snapshot, version: int, *, everywhere: bool = False
+    ) -> None:
         loads = (
             await self.session.execute(
                 select(Dataset.id, Dataset.provider, Dataset.as_of).where(
@@ -235,13 +288,12 @@ class ScreeningRepository:
             {n.country for n in snapshot.issuers.values()}
             | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
         )
-        if not countries or not loads:
+        if not loads or not (countries or everywhere):
             return
-        rows = await self.session.execute(
-            select(ArmsEmbargo).where(
-                ArmsEmbargo.country.in_(countries), ArmsEmbargo.dataset_id <= version
-            )
-        )
+        query = select(ArmsEmbargo).where(ArmsEmbargo.dataset_id <= version)
+        if not everywhere:
+            query = query.where(ArmsEmbargo.country.in_(countries))
+        rows = await self.session.execute(query)
         grouped: dict[str, list[Embargo]] = {}
         for row in rows.scalars():
             grouped.setdefault(row.country, []).append(
@@ -258,7 +310,12 @@ class ScreeningRepository:
         snapshot.embargoes = {k: tuple(v) for k, v in grouped.items()}
 
     async def _add_list_entries(
-        self, snapshot: Snapshot, version: int, policy_keys: Sequence[str]
+        self,
+        snapshot: Snapshot,
+        version: int,
+        policy_keys: Sequence[str],
+        *,
+        everywhere: bool = False,
     ) -> None:
         """Per policy, the entries of the latest list-entries load that names it."""
         if not policy_keys or not snapshot.issuers:
@@ -269,15 +326,14 @@ class ScreeningRepository:
             .group_by(ListEntry.policy_key)
             .subquery()
         )
-        rows = await self.session.execute(
-            select(ListEntry)
-            .join(
-                latest,
-                (ListEntry.policy_key == latest.c.policy_key)
-                & (ListEntry.dataset_id == latest.c.dataset_id),
-            )
-            .where(ListEntry.issuer_id.in_(sorted(snapshot.issuers)))
+        query = select(ListEntry).join(
+            latest,
+            (ListEntry.policy_key == latest.c.policy_key)
+            & (ListEntry.dataset_id == latest.c.dataset_id),
         )
+        if not everywhere:
+            query = query.where(ListEntry.issuer_id.in_(sorted(snapshot.issuers)))
+        rows = await self.session.execute(query)
         grouped: dict[tuple[str, str], list[ListEntryPoint]] = {}
         for row in rows.scalars():
             grouped.setdefault((row.policy_key, row.issuer_id), []).append(
