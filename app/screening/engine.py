@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Literal
 
 from app.kit.vocabulary import (
@@ -151,6 +152,20 @@ class _Context:
     policy_keys: tuple[str, ...]
     issuer_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
     own_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
+    thresholds: dict[int, tuple[Any, str]] = field(default_factory=dict)
+
+    def threshold(self, atom: Threshold) -> tuple[Any, str]:
+        """An atom's parsed threshold and its text, parsed once per evaluation run."""
+        cached = self.thresholds.get(id(atom))
+        if cached is None:
+            cached = self.thresholds[id(atom)] = (atom.threshold(), _threshold_text(atom))
+        return cached
+
+
+@lru_cache(maxsize=65536)
+def _parsed(metric: str, text: str) -> Any:
+    """A stored canonical value, parsed (values repeat across issuers: parse each once)."""
+    return parse_value(METRICS[metric], text) if text else frozenset()
 
 
 def _threshold_text(atom: Threshold) -> str:
@@ -307,11 +322,12 @@ def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
         point, missing = _fact(ctx, issuer, metric, atom)
     if point is None:
         return _Outcome(Truth.unknown, missing=(missing or "missing data",))
-    value = parse_value(metric, point.value) if point.value else frozenset()
-    truth = _compare(metric, atom.op, value, atom.threshold(), ctx.policy.data.percent_bands)
-    evidence = _evidence(point, atom.op, _threshold_text(atom))
+    value = _parsed(metric.name, point.value)
+    threshold, text = ctx.threshold(atom)
+    truth = _compare(metric, atom.op, value, threshold, ctx.policy.data.percent_bands)
+    evidence = _evidence(point, atom.op, text)
     missing_text = (
-        (f"{metric.name} {point.value} straddles {atom.op} {_threshold_text(atom)}",)
+        (f"{metric.name} {point.value} straddles {atom.op} {text}",)
         if truth is Truth.unknown
         else ()
     )
@@ -325,7 +341,7 @@ def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
         return _Outcome(Truth.unknown, missing=(missing or "missing data",))
     target = atom.threshold()
     needed = f"{format_value(target)} for at least {atom.for_at_least.text()}"
-    if parse_value(metric, point.value) != target:
+    if _parsed(metric.name, point.value) != target:
         return _Outcome(Truth.false, (_evidence(point, "for_at_least", needed),))
     start: dt.date | None = None
     evidence = [_evidence(point, "for_at_least", needed)]
@@ -346,7 +362,7 @@ def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
         history.sort(key=lambda p: (p.as_of, p.dataset_id))
         start = point.as_of
         for earlier in reversed(history):
-            if parse_value(metric, earlier.value) != target:
+            if _parsed(metric.name, earlier.value) != target:
                 break
             start = earlier.as_of
         evidence.append(

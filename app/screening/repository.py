@@ -52,6 +52,18 @@ def _issuer_node(record: IssuerRecord) -> IssuerNode:
     )
 
 
+# The columns of a FactPoint, in its field order.
+_FACT_COLUMNS = (
+    Fact.metric,
+    Fact.provider,
+    Fact.value,
+    Fact.as_of,
+    Fact.dataset_id,
+    Fact.source_row,
+    Fact.source_field,
+)
+
+
 def _fact_point(fact: Fact) -> FactPoint:
     return FactPoint(
         metric=fact.metric,
@@ -251,23 +263,23 @@ class ScreeningRepository:
             | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
         )
         by_issuer: dict[str, list[FactPoint]] = {}
-        if issuer_ids:
+        by_country: dict[str, list[FactPoint]] = {}
+        for column, keys, target in (
+            (Fact.issuer_id, issuer_ids, by_issuer),
+            (Fact.country, countries, by_country),
+        ):
+            if not keys:
+                continue
+            # Plain rows, not ORM objects: a batch check reads tens of thousands of facts.
             rows = await self.session.execute(
-                select(Fact).where(Fact.issuer_id.in_(issuer_ids), Fact.dataset_id <= version)
+                select(column, *_FACT_COLUMNS).where(column.in_(keys), Fact.dataset_id <= version)
             )
-            for fact in rows.scalars():
-                assert fact.issuer_id is not None
-                by_issuer.setdefault(fact.issuer_id, []).append(_fact_point(fact))
+            for key, metric, provider, value, as_of, dataset_id, row, field in rows.tuples():
+                target.setdefault(key or "", []).append(
+                    FactPoint(metric, provider, value, as_of, dataset_id, row, field)
+                )
         for issuer_id, points in by_issuer.items():
             snapshot.add_issuer_facts(issuer_id, points)
-        by_country: dict[str, list[FactPoint]] = {}
-        if countries:
-            rows = await self.session.execute(
-                select(Fact).where(Fact.country.in_(countries), Fact.dataset_id <= version)
-            )
-            for fact in rows.scalars():
-                assert fact.country is not None
-                by_country.setdefault(fact.country, []).append(_fact_point(fact))
         for country, points in by_country.items():
             snapshot.add_country_facts(country, points)
 
