@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from app.auth.endpoints import router as auth_router
 from app.datasets.endpoints import router as datasets_router
+from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(datasets_router)
     app.include_router(issuers_router)
     app.include_router(policies_router)
+    app.include_router(decisions_router)
     add_component_schemas(app, PolicyDocument)
 
     return app
