@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -404,3 +404,29 @@ async def test_index_serves_decisions_by_instrument_newest_first(
                 assert "TEMP B-TREE" not in plan, plan
             found = (await conn.execute(text(query))).all()
         assert [r.seq for r in found] == list(range(288, 0, -20))[:50]
+
+
+class _HangingSession:
+    """A session whose database never answers (a hung server, a lock never granted)."""
+
+    async def connection(self) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_stop_gives_up_on_a_hung_database_and_fails_the_callers() -> None:
+    log = DecisionLog(cast(Any, _HangingSession), stop_timeout=0.2)
+    await log.start()
+    in_flight = asyncio.ensure_future(log.append([entry(1)]))
+    await asyncio.sleep(0.05)  # taken by the writer, which now waits for the database
+    queued = asyncio.ensure_future(log.append([entry(2)]))
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await log.stop()
+    assert asyncio.get_running_loop().time() - started < 2
+    for call in (in_flight, queued):
+        with pytest.raises(DatabaseUnavailable):
+            await call
+    assert log.committed_batches == 0
