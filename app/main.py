@@ -9,6 +9,8 @@ from fastapi import Depends, FastAPI
 
 from app.auth.endpoints import router as auth_router
 from app.datasets.endpoints import router as datasets_router
+from app.decisions.endpoints import router as decisions_router
+from app.decisions.log import DecisionLog
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
@@ -41,10 +43,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_database = database is None
         app.state.database = database or Database.from_settings(settings)
+        app.state.decision_log = DecisionLog(app.state.database.sessionmaker)
+        await app.state.decision_log.start()
         log.info("started", database=settings.dialect)
         try:
             yield
         finally:
+            # Flush the decisions still queued before the database goes away.
+            await app.state.decision_log.stop()
             if owns_database:
                 await app.state.database.dispose()
 
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(datasets_router)
     app.include_router(issuers_router)
     app.include_router(policies_router)
+    app.include_router(decisions_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

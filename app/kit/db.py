@@ -91,8 +91,22 @@ def get_database(request: Request) -> Database:
     return database
 
 
+def read_only_transaction(request: Request) -> None:
+    """Route dependency: this route only reads, so its transaction never takes a write lock.
+
+    Declare it in the route's (or router's) ``dependencies``, which FastAPI resolves before the
+    endpoint's own: ``get_db_session`` then begins the request's transaction DEFERRED on SQLite
+    (``READ_ONLY_OPTION``). Under WAL such a reader neither waits for nor blocks a writer: a
+    long read (verifying the decision log) does not stall writes, and a request awaiting the
+    decision log's writer does not hold the lock that writer needs. No effect on Postgres.
+    """
+    request.state.read_only_transaction = True
+
+
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_database(request).sessionmaker() as session:
+        if getattr(request.state, "read_only_transaction", False):
+            await session.connection(execution_options={READ_ONLY_OPTION: True})
         try:
             yield session
         except BaseException:

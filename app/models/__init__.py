@@ -10,13 +10,16 @@ from app.models.dataset import (
     IssuerRecord,
     ListEntry,
 )
+from app.models.decision import VERDICTS, Decision
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 
 __all__ = [
+    "VERDICTS",
     "ApiKey",
     "ArmsEmbargo",
     "Base",
     "Dataset",
+    "Decision",
     "Fact",
     "ImmutableVersionError",
     "InstrumentRecord",

@@ -1,0 +1,395 @@
+"""The decision log's writer: every decision is durable before it is returned (group commit).
+
+``await decision_log.append(entries)`` returns the final decisions (``decision_id``,
+``decided_at`` added) only once the transaction holding them has committed. One background task
+per process drains a queue: it takes everything waiting (whole ``append`` calls, up to
+``max_batch`` decisions; a larger call goes alone), and in ONE transaction of its own
+
+1. takes the chain lock (Postgres: a transaction-level advisory lock, so several service
+   processes extend one chain; SQLite: the transaction began IMMEDIATE, the write lock),
+2. reads the chain's head (last seq, hash, decided_at),
+3. gives each decision the next seq, a uuid4 and the batch's ``decided_at`` (never earlier than
+   the head's, so decided_at never decreases along seq), renders its payload text and chains
+   its hash (``app.decisions.chain``),
+4. inserts the rows (COPY on Postgres), commits, and only then resolves each caller's future.
+
+While one batch commits, the next accumulates: under load many requests share one commit, and
+a lone request pays one transaction (no waiting for a batch to fill).
+
+This writer owns its transactions by design. Everything else in the service follows "services
+flush, the request commits"; a decision log written in the request's transaction would commit
+one decision per transaction, and the chain lock would be held for the whole request.
+
+Failure: if the transaction fails (database down, lock timeout...), every caller in the batch
+gets ``DatabaseUnavailable`` and nothing of that batch is returned as decided. Its rows may or
+may not have been committed (a connection lost during COMMIT): a logged decision that was never
+returned is harmless; the reverse cannot happen. The next batch reads the head again, so the
+chain continues from whatever was committed. The writer keeps running and recovers by itself.
+
+SQLite integration note: a request that awaits ``append`` must not hold SQLite's write lock
+meanwhile, or the writer waits for it (``busy_timeout``) and fails. Routes that only read mark
+their transaction read-only (``app.kit.db.read_only_transaction``, DEFERRED under WAL); a route
+that appends decisions must do so too, or append before it writes. Postgres has no such issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.schemas import Actor
+from app.decisions.chain import (
+    ASSIGNED_KEYS,
+    GENESIS,
+    DecisionEntryInvalid,
+    Projection,
+    chain_hash,
+    project,
+)
+from app.decisions.repository import COLUMNS, DecisionRepository
+from app.kit.canonical import canonical_json, json_ready, rfc3339
+from app.kit.errors import DatabaseUnavailable
+from app.kit.logging import get_logger
+from app.kit.metrics import REGISTRY
+from app.kit.time import utcnow
+
+log = get_logger("mayhold.decisions")
+
+BATCHES = Counter(
+    "mayhold_decision_log_batches_total",
+    "Decision-log transactions (group commits), by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "mayhold_decision_log_batch_decisions",
+    "Decisions per committed decision-log transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000),
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "mayhold_decision_log_commit_seconds",
+    "Time of one decision-log transaction: lock, head, insert, commit.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+
+# The row tuples below are built in this order; the table must agree (checked at import).
+_ROW_ORDER = (
+    "seq",
+    "decision_id",
+    "decided_at",
+    "as_of",
+    "policy_key",
+    "policy_version",
+    "policy_sha256",
+    "data_version",
+    "isin",
+    "issuer_id",
+    "verdict",
+    "may_hold",
+    "requested_by",
+    "requested_by_key_id",
+    "request_id",
+    "request",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+if COLUMNS != _ROW_ORDER:  # a model change must update the tuple in _commit
+    raise RuntimeError(f"decisions columns {COLUMNS} differ from the writer's {_ROW_ORDER}")
+
+_UNAVAILABLE = (
+    "The decision could not be logged (the database is unavailable): nothing was decided. "
+    "Retry shortly."
+)
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    """One decision to log, as the engine made it.
+
+    ``payload``: the decision without ``decision_id``/``decided_at`` (the log assigns them):
+    ``as_of``, ``policy {key, version, sha256}``, ``data_version``, ``instrument``, ``issuer``,
+    ``verdict``, ``may_hold``, ``reasons``. JSON values, or Decimals, dates, timezone-aware
+    datetimes, UUIDs and enums, rendered as ``app.kit.canonical`` says; ``append`` returns the
+    rendered (JSON-ready) form, exactly what is stored.
+    ``request``: what was asked for *this* decision (``policy``, ``instrument``, ``as_of``...;
+    for a batch check, the item, not the whole batch: it is stored with every decision).
+    ``actor``: who asked. ``request_id``: the request's X-Request-ID.
+    """
+
+    payload: dict[str, Any]
+    request: dict[str, Any]
+    actor: Actor
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    body: dict[str, Any]
+    request: str
+    projection: Projection
+    requested_by: str
+    requested_by_key_id: uuid.UUID | None
+    request_id: str | None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    items: list[_Prepared]
+    future: asyncio.Future[list[dict[str, Any]]]
+
+
+def _prepare(entry: DecisionEntry) -> _Prepared:
+    """Validate and render one entry, in the caller's task: a bad entry fails its caller only."""
+    try:
+        body = json_ready(entry.payload)
+        request_text = canonical_json(entry.request)
+    except TypeError as exc:
+        cause = exc.__cause__ or exc
+        raise DecisionEntryInvalid(f"decision not renderable as JSON: {cause}") from exc
+    if not isinstance(body, dict):
+        raise DecisionEntryInvalid("decision payload: must be an object")
+    if not request_text.startswith("{"):
+        raise DecisionEntryInvalid("decision request: must be an object")
+    assigned = [key for key in ASSIGNED_KEYS if key in body]
+    if assigned:
+        raise DecisionEntryInvalid(
+            f"decision payload: {', '.join(assigned)} is assigned by the log"
+        )
+    if not entry.actor.name or len(entry.actor.name) > 200:
+        raise DecisionEntryInvalid("actor name: 1 to 200 characters")
+    if entry.request_id is not None and len(entry.request_id) > 128:
+        raise DecisionEntryInvalid("request_id: at most 128 characters")
+    return _Prepared(
+        body=body,
+        request=request_text,
+        projection=project(body, entry.request),
+        requested_by=entry.actor.name,
+        requested_by_key_id=entry.actor.key_id,
+        request_id=entry.request_id,
+    )
+
+
+class DecisionLog:
+    """The group-commit writer of one process (``app.state.decision_log``)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = 2000,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._sessionmaker = sessionmaker
+        self._max_batch = max_batch
+        self._stop_timeout = stop_timeout
+        self._queue: deque[_Waiter] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Counters for tests and benchmarks (Prometheus has the same, process-wide).
+        self.committed_batches = 0
+        self.committed_decisions = 0
+        self.failed_batches = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._closing = False
+        self._ensure_writer()
+
+    async def stop(self) -> None:
+        """Flush what is queued (up to ``stop_timeout`` seconds), then stop; fail what is left."""
+        timeout = self._stop_timeout
+        self._closing = True
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                log.error("decision log: flush timed out; failing what is left", timeout=timeout)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._fail_queued("The service is shutting down: nothing was decided. Retry shortly.")
+
+    def _ensure_writer(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="mayhold-decision-log")
+
+    # -- the interface -------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[DecisionEntry]) -> list[dict[str, Any]]:
+        """Log decisions; return them, in order, once committed.
+
+        Each returned decision is ``{"decision_id": str, "decided_at": RFC 3339 UTC,
+        **payload}`` (JSON-ready). Raises ``DatabaseUnavailable`` if they could not be logged
+        (then none of them is decided), ``DecisionEntryInvalid`` for an entry missing a field.
+        """
+        if not entries:
+            return []
+        if self._closing:
+            raise DatabaseUnavailable("The service is shutting down: nothing was decided.")
+        items = [_prepare(entry) for entry in entries]
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiter(items, future))
+        self._ensure_writer()
+        self._wakeup.set()
+        return await future
+
+    # -- the writer task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take()
+            if batch:
+                await self._write(batch)
+
+    def _take(self) -> list[_Waiter]:
+        """Whole waiting calls, oldest first, up to max_batch decisions (at least one call)."""
+        batch: list[_Waiter] = []
+        size = 0
+        while self._queue:
+            waiter = self._queue[0]
+            if waiter.future.done():  # its caller gave up before we started: nothing to log
+                self._queue.popleft()
+                continue
+            if batch and size + len(waiter.items) > self._max_batch:
+                break
+            self._queue.popleft()
+            batch.append(waiter)
+            size += len(waiter.items)
+        return batch
+
+    async def _write(self, batch: list[_Waiter]) -> None:
+        size = sum(len(waiter.items) for waiter in batch)
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._commit(batch)
+        except Exception as exc:
+            self.failed_batches += 1
+            BATCHES.labels(outcome="failed").inc()
+            log.warning("decision log: batch not logged", decisions=size, error=repr(exc)[:300])
+            self._fail(batch, _UNAVAILABLE)
+            return
+        except BaseException:  # cancelled (stop timed out) or interpreter exit
+            self._fail(batch, "The service is shutting down: nothing was decided.")
+            raise
+        self.committed_batches += 1
+        self.committed_decisions += size
+        BATCHES.labels(outcome="committed").inc()
+        BATCH_SIZE.observe(size)
+        COMMIT_SECONDS.observe(asyncio.get_running_loop().time() - started)
+
+    async def _commit(self, batch: list[_Waiter]) -> None:
+        # The log's own transaction, not a request's (see the module docstring).
+        session = self._sessionmaker()
+        try:
+            repository = DecisionRepository(session)
+            await repository.lock_chain()
+            head = await repository.head()
+            now = utcnow()
+            if head is None:
+                seq, prev_hash, decided_at = 0, GENESIS, now
+            else:
+                seq, prev_hash, decided_at = head.seq, head.hash, max(now, head.decided_at)
+            decided_text = rfc3339(decided_at)
+            rows: list[tuple[Any, ...]] = []
+            results: list[list[dict[str, Any]]] = []
+            for waiter in batch:
+                decided: list[dict[str, Any]] = []
+                for item in waiter.items:
+                    seq += 1
+                    decision_id = uuid.uuid4()
+                    id_text = str(decision_id)
+                    final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
+                    # JSON-ready already: what is stored is exactly what the caller returns.
+                    payload = canonical_json(final)
+                    key_id = item.requested_by_key_id
+                    digest = chain_hash(
+                        prev_hash,
+                        seq=seq,
+                        decision_id=id_text,
+                        requested_by=item.requested_by,
+                        requested_by_key_id=None if key_id is None else str(key_id),
+                        request_id=item.request_id,
+                        request=item.request,
+                        payload=payload,
+                    )
+                    p = item.projection
+                    rows.append(
+                        (
+                            seq,
+                            decision_id,
+                            decided_at,
+                            p.as_of,
+                            p.policy_key,
+                            p.policy_version,
+                            p.policy_sha256,
+                            p.data_version,
+                            p.isin,
+                            p.issuer_id,
+                            p.verdict,
+                            p.may_hold,
+                            item.requested_by,
+                            key_id,
+                            item.request_id,
+                            item.request,
+                            payload,
+                            prev_hash,
+                            digest,
+                        )
+                    )
+                    prev_hash = digest
+                    decided.append(
+                        {"decision_id": id_text, "decided_at": decided_text, **item.body}
+                    )
+                results.append(decided)
+            await repository.append_rows(rows)
+            await session.commit()
+            # Durable now: only from here on is anything returned as decided.
+            for waiter, decisions in zip(batch, results, strict=True):
+                if not waiter.future.done():
+                    waiter.future.set_result(decisions)
+        finally:
+            # Rolls back if we did not commit; a failure to close a dead connection changes
+            # nothing (the pool discards it), so it must not turn a commit into a failure.
+            with contextlib.suppress(Exception):
+                await session.close()
+
+    def _fail(self, batch: Sequence[_Waiter], detail: str) -> None:
+        for waiter in batch:
+            if not waiter.future.done():
+                waiter.future.set_exception(DatabaseUnavailable(detail))
+
+    def _fail_queued(self, detail: str) -> None:
+        while self._queue:
+            self._fail([self._queue.popleft()], detail)
+
+
+def get_decision_log(request: Request) -> DecisionLog:
+    decision_log: DecisionLog = request.app.state.decision_log
+    return decision_log
+
+
+DecisionLogDep = Annotated[DecisionLog, Depends(get_decision_log)]

@@ -1,0 +1,133 @@
+"""Queries on the decision log. The log is written only through ``append_rows`` (group commit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.kit.bulk import bulk_insert
+from app.models import Decision
+
+# Any constant will do: it names "the decision chain" among Postgres advisory locks (the
+# dataset loads use another).
+_CHAIN_LOCK_KEY = 0x6D68_6465_6369_7369  # "mhdecisi"
+
+TABLE = cast(Table, Decision.__table__)
+COLUMNS: tuple[str, ...] = tuple(column.name for column in TABLE.columns)
+
+# What verify reads of each row (the payload is parsed there, never the ORM object built).
+_VERIFY_COLUMNS = (
+    Decision.seq,
+    Decision.decision_id,
+    Decision.decided_at,
+    Decision.as_of,
+    Decision.policy_key,
+    Decision.policy_version,
+    Decision.policy_sha256,
+    Decision.data_version,
+    Decision.isin,
+    Decision.issuer_id,
+    Decision.verdict,
+    Decision.may_hold,
+    Decision.requested_by,
+    Decision.requested_by_key_id,
+    Decision.request_id,
+    Decision.request,
+    Decision.payload,
+    Decision.prev_hash,
+    Decision.hash,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    seq: int
+    hash: str
+    decided_at: dt.datetime
+
+
+class DecisionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- the writer --------------------------------------------------------------------------
+
+    async def lock_chain(self) -> None:
+        """Serialize appends across processes until this transaction ends.
+
+        Postgres: a transaction-level advisory lock. Under READ COMMITTED every later statement
+        takes a fresh snapshot, so ``head()`` then sees what the previous holder committed.
+        SQLite: the write transaction already began IMMEDIATE, which serializes writers.
+        """
+        conn = await self.session.connection()
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+    async def head(self) -> ChainHead | None:
+        """The last decision of the chain; only meaningful under ``lock_chain``."""
+        row = (
+            await self.session.execute(
+                select(Decision.seq, Decision.hash, Decision.decided_at)
+                .order_by(Decision.seq.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        return None if row is None else ChainHead(seq=row.seq, hash=row.hash, decided_at=row[2])
+
+    async def append_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows (tuples in ``COLUMNS`` order): COPY on Postgres, executemany elsewhere."""
+        await bulk_insert(await self.session.connection(), TABLE, rows)
+
+    # -- readers -----------------------------------------------------------------------------
+
+    async def get(self, decision_id: uuid.UUID) -> Decision | None:
+        result = await self.session.execute(
+            select(Decision).where(Decision.decision_id == decision_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def seq_range(
+        self, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[int, int] | None:
+        """The first and last seq decided in [start, end); None when there is none.
+
+        decided_at never decreases along seq, so the range is contiguous in seq, and each end
+        is one probe of the (decided_at, seq) index.
+        """
+        first = select(Decision.seq).order_by(Decision.decided_at, Decision.seq).limit(1)
+        last = (
+            select(Decision.seq).order_by(Decision.decided_at.desc(), Decision.seq.desc()).limit(1)
+        )
+        if start is not None:
+            first = first.where(Decision.decided_at >= start)
+            last = last.where(Decision.decided_at >= start)
+        if end is not None:
+            first = first.where(Decision.decided_at < end)
+            last = last.where(Decision.decided_at < end)
+        low = (await self.session.execute(first)).scalar_one_or_none()
+        high = (await self.session.execute(last)).scalar_one_or_none()
+        if low is None or high is None:
+            return None
+        return int(low), int(high)
+
+    async def hash_at(self, seq: int) -> str | None:
+        result = await self.session.execute(select(Decision.hash).where(Decision.seq == seq))
+        return result.scalar_one_or_none()
+
+    async def page(
+        self, after_seq: int, last_seq: int, limit: int
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
+        """Up to ``limit`` rows with after_seq < seq <= last_seq, in seq order (keyset page)."""
+        result = await self.session.execute(
+            select(*_VERIFY_COLUMNS)
+            .where(Decision.seq > after_seq, Decision.seq <= last_seq)
+            .order_by(Decision.seq)
+            .limit(limit)
+        )
+        return result.all()

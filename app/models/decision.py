@@ -1,0 +1,60 @@
+"""The decision log: every answered decision, append-only and hash-chained.
+
+Written only by ``app.decisions.log.DecisionLog`` (group commit); never updated or deleted
+(triggers on Postgres and SQLite, see the ``decisions`` migration).
+
+``payload`` and ``request`` are the canonical JSON *text* (not JSON/JSONB): the bytes returned
+to the client and the bytes the hash covers, which a JSON type would re-format. The other
+columns are a projection of them for queries (by instrument, issuer, policy, verdict, time);
+``verify`` checks that they agree with the payload. The chain recipe is in
+``app.decisions.chain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigIntPK
+
+VERDICTS = ("allowed", "watch", "excluded", "unknown")
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (
+        CheckConstraint(
+            "verdict IN (" + ", ".join(f"'{v}'" for v in VERDICTS) + ")", name="verdict"
+        ),
+        # "Decisions about an instrument (or an issuer), newest first, cursor by seq": one
+        # index range scan read backwards (WHERE isin = ? AND seq < ? ORDER BY seq DESC). A time
+        # range maps to a seq range through (decided_at, seq): decided_at never decreases along
+        # seq (the writer makes it so), so "the first seq at or after T" is one index probe.
+        Index(None, "decided_at", "seq"),
+        Index(None, "isin", "seq"),
+        Index(None, "issuer_id", "seq"),
+    )
+
+    # The chain's order: dense (1, 2, 3...), assigned by the writer under the chain lock.
+    seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    decision_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    decided_at: Mapped[dt.datetime]
+    as_of: Mapped[dt.datetime]
+    policy_key: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[int]
+    policy_sha256: Mapped[str] = mapped_column(String(64))
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    issuer_id: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    may_hold: Mapped[bool]
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_by_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    request: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

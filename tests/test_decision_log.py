@@ -1,0 +1,432 @@
+"""The decision log's writer: durable before returned, group commit, one chain, recovery.
+
+Tests on the transactional fixture (both dialects) drive the app's own log; tests that need
+real commits, several "processes" or an outage have a database of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.auth.schemas import Actor
+from app.decisions import service
+from app.decisions.chain import GENESIS, DecisionEntryInvalid
+from app.decisions.log import DecisionEntry, DecisionLog
+from app.kit.canonical import canonical_json, parse_rfc3339
+from app.kit.db import READ_ONLY_OPTION, Database
+from app.kit.errors import DatabaseUnavailable
+from app.kit.settings import Settings
+from app.kit.time import utcnow
+from app.models import Decision
+from tests.support.databases import DIALECTS, POSTGRES_ADMIN_URL
+from tests.support.decisions import (
+    ORACLE,
+    entry,
+    migrated_database,
+    payload,
+    running_log,
+    stored_seqs,
+)
+from tests.support.tcp_proxy import TcpProxy
+
+
+def decision_log(app: FastAPI) -> DecisionLog:
+    log: DecisionLog = app.state.decision_log
+    return log
+
+
+async def rows(connection: AsyncConnection) -> list[Any]:
+    result = await connection.execute(select(Decision.__table__).order_by(Decision.seq))
+    return list(result.all())
+
+
+async def test_append_returns_committed_decisions_with_ids_and_times(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    before = utcnow()
+    decisions = await decision_log(app).append([entry(1), entry(2, verdict="allowed")])
+
+    assert [d["instrument"]["isin"] for d in decisions] == ["NL0000000010", "NL0000000020"]
+    for decision in decisions:
+        assert uuid.UUID(decision["decision_id"]).version == 4
+        assert decision["decided_at"].endswith("Z")
+        assert before <= parse_rfc3339(decision["decided_at"]) <= utcnow()
+        # JSON-ready: the Decimal evidence became its text
+        assert decision["reasons"][0]["evidence"][0]["value"] == "50.1"
+    assert decisions[1]["may_hold"] is True
+
+    stored = await rows(connection)
+    assert [row.seq for row in stored] == [1, 2]
+    first, second = stored
+    # stored byte for byte as returned, and chained
+    assert first.payload == canonical_json(decisions[0])
+    assert json.loads(second.payload) == decisions[1]
+    assert first.prev_hash == GENESIS
+    assert second.prev_hash == first.hash
+    assert (first.isin, first.issuer_id, first.verdict, first.may_hold) == (
+        "NL0000000010",
+        "I0000001",
+        "excluded",
+        False,
+    )
+    assert (first.policy_key, first.policy_version, first.data_version) == ("rpf", 3, 42)
+    assert (first.requested_by, first.requested_by_key_id, first.request_id) == (
+        ORACLE.name,
+        ORACLE.key_id,
+        "req-1",
+    )
+    assert json.loads(first.request) == {
+        "policy": "rpf",
+        "instrument": "NL0000000010",
+        "as_of": None,
+    }
+
+
+async def test_the_hash_is_the_documented_recipe(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    await decision_log(app).append([entry(1), entry(2)])
+    prev = "0" * 64
+    for row in await rows(connection):
+        # An independent re-implementation of the README's recipe.
+        header = json.dumps(
+            {
+                "seq": row.seq,
+                "decision_id": str(row.decision_id),
+                "requested_by": row.requested_by,
+                "requested_by_key_id": str(row.requested_by_key_id),
+                "request_id": row.request_id,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        covered = f"{prev}\n{header}\n{row.request}\n{row.payload}"
+        assert row.prev_hash == prev
+        assert row.hash == hashlib.sha256(covered.encode("utf-8")).hexdigest()
+        prev = row.hash
+
+
+async def test_two_hundred_concurrent_appends_share_few_commits(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    log = decision_log(app)
+    batches_before = log.committed_batches
+    results = await asyncio.gather(*(log.append([entry(n)]) for n in range(200)))
+
+    assert all(len(decisions) == 1 for decisions in results)
+    ids = {decisions[0]["decision_id"] for decisions in results}
+    assert len(ids) == 200
+    stored = await rows(connection)
+    assert [row.seq for row in stored] == list(range(1, 201))  # gap-free
+    assert {str(row.decision_id) for row in stored} == ids
+    for previous, current in itertools.pairwise(stored):
+        assert current.prev_hash == previous.hash
+    # each caller got back what was stored for it
+    by_id = {str(row.decision_id): row for row in stored}
+    for decisions in results:
+        assert by_id[decisions[0]["decision_id"]].payload == canonical_json(decisions[0])
+    batches = log.committed_batches - batches_before
+    assert 1 <= batches < 20, batches  # group commit: far fewer transactions than calls
+    async with app.state.database.sessionmaker() as session:
+        assert (await service.verify(session, None, None)).ok
+
+
+async def test_decided_at_never_decreases_along_the_chain(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    log = decision_log(app)
+    for n in range(5):
+        await asyncio.gather(*(log.append([entry(n * 10 + i)]) for i in range(n + 1)))
+    stored = await rows(connection)
+    assert len(stored) == 15
+    times = [row.decided_at for row in stored]
+    assert times == sorted(times)
+
+
+async def test_a_call_is_never_split_and_big_calls_go_alone(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection, sessionmaker: Any
+) -> None:
+    log = DecisionLog(sessionmaker, max_batch=5)
+    await log.start()
+    try:
+        calls = [[entry(c * 100 + i) for i in range(size)] for c, size in enumerate((3, 3, 12, 1))]
+        results = await asyncio.gather(*(log.append(call) for call in calls))
+    finally:
+        await log.stop()
+    assert [len(r) for r in results] == [3, 3, 12, 1]
+    stored = {str(row.decision_id): row for row in await rows(connection)}
+    for decisions in results:
+        seqs = [stored[d["decision_id"]].seq for d in decisions]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous, in order
+        assert len({stored[d["decision_id"]].decided_at for d in decisions}) == 1  # one commit
+    # 3 | 3 (3 + 3 > 5) | 12 alone | 1
+    assert log.committed_batches == 4
+
+
+async def test_a_bad_entry_fails_its_caller_only(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    log = decision_log(app)
+    bad = DecisionEntry(
+        payload={**payload(1), "decision_id": "mine"},
+        request={},
+        actor=ORACLE,
+        request_id=None,
+    )
+    no_verdict = DecisionEntry(
+        payload={k: v for k, v in payload(2).items() if k != "verdict"},
+        request={},
+        actor=ORACLE,
+        request_id=None,
+    )
+    outcomes = await asyncio.gather(
+        log.append([entry(0)]),
+        log.append([bad]),
+        log.append([no_verdict]),
+        log.append([entry(3)]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], DecisionEntryInvalid)
+    assert "decision_id" in str(outcomes[1])
+    assert isinstance(outcomes[2], DecisionEntryInvalid)
+    assert "verdict" in str(outcomes[2])
+    assert [type(o) for o in (outcomes[0], outcomes[3])] == [list, list]
+    assert len(await rows(connection)) == 2
+    assert await log.append([]) == []
+
+
+async def test_unknown_instrument_is_findable_by_the_isin_asked(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    unknown = {**payload(5, verdict="unknown"), "instrument": None, "issuer": None}
+    await decision_log(app).append(
+        [
+            DecisionEntry(
+                payload=unknown,
+                request={"policy": "rpf", "instrument": "XS0000000009"},
+                actor=Actor(name="cli:ops", key_id=None),
+                request_id=None,
+            ),
+            DecisionEntry(
+                payload=unknown,
+                request={"policy": "rpf", "instrument": "not an isin at all"},
+                actor=Actor(name="cli:ops", key_id=None),
+                request_id=None,
+            ),
+        ]
+    )
+    stored = await rows(connection)
+    assert [(row.isin, row.issuer_id, row.verdict) for row in stored] == [
+        ("XS0000000009", None, "unknown"),
+        (None, None, "unknown"),
+    ]
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_writer(
+    app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    log = decision_log(app)
+    doomed = asyncio.ensure_future(log.append([entry(1)]))
+    await asyncio.sleep(0)  # queued, the writer not yet run
+    doomed.cancel()  # the client went away before the writer took it
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    decisions = await log.append([entry(2)])
+    assert len(decisions) == 1
+    assert [row.isin for row in await rows(connection)] == ["NL0000000020"]
+
+
+# -- real commits ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_stop_flushes_what_is_queued_and_refuses_more(dialect: str, tmp_path: Path) -> None:
+    async with migrated_database(dialect, tmp_path) as (_, database):
+        log = DecisionLog(database.sessionmaker)
+        await log.start()
+        pending = [asyncio.ensure_future(log.append([entry(n)])) for n in range(50)]
+        await asyncio.sleep(0)  # they are queued
+        await log.stop()
+        results = await asyncio.gather(*pending)
+        assert len({r[0]["decision_id"] for r in results}) == 50
+        assert await stored_seqs(database) == list(range(1, 51))
+        with pytest.raises(DatabaseUnavailable):
+            await log.append([entry(99)])
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_sqlite_reader_does_not_block_the_writer(dialect: str, tmp_path: Path) -> None:
+    """A request holding a read-only transaction while it awaits the log (the check path)."""
+    async with migrated_database(dialect, tmp_path) as (_, database), running_log(database) as log:
+        async with database.sessionmaker() as session:
+            await session.connection(execution_options={READ_ONLY_OPTION: True})
+            await session.execute(select(func.count()).select_from(Decision))  # reading
+            decisions = await asyncio.wait_for(log.append([entry(1)]), timeout=5)
+        assert len(decisions) == 1
+        assert await stored_seqs(database) == [1]
+
+
+async def test_two_processes_extend_one_chain(tmp_path: Path) -> None:
+    """Two service processes (two Databases, two logs) appending at once to one Postgres."""
+    async with migrated_database("postgresql", tmp_path) as (url, first_db):
+        second_db = Database.from_settings(Settings(database_url=url))
+        commits = {"first": 0, "second": 0}
+
+        def counter(name: str) -> Any:
+            def on_commit(_conn: Any) -> None:
+                commits[name] += 1
+
+            return on_commit
+
+        event.listen(first_db.engine.sync_engine, "commit", counter("first"))
+        event.listen(second_db.engine.sync_engine, "commit", counter("second"))
+        try:
+            async with running_log(first_db) as first, running_log(second_db) as second:
+
+                async def client(log: DecisionLog, n: int) -> list[dict[str, Any]]:
+                    await asyncio.sleep((n % 7) / 1000)
+                    return await log.append([entry(n), entry(n + 10_000)])
+
+                results = await asyncio.gather(
+                    *(client(first if n % 2 else second, n) for n in range(400))
+                )
+            assert sum(len(r) for r in results) == 800
+            assert await stored_seqs(first_db) == list(range(1, 801))
+            async with first_db.sessionmaker() as session:
+                verification = await service.verify(session, None, None)
+            assert verification.ok, verification
+            assert verification.checked == 800
+            assert first.committed_batches > 0
+            assert second.committed_batches > 0
+            # every transaction counted by the engines is one of the logs' batches
+            assert commits == {
+                "first": first.committed_batches,
+                "second": second.committed_batches,
+            }
+            assert first.committed_batches + second.committed_batches < 400
+        finally:
+            await second_db.dispose()
+
+
+@pytest.fixture
+async def proxied(tmp_path: Path) -> AsyncIterator[tuple[TcpProxy, Database, Database]]:
+    """A migrated Postgres database reached through a proxy (switchable), and directly."""
+    async with migrated_database("postgresql", tmp_path) as (url, direct):
+        target = make_url(POSTGRES_ADMIN_URL)
+        proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+        await proxy.start()
+        proxied_url = make_url(url).set(host="127.0.0.1", port=proxy.port)
+        database = Database.from_settings(
+            Settings(
+                database_url=proxied_url.render_as_string(hide_password=False),
+                database_connect_timeout=1.0,
+            )
+        )
+        try:
+            yield proxy, database, direct
+        finally:
+            await database.dispose()
+            await proxy.stop()
+
+
+async def test_database_outage_fails_callers_and_the_chain_continues_after(
+    proxied: tuple[TcpProxy, Database, Database],
+) -> None:
+    proxy, database, direct = proxied
+    async with running_log(database) as log:
+        first = await log.append([entry(1), entry(2)])
+
+        await proxy.stop()  # the database goes away, with a connection in the pool
+        outcomes = await asyncio.gather(
+            *(log.append([entry(n)]) for n in range(10, 20)), return_exceptions=True
+        )
+        assert all(isinstance(o, DatabaseUnavailable) for o in outcomes), outcomes
+        assert log.failed_batches >= 1
+
+        await proxy.start()  # back on the same port; the same writer recovers by itself
+        after = await log.append([entry(3)])
+
+    assert await stored_seqs(direct) == [1, 2, 3]  # nothing of the failed calls was logged
+    async with direct.sessionmaker() as session:
+        verification = await service.verify(session, None, None)
+        rows_ = (await session.execute(select(Decision).order_by(Decision.seq))).scalars().all()
+    assert verification.ok
+    assert verification.checked == 3
+    assert [str(r.decision_id) for r in rows_] == [
+        first[0]["decision_id"],
+        first[1]["decision_id"],
+        after[0]["decision_id"],
+    ]
+    assert rows_[2].prev_hash == rows_[1].hash
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_index_serves_decisions_by_instrument_newest_first(
+    dialect: str, tmp_path: Path
+) -> None:
+    """WHERE isin = ? AND seq < cursor ORDER BY seq DESC: an index range scan, no sort."""
+    async with migrated_database(dialect, tmp_path) as (_, database):
+        async with running_log(database) as log:
+            await log.append([entry(n % 20) for n in range(400)])
+        query = (
+            "SELECT seq, payload FROM decisions WHERE isin = 'NL0000000070' AND seq < 300 "
+            "ORDER BY seq DESC LIMIT 50"
+        )
+        async with database.engine.connect() as conn:
+            if dialect == "postgresql":
+                await conn.execute(text("ANALYZE decisions"))
+                # A tiny table: make the planner show the plan it would use at 10M rows.
+                await conn.execute(text("SET enable_seqscan = off"))
+                await conn.execute(text("SET enable_bitmapscan = off"))
+                plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {query}")))
+                assert "ix_decisions_isin_decisions_seq" in plan, plan
+                assert "Sort" not in plan, plan
+            else:
+                plan = "\n".join(
+                    str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {query}"))
+                )
+                assert "ix_decisions_isin_decisions_seq" in plan, plan
+                assert "TEMP B-TREE" not in plan, plan
+            found = (await conn.execute(text(query))).all()
+        assert [r.seq for r in found] == list(range(288, 0, -20))[:50]
+
+
+class _HangingSession:
+    """A session whose database never answers (a hung server, a lock never granted)."""
+
+    async def connection(self) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_stop_gives_up_on_a_hung_database_and_fails_the_callers() -> None:
+    log = DecisionLog(cast(Any, _HangingSession), stop_timeout=0.2)
+    await log.start()
+    in_flight = asyncio.ensure_future(log.append([entry(1)]))
+    await asyncio.sleep(0.05)  # taken by the writer, which now waits for the database
+    queued = asyncio.ensure_future(log.append([entry(2)]))
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await log.stop()
+    assert asyncio.get_running_loop().time() - started < 2
+    for call in (in_flight, queued):
+        with pytest.raises(DatabaseUnavailable):
+            await call
+    assert log.committed_batches == 0
