@@ -23,6 +23,7 @@ from app.kit.query_params import forbid_unknown_query_params
 from app.kit.settings import Settings, get_settings
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
+from app.screening.endpoints import router as screening_router
 
 log = get_logger("mayhold.app")
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth_router)
     app.include_router(datasets_router)
     app.include_router(issuers_router)
+    app.include_router(screening_router)
     app.include_router(policies_router)
     app.include_router(decisions_router)
     add_component_schemas(app, PolicyDocument)

@@ -14,9 +14,7 @@ async def test_demo_loads_once_through_the_real_loaders(
         examples = await load_demo(session)
         datasets = (await session.execute(select(func.count(Dataset.id)))).scalar_one()
         approved = (
-            await session.execute(
-                select(func.count()).where(PolicyVersion.status == "approved")
-            )
+            await session.execute(select(func.count()).where(PolicyVersion.status == "approved"))
         ).scalar_one()
         again = await load_demo(session)  # a second start loads nothing more
         assert (await session.execute(select(func.count(Dataset.id)))).scalar_one() == datasets

@@ -45,4 +45,18 @@ def Authorize(scope: Scope) -> Callable[..., Awaitable[Principal]]:  # noqa: N80
     return require_scope
 
 
+def AuthorizeAny(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:  # noqa: N802
+    """Any one of ``scopes`` suffices (e.g. authors and approvers may both preview impact)."""
+
+    async def require_one(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not any(principal.has(scope) for scope in scopes):
+            wanted = " or ".join(f"'{s.value}'" for s in scopes)
+            raise Forbidden(
+                f"The key {principal.name!r} lacks the scope {wanted} this endpoint needs."
+            )
+        return principal
+
+    return require_one
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

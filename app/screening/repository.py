@@ -274,7 +274,7 @@ class ScreeningRepository:
             rows = await self.session.execute(
                 select(column, *_FACT_COLUMNS).where(column.in_(keys), Fact.dataset_id <= version)
             )
-            for key, metric, provider, value, as_of, dataset_id, row, field in rows.tuples():
+            for key, metric, provider, value, as_of, dataset_id, row, field in rows:
                 target.setdefault(key or "", []).append(
                     FactPoint(metric, provider, value, as_of, dataset_id, row, field)
                 )

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from app.auth.dependencies import Authorize, AuthorizeAny
+from app.auth.schemas import Principal
+from app.auth.scopes import Scope
+from app.decisions.log import DecisionLogDep
+from app.kit.db import DbSession, read_only_transaction
+from app.kit.openapi import problem_responses
+from app.screening import service
+from app.screening.schemas import CheckBatch, CheckBatchResult, Decision
+
+router = APIRouter(prefix="/v1", tags=["checks"])
+# Checks only read; their one write is the decision log's own transaction.
+ReadOnly = [Depends(read_only_transaction)]
+
+CheckPrincipal = Annotated[Principal, Depends(Authorize(Scope.check))]
+
+
+def _json(content: Any) -> Response:
+    # Decisions are already JSON-ready dicts (stored and hashed as such): serialize once, fast.
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+def _request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+@router.get(
+    "/check",
+    response_model=Decision,
+    summary="May we hold this instrument under this policy?",
+    description=(
+        "The verdict with the rules, data and policy version behind it. The decision is stored "
+        "durably before it is returned. `as_of` in the past answers with the policy version in "
+        "force then and only the data loaded by then."
+    ),
+    responses=problem_responses(401, 403, 404, 503),
+    dependencies=ReadOnly,
+)
+async def check_one(
+    request: Request,
+    session: DbSession,
+    principal: CheckPrincipal,
+    log: DecisionLogDep,
+    policy: Annotated[str, Query(description="Policy key, e.g. rpf.")],
+    instrument: Annotated[str, Query(description="ISIN.")],
+    as_of: Annotated[dt.datetime | None, Query(description="RFC 3339; default now.")] = None,
+) -> Response:
+    (decision,) = await service.check(
+        session,
+        log,
+        principal.actor,
+        _request_id(request),
+        policy,
+        [instrument],
+        as_of,
+        strict_isins=True,
+    )
+    return _json(decision)
+
+
+@router.post(
+    "/checks",
+    response_model=CheckBatchResult,
+    summary="Check up to 10,000 instruments at once, answered in the order asked",
+    description=(
+        "A malformed ISIN does not fail the batch: its decision is `unknown` (fail closed) with "
+        "a reason naming the problem, and it is logged like every other decision."
+    ),
+    responses=problem_responses(401, 403, 404, 413, 503),
+    dependencies=ReadOnly,
+)
+async def check_many(
+    request: Request,
+    body: CheckBatch,
+    session: DbSession,
+    principal: CheckPrincipal,
+    log: DecisionLogDep,
+) -> Response:
+    decisions = await service.check(
+        session,
+        log,
+        principal.actor,
+        _request_id(request),
+        body.policy,
+        body.instruments,
+        body.as_of,
+        strict_isins=False,
+    )
+    return _json({"decisions": decisions})
+
+
+@router.post(
+    "/policies/{key}/versions/{number}/impact",
+    tags=["policies"],
+    summary="Before approving: which instruments and issuers would change verdict, and why",
+    description=(
+        "Evaluates the whole universe under this version and under the version in force now "
+        "(same data), and lists every instrument whose verdict or firing rules differ."
+    ),
+    responses=problem_responses(401, 403, 404),
+)
+async def policy_impact(
+    key: str,
+    number: int,
+    session: DbSession,
+    _: Annotated[Principal, Depends(AuthorizeAny(Scope.policies_write, Scope.policies_approve))],
+) -> Response:
+    return _json(await service.impact(session, key, number))

@@ -1,0 +1,357 @@
+"""Answering "may we hold X?": resolve the policy and data of the time asked, evaluate, log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.schemas import Actor
+from app.decisions.log import DecisionEntry, DecisionLog
+from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
+from app.kit.identifiers import InvalidIdentifier, normalize_isin
+from app.kit.time import utcnow
+from app.policies import service as policy_service
+from app.policies.document import PolicyDocument, effective_document
+from app.screening.engine import Evaluation, Reason, evaluate_many, stricter
+from app.screening.repository import ScreeningRepository
+from app.screening.schemas import MAX_BATCH
+from app.screening.snapshot import Snapshot
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Judge:
+    """The policy (and, for an overlay, its base) in force at one time."""
+
+    key: str
+    version: int
+    sha256: str
+    document: PolicyDocument
+    base_key: str | None = None
+    base_version: int | None = None
+    base_sha256: str | None = None
+    base_document: PolicyDocument | None = None
+
+    @property
+    def list_keys(self) -> list[str]:
+        return [self.key, *([self.base_key] if self.base_key else [])]
+
+    @property
+    def group_rule(self) -> bool:
+        documents = [self.document, *([self.base_document] if self.base_document else [])]
+        return any(d.propagation.subsidiary_to_parent is not None for d in documents)
+
+    def policy_ref(self) -> dict[str, Any]:
+        ref: dict[str, Any] = {"key": self.key, "version": self.version, "sha256": self.sha256}
+        if self.base_key is not None:
+            ref["base"] = {
+                "key": self.base_key,
+                "version": self.base_version,
+                "sha256": self.base_sha256,
+            }
+        return ref
+
+    def evaluate(self, snapshot: Snapshot, isin: str, at: dt.datetime) -> Evaluation:
+        return self.evaluate_many(snapshot, [isin], at)[0]
+
+    def evaluate_many(
+        self, snapshot: Snapshot, isins: Sequence[str], at: dt.datetime
+    ) -> list[Evaluation]:
+        results = evaluate_many(self.document, snapshot, isins, at, list_keys=[self.key])
+        if self.base_document is None or self.base_key is None:
+            return results
+        # An overlay's own lists must not lift what the base alone excludes.
+        bases = evaluate_many(self.base_document, snapshot, isins, at, list_keys=[self.base_key])
+        return [stricter(b, r) for b, r in zip(bases, results, strict=True)]
+
+
+async def judge_at(session: AsyncSession, key: str, at: dt.datetime) -> Judge:
+    effective = await policy_service.get_effective_policy(session, key, at)
+    base_document = None
+    if effective.base_key is not None:
+        base = await policy_service.get_version_in_force(session, effective.base_key, at)
+        base_document = PolicyDocument.model_validate(base.document)
+    return Judge(
+        key=effective.key,
+        version=effective.version,
+        sha256=effective.sha256,
+        document=effective.document,
+        base_key=effective.base_key,
+        base_version=effective.base_version,
+        base_sha256=effective.base_sha256,
+        base_document=base_document,
+    )
+
+
+def _reason(reason: Reason) -> dict[str, Any]:
+    return {
+        "rule_id": reason.rule_id,
+        "title": reason.title,
+        "outcome": reason.outcome,
+        "via": [{"issuer_id": v.issuer_id, "relation": v.relation} for v in reason.via],
+        "evidence": [
+            {
+                "provider": e.provider,
+                "metric": e.metric,
+                "value": e.value,
+                "comparison": e.comparison,
+                "threshold": e.threshold,
+                "as_of": e.as_of.isoformat() if e.as_of else None,
+                "dataset_id": e.dataset_id,
+                "source_row": e.source_row,
+                "source_field": e.source_field,
+            }
+            for e in reason.evidence
+        ],
+        "detail": reason.detail,
+    }
+
+
+def decision_payload(
+    judge: Judge,
+    snapshot: Snapshot,
+    requested: str,
+    evaluation: Evaluation,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """The decision as stored, hashed and returned (decision_id/decided_at added by the log)."""
+    instrument = snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
+    issuer = snapshot.issuers.get(instrument.issuer_id) if instrument else None
+    return {
+        "as_of": rfc3339(at),
+        "policy": judge.policy_ref(),
+        "data_version": snapshot.data_version,
+        "requested_isin": requested,
+        "instrument": (
+            {"isin": instrument.isin, "asset_class": instrument.asset_class} if instrument else None
+        ),
+        "issuer": (
+            {"issuer_id": issuer.issuer_id, "name": issuer.name, "country": issuer.country}
+            if issuer
+            else None
+        ),
+        "verdict": evaluation.verdict,
+        "may_hold": evaluation.may_hold,
+        "reasons": [_reason(r) for r in evaluation.reasons],
+    }
+
+
+def _malformed(
+    judge: Judge, snapshot: Snapshot, raw: str, problem: str, at: dt.datetime
+) -> dict[str, Any]:
+    unknown = Reason(
+        rule_id="data:isin",
+        title="Malformed ISIN",
+        outcome="unknown",
+        via=(),
+        detail=problem,
+    )
+    may_hold = judge.document.unknown.value == "allow"
+    evaluation = Evaluation(raw, False, None, "unknown", may_hold, (unknown,))
+    return decision_payload(judge, snapshot, raw, evaluation, at)
+
+
+def check_time(as_of: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    if as_of is None:
+        return now
+    if as_of.tzinfo is None:
+        raise InvalidInput(
+            "as_of needs a timezone, e.g. 2025-03-12T00:00:00Z.",
+            errors=[FieldError(loc=("query", "as_of"), msg="timezone required")],
+        )
+    if as_of > now:
+        raise InvalidInput(
+            "as_of is in the future: a decision can only be about now or the past.",
+            errors=[FieldError(loc=("query", "as_of"), msg="in the future")],
+        )
+    return as_of.astimezone(dt.UTC)
+
+
+async def check(
+    session: AsyncSession,
+    log: DecisionLog,
+    actor: Actor,
+    request_id: str | None,
+    policy_key: str,
+    instruments: Sequence[str],
+    as_of: dt.datetime | None,
+    *,
+    strict_isins: bool,
+) -> list[dict[str, Any]]:
+    """Decide for each instrument, in order; every decision is durably logged before return.
+
+    ``strict_isins``: a malformed ISIN is a 422 (single check) instead of an ``unknown``
+    decision naming it (batch: one typo must not fail a 10,000-instrument pre-trade batch).
+    """
+    if len(instruments) > MAX_BATCH:
+        raise PayloadTooLarge(
+            f"At most {MAX_BATCH:,} instruments per request; this one has {len(instruments):,}. "
+            "Split the batch."
+        )
+    now = utcnow()
+    at = check_time(as_of, now)
+    judge = await judge_at(session, policy_key, at)
+    normalized: list[str | InvalidIdentifier] = []
+    for raw in instruments:
+        try:
+            normalized.append(normalize_isin(raw))
+        except InvalidIdentifier as exc:
+            if strict_isins:
+                raise InvalidInput(
+                    str(exc), errors=[FieldError(loc=("query", "instrument"), msg=str(exc))]
+                ) from None
+            normalized.append(exc)
+    repository = ScreeningRepository(session)
+    version = await repository.data_version(at if as_of is not None else None)
+    snapshot = await repository.snapshot(
+        sorted({n for n in normalized if isinstance(n, str)}),
+        version,
+        judge.list_keys,
+        judge.group_rule,
+    )
+    valid = [isin for isin in normalized if isinstance(isin, str)]
+    evaluations = iter(judge.evaluate_many(snapshot, valid, at))
+    payloads = [
+        _malformed(judge, snapshot, raw, str(isin), at)
+        if isinstance(isin, InvalidIdentifier)
+        else decision_payload(judge, snapshot, raw, next(evaluations), at)
+        for raw, isin in zip(instruments, normalized, strict=True)
+    ]
+    request = {
+        "policy": policy_key,
+        "instruments": list(instruments),
+        "as_of": rfc3339(as_of) if as_of is not None else None,
+    }
+    entries = [
+        DecisionEntry(
+            payload=payload,
+            request={**request, "instruments": [payload["requested_isin"]]}
+            if len(instruments) > 1
+            else request,
+            actor=actor,
+            request_id=request_id,
+        )
+        for payload in payloads
+    ]
+    return await log.append(entries)
+
+
+def _rules(evaluation: Evaluation) -> list[str]:
+    return sorted({r.rule_id for r in evaluation.reasons if r.verdict != "allowed"})
+
+
+async def impact(session: AsyncSession, key: str, number: int) -> dict[str, Any]:
+    """What approving version ``number`` would change, against the version in force now."""
+    policy, version = await policy_service.get_version(session, key, number)
+    now = utcnow()
+    try:
+        current: Judge | None = await judge_at(session, key, now)
+    except NotFound:
+        current = None  # nothing in force yet: every verdict is new
+    document = PolicyDocument.model_validate(version.document)
+    base_document = None
+    base_version = None
+    if policy.extends_key is not None:
+        base_version = await policy_service.get_version_in_force(session, policy.extends_key, now)
+        base_document = PolicyDocument.model_validate(base_version.document)
+        document = effective_document(base_document, document)
+    candidate = Judge(
+        key=key,
+        version=version.version,
+        sha256=version.sha256,
+        document=document,
+        base_key=policy.extends_key,
+        base_version=base_version.version if base_version else None,
+        base_sha256=base_version.sha256 if base_version else None,
+        base_document=base_document,
+    )
+    repository = ScreeningRepository(session)
+    data_version = await repository.data_version()
+    keys = sorted({*candidate.list_keys, *(current.list_keys if current else [])})
+    snapshot = await repository.full_snapshot(data_version, keys)
+    changed: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    issuers: set[str] = set()
+    isins = sorted(snapshot.instruments)
+    afters = candidate.evaluate_many(snapshot, isins, now)
+    befores = current.evaluate_many(snapshot, isins, now) if current else [None] * len(isins)
+    for isin, after, before in zip(isins, afters, befores, strict=True):
+        counts[after.verdict] = counts.get(after.verdict, 0) + 1
+        if before is not None and (before.verdict, _rules(before)) == (
+            after.verdict,
+            _rules(after),
+        ):
+            continue
+        issuers.add(after.issuer_id or "")
+        changed.append(
+            {
+                "isin": isin,
+                "issuer_id": after.issuer_id,
+                "before": before.verdict if before else None,
+                "after": after.verdict,
+                "rules_before": _rules(before) if before else [],
+                "rules_after": _rules(after),
+            }
+        )
+    return {
+        "key": key,
+        "version": version.version,
+        "against_version": current.version if current else None,
+        "data_version": data_version,
+        "instruments_evaluated": len(snapshot.instruments),
+        "verdicts_after": counts,
+        "instruments_changed": len(changed),
+        "issuers_changed": len(issuers - {""}),
+        "changes": changed,
+    }
+
+
+async def judge_for(session: AsyncSession, policy_ref: dict[str, Any]) -> Judge:
+    """The exact policy versions a stored decision names (not "in force"): for replay."""
+    key, number = policy_ref["key"], policy_ref["version"]
+    _, version = await policy_service.get_version(session, key, number)
+    document = PolicyDocument.model_validate(version.document)
+    base = policy_ref.get("base")
+    if base is None:
+        return Judge(key=key, version=number, sha256=version.sha256, document=document)
+    _, base_version = await policy_service.get_version(session, base["key"], base["version"])
+    base_document = PolicyDocument.model_validate(base_version.document)
+    return Judge(
+        key=key,
+        version=number,
+        sha256=version.sha256,
+        document=effective_document(base_document, document),
+        base_key=base["key"],
+        base_version=base["version"],
+        base_sha256=base_version.sha256,
+        base_document=base_document,
+    )
+
+
+async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate a stored decision again from its policy versions and its data version.
+
+    Returns the payload as it would be stored now (without decision_id / decided_at); equal to
+    the stored one when nothing that decision rested on has changed (it cannot: both are
+    append-only), which is what replay shows.
+    """
+    judge = await judge_for(session, payload["policy"])
+    at = dt.datetime.fromisoformat(payload["as_of"].replace("Z", "+00:00"))
+    requested = payload["requested_isin"]
+    repository = ScreeningRepository(session)
+    try:
+        isin = normalize_isin(requested)
+    except InvalidIdentifier as exc:
+        snapshot = Snapshot(data_version=payload["data_version"])
+        return _malformed(judge, snapshot, requested, str(exc), at)
+    snapshot = await repository.snapshot(
+        [isin], payload["data_version"], judge.list_keys, judge.group_rule
+    )
+    return decision_payload(judge, snapshot, requested, judge.evaluate(snapshot, isin, at), at)

@@ -1,0 +1,181 @@
+"""Benchmark: pre-trade checks over HTTP against the real server, with decision logging on.
+
+Starts `mayhold demo`'s data in a fresh Postgres database, serves it with uvicorn (one worker)
+in a subprocess, and measures in the same run:
+  1. a trivial endpoint of the same app (GET /healthz): the baseline throughput;
+  2. GET /v1/check (one instrument, logged): throughput as a ratio of the baseline;
+  3. p50/p99 latency of single checks at half that throughput (paced load);
+  4. POST /v1/checks with 10,000 instruments: server time (X-Process-Time is not trusted;
+     the client measures the round trip on loopback and reports the response size).
+
+Usage: .venv/bin/python bench/checks.py [--seconds 10] [--concurrency 16]
+Targets (issue 5): single check >= 70% of the trivial endpoint's throughput; p99 < 10 ms at
+half that load; a 10,000-instrument batch under 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from app.auth import service as auth_service
+from app.auth.scopes import Scope
+from app.demo import load_demo
+from app.kit.db import Database
+from app.kit.migrations import upgrade_to_head_async
+from app.kit.settings import Settings
+from app.models import InstrumentRecord
+from tests.support.databases import scratch_database
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def prepare(url: str) -> tuple[str, list[str]]:
+    settings = Settings(database_url=url)
+    await upgrade_to_head_async(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            await load_demo(session)
+            issued = await auth_service.create_key(
+                session, name="bench", scopes=frozenset({Scope.admin})
+            )
+            isins = list((await session.execute(select(InstrumentRecord.isin))).scalars())
+    finally:
+        await database.dispose()
+    return issued.key, isins
+
+
+async def saturate(
+    client: httpx.AsyncClient, make: list[str], seconds: float, concurrency: int
+) -> tuple[float, list[float]]:
+    """Closed loop: `concurrency` clients as fast as they can. Returns (req/s, latencies)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    rng = random.Random(7)
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            url = rng.choice(make)
+            started = time.perf_counter()
+            response = await client.get(url)
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(latencies) / (time.perf_counter() - started), latencies
+
+
+async def paced(
+    client: httpx.AsyncClient, make: list[str], rate: float, seconds: float
+) -> list[float]:
+    """Open loop at a fixed rate (requests start on schedule, whatever the latency)."""
+    latencies: list[float] = []
+    rng = random.Random(11)
+    interval = 1 / rate
+    tasks = []
+
+    async def one(url: str) -> None:
+        started = time.perf_counter()
+        response = await client.get(url)
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200
+
+    start = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        delay = start + n * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(rng.choice(make))))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def main(seconds: float, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with scratch_database("postgresql", Path(tmp)) as url:
+            key, isins = await prepare(url)
+            port = free_port()
+            env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
+            server = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                limits = httpx.Limits(max_connections=concurrency * 2)
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}",
+                    headers={"Authorization": f"Bearer {key}"},
+                    limits=limits,
+                    timeout=30,
+                ) as client:
+                    for _ in range(300):
+                        try:
+                            if (await client.get("/healthz")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            await asyncio.sleep(0.1)
+                    checks = [f"/v1/check?policy=rpf&instrument={i}" for i in isins[:2000]]
+                    await saturate(client, checks, 2, concurrency)  # warm up
+                    base_rps, _ = await saturate(client, ["/healthz"], seconds, concurrency)
+                    check_rps, check_lat = await saturate(client, checks, seconds, concurrency)
+                    half = await paced(client, checks, check_rps / 2, seconds)
+                    batch = isins[:10_000]
+                    timings = []
+                    for _ in range(5):
+                        started = time.perf_counter()
+                        response = await client.post(
+                            "/v1/checks", json={"policy": "rpf", "instruments": batch}
+                        )
+                        timings.append(time.perf_counter() - started)
+                        assert response.status_code == 200, response.text
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+    print(f"instruments in the universe: {len(isins):,}; client concurrency {concurrency}")
+    print(f"baseline GET /healthz          {base_rps:8.0f} req/s")
+    print(
+        f"GET /v1/check (logged)         {check_rps:8.0f} req/s  = {check_rps / base_rps:.2f} "
+        f"of baseline (target >= 0.70); saturated p50 {pct(check_lat, 0.5):.1f} ms"
+    )
+    print(
+        f"at half load ({check_rps / 2:.0f} req/s)      p50 {pct(half, 0.5):.1f} ms  "
+        f"p99 {pct(half, 0.99):.1f} ms (target < 10 ms)"
+    )
+    print(
+        f"POST /v1/checks x{len(batch):,}      median {statistics.median(timings) * 1000:.0f} ms "
+        f"round trip on loopback, best {min(timings) * 1000:.0f} ms (target < 300 ms)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.seconds, arguments.concurrency))
