@@ -24,6 +24,7 @@ from app.kit.settings import Settings, get_settings
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
 from app.screening.endpoints import router as screening_router
+from app.screening.index import VerdictIndex
 
 log = get_logger("mayhold.app")
 
@@ -46,10 +47,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database or Database.from_settings(settings)
         app.state.decision_log = DecisionLog(app.state.database.sessionmaker)
         await app.state.decision_log.start()
+        app.state.verdict_index = None
+        if settings.index_enabled:
+            app.state.verdict_index = VerdictIndex(
+                app.state.database.sessionmaker, poll_seconds=settings.index_poll_seconds
+            )
+            await app.state.verdict_index.start()
         log.info("started", database=settings.dialect)
         try:
             yield
         finally:
+            if app.state.verdict_index is not None:
+                await app.state.verdict_index.stop()
             # Flush the decisions still queued before the database goes away.
             await app.state.decision_log.stop()
             if owns_database:

@@ -64,7 +64,9 @@ def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession
 
 @pytest.fixture
 def settings(migrated_url: str) -> Settings:
-    return Settings(database_url=migrated_url)
+    # The compiled index polls on its own sessions; here every session shares the test's one
+    # connection, so it is off (tests/test_index.py runs it on a database of its own).
+    return Settings(database_url=migrated_url, index_enabled=False)
 
 
 @pytest.fixture

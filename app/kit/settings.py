@@ -31,6 +31,10 @@ class Settings(BaseSettings):
 
     metrics_enabled: bool = True
 
+    # Current-time checks answered from a compiled in-memory index (see app/screening/index.py).
+    index_enabled: bool = True
+    index_poll_seconds: float = Field(default=0.5, gt=0)
+
     # Where the Alembic scripts live; the default is the repository's own ``migrations/``.
     migrations_dir: Path = REPO_ROOT / "migrations"
 

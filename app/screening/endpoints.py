@@ -14,6 +14,7 @@ from app.decisions.log import DecisionLogDep
 from app.kit.db import DbSession, read_only_transaction
 from app.kit.openapi import problem_responses
 from app.screening import service
+from app.screening.index import VerdictIndex
 from app.screening.schemas import CheckBatch, CheckBatchResult, Decision
 
 router = APIRouter(prefix="/v1", tags=["checks"])
@@ -26,6 +27,11 @@ CheckPrincipal = Annotated[Principal, Depends(Authorize(Scope.check))]
 def _json(content: Any) -> Response:
     # Decisions are already JSON-ready dicts (stored and hashed as such): serialize once, fast.
     return Response(orjson.dumps(content), media_type="application/json")
+
+
+def _index(request: Request) -> VerdictIndex | None:
+    index = getattr(request.app.state, "verdict_index", None)
+    return index if isinstance(index, VerdictIndex) else None
 
 
 def _request_id(request: Request) -> str | None:
@@ -63,6 +69,7 @@ async def check_one(
         [instrument],
         as_of,
         strict_isins=True,
+        index=_index(request),
     )
     return _json(decision)
 
@@ -94,6 +101,7 @@ async def check_many(
         body.instruments,
         body.as_of,
         strict_isins=False,
+        index=_index(request),
     )
     return _json({"decisions": decisions})
 

@@ -17,6 +17,7 @@ from app.kit.time import utcnow
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, effective_document
 from app.screening.engine import Evaluation, Reason, evaluate_many, stricter
+from app.screening.index import Compiled, VerdictIndex
 from app.screening.repository import ScreeningRepository
 from app.screening.schemas import MAX_BATCH
 from app.screening.snapshot import Snapshot
@@ -114,21 +115,13 @@ def _reason(reason: Reason) -> dict[str, Any]:
     }
 
 
-def decision_payload(
-    judge: Judge,
-    snapshot: Snapshot,
-    requested: str,
-    evaluation: Evaluation,
-    at: dt.datetime,
-) -> dict[str, Any]:
-    """The decision as stored, hashed and returned (decision_id/decided_at added by the log)."""
+def template(judge: Judge, snapshot: Snapshot, evaluation: Evaluation) -> dict[str, Any]:
+    """Everything of a decision that does not depend on the moment or the spelling asked."""
     instrument = snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
     issuer = snapshot.issuers.get(instrument.issuer_id) if instrument else None
     return {
-        "as_of": rfc3339(at),
         "policy": judge.policy_ref(),
         "data_version": snapshot.data_version,
-        "requested_isin": requested,
         "instrument": (
             {"isin": instrument.isin, "asset_class": instrument.asset_class} if instrument else None
         ),
@@ -140,6 +133,21 @@ def decision_payload(
         "verdict": evaluation.verdict,
         "may_hold": evaluation.may_hold,
         "reasons": [_reason(r) for r in evaluation.reasons],
+    }
+
+
+def decision_payload(
+    judge: Judge,
+    snapshot: Snapshot,
+    requested: str,
+    evaluation: Evaluation,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """The decision as stored, hashed and returned (decision_id/decided_at added by the log)."""
+    return {
+        "as_of": rfc3339(at),
+        "requested_isin": requested,
+        **template(judge, snapshot, evaluation),
     }
 
 
@@ -184,6 +192,7 @@ async def check(
     as_of: dt.datetime | None,
     *,
     strict_isins: bool,
+    index: VerdictIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Decide for each instrument, in order; every decision is durably logged before return.
 
@@ -197,7 +206,6 @@ async def check(
         )
     now = utcnow()
     at = check_time(as_of, now)
-    judge = await judge_at(session, policy_key, at)
     normalized: list[str | InvalidIdentifier] = []
     for raw in instruments:
         try:
@@ -208,6 +216,16 @@ async def check(
                     str(exc), errors=[FieldError(loc=("query", "instrument"), msg=str(exc))]
                 ) from None
             normalized.append(exc)
+    compiled = index.lookup(policy_key, now) if index is not None and as_of is None else None
+    if compiled is not None:
+        payloads = [
+            _from_index(compiled, raw, isin, at)
+            for raw, isin in zip(instruments, normalized, strict=True)
+        ]
+        return await log.append(
+            _entries(payloads, policy_key, instruments, as_of, actor, request_id)
+        )
+    judge = await judge_at(session, policy_key, at)
     repository = ScreeningRepository(session)
     version = await repository.data_version(at if as_of is not None else None)
     snapshot = await repository.snapshot(
@@ -224,14 +242,38 @@ async def check(
         else decision_payload(judge, snapshot, raw, next(evaluations), at)
         for raw, isin in zip(instruments, normalized, strict=True)
     ]
+    return await log.append(_entries(payloads, policy_key, instruments, as_of, actor, request_id))
+
+
+def _from_index(
+    compiled: Compiled, raw: str, isin: str | InvalidIdentifier, at: dt.datetime
+) -> dict[str, Any]:
+    judge: Judge = compiled.judge
+    if isinstance(isin, InvalidIdentifier):
+        return _malformed(judge, compiled.snapshot, raw, str(isin), at)
+    cached = compiled.templates.get(isin)
+    if cached is None:  # not in the universe: the engine says so (pure, no database)
+        cached = template(judge, compiled.snapshot, judge.evaluate(compiled.snapshot, isin, at))
+    return {"as_of": rfc3339(at), "requested_isin": raw, **cached}
+
+
+def _entries(
+    payloads: list[dict[str, Any]],
+    policy_key: str,
+    instruments: Sequence[str],
+    as_of: dt.datetime | None,
+    actor: Actor,
+    request_id: str | None,
+) -> list[DecisionEntry]:
     request = {
         "policy": policy_key,
         "instruments": list(instruments),
         "as_of": rfc3339(as_of) if as_of is not None else None,
     }
-    entries = [
+    return [
         DecisionEntry(
             payload=payload,
+            # For a batch, each decision records the item it answers, not the whole batch.
             request={**request, "instruments": [payload["requested_isin"]]}
             if len(instruments) > 1
             else request,
@@ -240,7 +282,6 @@ async def check(
         )
         for payload in payloads
     ]
-    return await log.append(entries)
 
 
 def _rules(evaluation: Evaluation) -> list[str]:

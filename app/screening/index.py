@@ -1,0 +1,163 @@
+"""The compiled verdict index: current-time checks answered from memory.
+
+For each policy asked about, the verdicts of the whole universe are compiled once, from one
+snapshot at one data version, with the policy version(s) in force, for one day (the engine
+reads only the date of the time asked, so a compilation holds for the whole day). A check for
+the current time then costs a dictionary lookup, no database read; its decision is still
+logged durably before it is returned.
+
+Freshness. A watcher polls a tiny watermark (the newest dataset id, the policy approvals) every
+``poll_seconds``: a load or an approval made by *any* process sharing the database marks every
+compilation stale within that interval; so does midnight UTC and a policy version coming into
+force (its ``effective_from``). A stale or not yet built compilation is never used: those
+checks take the database path (still correct, just slower) while a new one is built in the
+background. (Polling rather than LISTEN/NOTIFY: it works unchanged on SQLite, survives dropped
+connections without re-subscribing, and one indexed query per half second is nothing.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.kit.db import READ_ONLY_OPTION
+from app.kit.logging import get_logger
+from app.kit.time import utcnow
+from app.models import Dataset, Policy, PolicyVersion
+from app.screening.snapshot import Snapshot
+
+log = get_logger("mayhold.index")
+
+Watermark = tuple[int, int, str]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    judge: Any  # app.screening.service.Judge (imported lazily: service imports this module)
+    data_version: int
+    day: dt.date
+    watermark: Watermark
+    valid_until: dt.datetime | None  # the next effective_from of the policy or its base
+    snapshot: Snapshot
+    templates: dict[str, dict[str, Any]]  # isin -> decision payload without as_of/requested
+
+
+async def read_watermark(session: AsyncSession) -> Watermark:
+    newest = (await session.execute(select(func.max(Dataset.id)))).scalar_one() or 0
+    approvals, last = (
+        await session.execute(
+            select(func.count(), func.max(PolicyVersion.approved_at)).where(
+                PolicyVersion.approved_at.is_not(None)
+            )
+        )
+    ).one()
+    return (newest, approvals, last.isoformat() if last else "")
+
+
+async def _next_change(
+    session: AsyncSession, keys: list[str], now: dt.datetime
+) -> dt.datetime | None:
+    query = (
+        select(func.min(PolicyVersion.effective_from))
+        .join(Policy, Policy.id == PolicyVersion.policy_id)
+        .where(Policy.key.in_(keys), PolicyVersion.effective_from > now)
+    )
+    value = (await session.execute(query)).scalar_one()
+    if value is not None and value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+class VerdictIndex:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, poll_seconds: float = 0.5
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._poll_seconds = poll_seconds
+        self._compiled: dict[str, Compiled] = {}
+        self._building: dict[str, asyncio.Task[None]] = {}
+        self._watermark: Watermark | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.builds = 0
+
+    async def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch(), name="verdict-index-watcher")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._watcher, *self._building.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _session(self) -> AsyncSession:
+        session = self._sessionmaker()
+        await session.connection(execution_options={READ_ONLY_OPTION: True})
+        return session
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                session = await self._session()
+                async with session:
+                    mark = await read_watermark(session)
+                if mark != self._watermark:
+                    self._watermark = mark
+            except Exception as exc:  # database down: compilations age out, checks use the DB path
+                log.warning("index watermark unavailable", error=repr(exc)[:200])
+                self._watermark = None
+            await asyncio.sleep(self._poll_seconds)
+
+    def lookup(self, key: str, now: dt.datetime) -> Compiled | None:
+        """A compilation that is certainly current at ``now``, else None (and one is built)."""
+        compiled = self._compiled.get(key)
+        current = (
+            compiled is not None
+            and self._watermark is not None
+            and compiled.watermark == self._watermark
+            and compiled.day == now.date()
+            and (compiled.valid_until is None or now < compiled.valid_until)
+        )
+        if current:
+            return compiled
+        if self._watermark is not None and key not in self._building:
+            self._building[key] = asyncio.create_task(self._build(key), name=f"index-{key}")
+        return None
+
+    async def _build(self, key: str) -> None:
+        from app.screening.service import judge_at, template  # avoid an import cycle
+
+        try:
+            session = await self._session()
+            async with session:
+                mark = await read_watermark(session)
+                now = utcnow()
+                judge = await judge_at(session, key, now)
+                from app.screening.repository import ScreeningRepository
+
+                repository = ScreeningRepository(session)
+                snapshot = await repository.full_snapshot(mark[0], judge.list_keys)
+                isins = sorted(snapshot.instruments)
+                evaluations = await asyncio.to_thread(judge.evaluate_many, snapshot, isins, now)
+                templates = {
+                    isin: template(judge, snapshot, evaluation)
+                    for isin, evaluation in zip(isins, evaluations, strict=True)
+                }
+                keys = [judge.key, *([judge.base_key] if judge.base_key else [])]
+                valid_until = await _next_change(session, keys, now)
+            self._compiled[key] = Compiled(
+                judge, mark[0], now.date(), mark, valid_until, snapshot, templates
+            )
+            self.builds += 1
+            log.info("index compiled", policy=key, instruments=len(isins), data_version=mark[0])
+        except Exception as exc:  # no compilation: checks keep using the database path
+            log.warning("index build failed", policy=key, error=repr(exc)[:300])
+        finally:
+            self._building.pop(key, None)

@@ -1,0 +1,131 @@
+"""The compiled index: the same answers as the database path, and fresh within a second.
+
+Each test has a database of its own with real commits (the index reads on sessions of its own),
+and runs the app's lifespan so the index and its watcher run as in production.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.auth import service as auth_service
+from app.auth.scopes import Scope
+from app.demo import load_demo
+from app.kit.db import Database
+from app.kit.migrations import upgrade_to_head_async
+from app.kit.settings import Settings
+from app.main import create_app
+from app.models import InstrumentRecord
+from app.screening.index import VerdictIndex
+from tests.conftest import bearer
+from tests.support.databases import DIALECTS, scratch_database
+
+VOLATILE = ("decision_id", "decided_at", "as_of")
+
+
+@asynccontextmanager
+async def demo_database(dialect: str, directory: Path) -> AsyncIterator[tuple[str, str, list[str]]]:
+    async with scratch_database(dialect, directory) as url:
+        settings = Settings(database_url=url)
+        await upgrade_to_head_async(settings)
+        database = Database.from_settings(settings)
+        async with database.sessionmaker() as session, session.begin():
+            await load_demo(session)
+            issued = await auth_service.create_key(
+                session, name="index-test", scopes=frozenset({Scope.admin})
+            )
+            isins = sorted((await session.execute(select(InstrumentRecord.isin))).scalars())
+        await database.dispose()
+        yield url, issued.key, isins
+
+
+@asynccontextmanager
+async def running(url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(Settings(database_url=url, index_poll_seconds=0.1))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield app, client
+
+
+async def compiled(app: FastAPI, client: httpx.AsyncClient, key: str, isin: str) -> None:
+    """Ask until the index has been built for rpf (the first asks trigger the build)."""
+    index: VerdictIndex = app.state.verdict_index
+    deadline = time.monotonic() + 60
+    while index.builds == 0:
+        response = await client.get(
+            "/v1/check", params={"policy": "rpf", "instrument": isin}, headers=bearer(key)
+        )
+        assert response.status_code == 200, response.text
+        assert time.monotonic() < deadline, "the index was never compiled"
+        await asyncio.sleep(0.1)
+
+
+def stable(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in d.items() if k not in VOLATILE} for d in decisions]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_index_answers_exactly_as_the_database_path(dialect: str, tmp_path: Path) -> None:
+    async with demo_database(dialect, tmp_path) as (url, key, isins), running(url) as (app, client):
+        await compiled(app, client, key, isins[0])
+        batch = [*isins, "US0378331005", "XS0000000001"]  # + one unknown, one malformed
+        body = {"policy": "rpf", "instruments": batch}
+        from_index = await client.post("/v1/checks", json=body, headers=bearer(key))
+        assert from_index.status_code == 200, from_index.text
+        index = app.state.verdict_index
+        builds = index.builds
+        app.state.verdict_index = None  # the database path
+        from_database = await client.post("/v1/checks", json=body, headers=bearer(key))
+        app.state.verdict_index = index
+        assert from_database.status_code == 200, from_database.text
+        assert index.builds == builds
+        indexed = stable(from_index.json()["decisions"])
+        assert indexed == stable(from_database.json()["decisions"])
+        verdicts = {d["verdict"] for d in indexed}
+        assert verdicts == {"allowed", "watch", "excluded", "unknown"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_load_by_another_process_is_seen_within_a_second(
+    dialect: str, tmp_path: Path
+) -> None:
+    async with demo_database(dialect, tmp_path) as (url, key, _):
+        clean = "XS0000000009"  # the demo's "clean company" (CO00000)
+        async with running(url) as (first, client_a), running(url) as (_, client_b):
+            await compiled(first, client_a, key, clean)
+            before = await client_a.get(
+                "/v1/check", params={"policy": "rpf", "instrument": clean}, headers=bearer(key)
+            )
+            assert before.json()["verdict"] == "allowed"
+
+            loaded = await client_b.post(
+                "/v1/datasets",
+                params={"kind": "facts", "provider": "iss", "as_of": before.json()["as_of"][:10]},
+                content=b"issuer_ref,metric,value\nCO00000,revenue_pct.tobacco,88\n",
+                headers={**bearer(key), "Content-Type": "text/csv"},
+            )
+            assert loaded.status_code == 201, loaded.text
+            committed = time.monotonic()
+            while True:
+                after = await client_a.get(
+                    "/v1/check",
+                    params={"policy": "rpf", "instrument": clean},
+                    headers=bearer(key),
+                )
+                if after.json()["verdict"] == "excluded":
+                    break
+                assert time.monotonic() - committed < 1.0, "not seen within a second"
+                await asyncio.sleep(0.02)
+            assert after.json()["data_version"] == loaded.json()["id"]
