@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app.auth.endpoints import router as auth_router
+from app.auth.service import KeyCache
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         dependencies=[Depends(forbid_unknown_query_params)],
     )
     app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.expected_heads = head_revisions(settings)
     if database is not None:
         app.state.database = database

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -164,3 +164,22 @@ def test_parse_scopes_rejects_unknown_names() -> None:
         parse_scopes("check,superuser")
     with pytest.raises(ValueError, match="at least one"):
         parse_scopes(" , ")
+
+
+async def test_a_revocation_elsewhere_takes_effect_within_the_cache_time(
+    app: FastAPI, client: httpx.AsyncClient, make_key: MakeKey, sessionmaker: Any
+) -> None:
+    """Another process revokes the key in the database: honoured once the cache entry ages out."""
+    import asyncio
+
+    from app.auth import service as auth_service
+
+    app.state.key_cache = auth_service.KeyCache(0.3)
+    key = await make_key(Scope.check, name="desk-to-revoke")
+    assert (await client.get("/v1/whoami", headers=bearer(key))).status_code == 200
+    async with sessionmaker() as session:
+        await auth_service.revoke_key(session, "desk-to-revoke")  # not through this app
+        await session.commit()
+    assert (await client.get("/v1/whoami", headers=bearer(key))).status_code == 200  # cached
+    await asyncio.sleep(0.35)
+    assert_problem(await client.get("/v1/whoami", headers=bearer(key)), 401)

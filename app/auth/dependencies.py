@@ -26,7 +26,8 @@ async def get_principal(
         raise NotAuthenticated(
             "This endpoint needs an API key: send 'Authorization: Bearer <key>'."
         )
-    principal = await service.authenticate(session, credentials.credentials)
+    cache = getattr(request.app.state, "key_cache", None)
+    principal = await service.authenticate(session, credentials.credentials, cache)
     request.state.principal = principal
     return principal
 

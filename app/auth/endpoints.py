@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from app.auth import service
 from app.auth.dependencies import Authorize, CurrentPrincipal
@@ -70,5 +70,8 @@ async def create_key(body: KeyCreate, _: AdminPrincipal, session: DbSession) -> 
     summary="Revoke an API key; it stops working at once",
     responses=problem_responses(401, 403, 404),
 )
-async def revoke_key(name: str, _: AdminPrincipal, session: DbSession) -> None:
+async def revoke_key(name: str, request: Request, _: AdminPrincipal, session: DbSession) -> None:
     await service.revoke_key(session, name)
+    cache = getattr(request.app.state, "key_cache", None)
+    if isinstance(cache, service.KeyCache):
+        cache.forget(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,13 +53,46 @@ async def create_key(session: AsyncSession, *, name: str, scopes: frozenset[Scop
     return IssuedKey(principal=_principal(row), key=key)
 
 
-async def authenticate(session: AsyncSession, key: str) -> Principal:
+class KeyCache:
+    """Verified keys, by the hash of the key, for a few seconds: no query per pre-trade check."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if self.ttl > 0:
+            if len(self._entries) > 10_000:  # keys are few; anything else is noise
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
+
+    def forget(self, name: str) -> None:
+        self._entries = {h: e for h, e in self._entries.items() if e[1].name != name}
+
+
+async def authenticate(session: AsyncSession, key: str, cache: KeyCache | None = None) -> Principal:
+    key_hash = hash_key(key)
+    if cache is not None and (cached := cache.get(key_hash)) is not None:
+        return cached
+    principal = await _authenticate(session, key, key_hash)
+    if cache is not None:
+        cache.put(key_hash, principal)
+    return principal
+
+
+async def _authenticate(session: AsyncSession, key: str, key_hash: str) -> Principal:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise NotAuthenticated("The API key is not valid.")
     row = await ApiKeyRepository(session).get_by_public_id(parts[1])
     # Compare in constant time; the same message for every failure so keys cannot be probed.
-    if row is None or not hmac.compare_digest(row.secret_hash, hash_key(key)):
+    if row is None or not hmac.compare_digest(row.secret_hash, key_hash):
         raise NotAuthenticated("The API key is not valid.")
     if row.revoked_at is not None:
         raise NotAuthenticated("The API key has been revoked.")

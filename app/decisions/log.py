@@ -387,7 +387,7 @@ class DecisionLog:
             self._fail([self._queue.popleft()], detail)
 
 
-def get_decision_log(request: Request) -> DecisionLog:
+async def get_decision_log(request: Request) -> DecisionLog:
     decision_log: DecisionLog = request.app.state.decision_log
     return decision_log
 

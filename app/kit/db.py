@@ -91,7 +91,7 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def read_only_transaction(request: Request) -> None:
+async def read_only_transaction(request: Request) -> None:
     """Route dependency: this route only reads, so its transaction never takes a write lock.
 
     Declare it in the route's (or router's) ``dependencies``, which FastAPI resolves before the

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
 
     metrics_enabled: bool = True
 
+    # Verified API keys are remembered this long (seconds; 0: never). A revocation through this
+    # process takes effect at once; through another process, within this time.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+
     # Current-time checks answered from a compiled in-memory index (see app/screening/index.py).
     index_enabled: bool = True
     index_poll_seconds: float = Field(default=0.5, gt=0)
