@@ -168,8 +168,10 @@ async def test_reading_routes_do_not_take_sqlite_write_lock(tmp_path: Path) -> N
                 begins.append(statement)
 
         event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-        # (the compiled index's watcher reads on its own; this test counts the routes' BEGINs)
-        app = create_app(Settings(database_url=url, index_enabled=False), database)
+        # (no index watcher, no key cache: this test counts the BEGINs of the routes alone)
+        app = create_app(
+            Settings(database_url=url, index_enabled=False, auth_cache_seconds=0), database
+        )
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(

@@ -94,13 +94,14 @@ async def test_database_outage_gives_503_and_the_service_recovers(
         await proxy.stop()  # the database goes away, with connections already in the pool
         body = assert_problem(await client.get("/readyz"), 503)
         assert "unreachable" in str(body["detail"])
-        body = assert_problem(await client.get("/v1/whoami", headers=bearer(key)), 503)
+        # (whoami may answer from the short-lived key cache; a data endpoint must read)
+        body = assert_problem(await client.get("/v1/datasets", headers=bearer(key)), 503)
         assert body["type"] == "urn:mayhold:problem:database-unavailable"
         assert (await client.get("/healthz")).status_code == 200  # the process is still up
 
         await proxy.start()  # it comes back on the same port: no restart of the service
         assert (await client.get("/readyz")).status_code == 200
-        assert (await client.get("/v1/whoami", headers=bearer(key))).status_code == 200
+        assert (await client.get("/v1/datasets", headers=bearer(key))).status_code == 200
     await database.dispose()
 
 
