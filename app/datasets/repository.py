@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 
@@ -74,6 +75,16 @@ class DatasetRepository:
     async def drop_stage(self, table: Table) -> None:
         conn = await self.connection()
         await conn.run_sync(lambda sync: table.drop(sync))
+
+
+async def data_version(session: AsyncSession, at: dt.datetime | None = None) -> int:
+    """The data version at ``at`` (now when None): the newest dataset id loaded by then; 0
+    before any load. Dataset ids are dense and follow load time (allocated under the load lock),
+    so "what we knew at T" is everything from datasets with id <= this."""
+    query = select(func.max(Dataset.id))
+    if at is not None:
+        query = query.where(Dataset.loaded_at <= at)
+    return (await session.execute(query)).scalar_one() or 0
 
 
 def stage_name() -> str:

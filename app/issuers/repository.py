@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.datasets.repository import data_version
 from app.models import ArmsEmbargo, Dataset, Fact, InstrumentRecord, IssuerRecord
 
 
@@ -21,11 +22,7 @@ class IssuerRepository:
         self.session = session
 
     async def data_version(self, at: dt.datetime | None = None) -> int:
-        """The newest dataset id loaded at or before ``at`` (now when None); 0 if none."""
-        query = select(func.max(Dataset.id))
-        if at is not None:
-            query = query.where(Dataset.loaded_at <= at)
-        return (await self.session.execute(query)).scalar_one() or 0
+        return await data_version(self.session, at)
 
     async def issuer(self, issuer_id: str, version: int) -> IssuerRecord | None:
         query = (

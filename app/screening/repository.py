@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.datasets.repository import data_version
 from app.models import (
     ArmsEmbargo,
     Dataset,
@@ -81,11 +82,7 @@ class ScreeningRepository:
         self.session = session
 
     async def data_version(self, at: dt.datetime | None = None) -> int:
-        """The newest dataset id loaded at or before ``at`` (now when None); 0 if none."""
-        query = select(func.max(Dataset.id))
-        if at is not None:
-            query = query.where(Dataset.loaded_at <= at)
-        return (await self.session.execute(query)).scalar_one() or 0
+        return await data_version(self.session, at)
 
     async def _latest(
         self, model: type[RecordT], key: str, ids: Iterable[str], version: int
