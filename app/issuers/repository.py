@@ -8,13 +8,14 @@ its record from the newest such dataset.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import data_version
 from app.models import ArmsEmbargo, Dataset, Fact, InstrumentRecord, IssuerRecord
+from app.screening.snapshot import EmbargoLoad
 
 
 class IssuerRepository:
@@ -134,20 +135,20 @@ class IssuerRepository:
             key=lambda r: r.issuer_id,
         )
 
-    async def arms_embargoes(self, country: str, version: int) -> Sequence[ArmsEmbargo]:
-        """Embargo rows for a country from each provider's latest arms-embargoes load.
-
-        Each load is that provider's complete list as of its date: a lifted embargo is simply
-        absent from the next load, so only the latest load per provider counts.
-        """
-        latest = (
-            select(func.max(Dataset.id))
-            .where(Dataset.kind == "arms-embargoes", Dataset.id <= version)
-            .group_by(Dataset.provider)
+    async def arms_embargo_loads(self, version: int) -> list[EmbargoLoad]:
+        rows = await self.session.execute(
+            select(Dataset.id, Dataset.provider, Dataset.as_of).where(
+                Dataset.kind == "arms-embargoes", Dataset.id <= version
+            )
         )
+        return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+
+    async def arms_embargoes(
+        self, country: str, dataset_ids: Iterable[int]
+    ) -> Sequence[ArmsEmbargo]:
         query = (
             select(ArmsEmbargo)
-            .where(ArmsEmbargo.country == country, ArmsEmbargo.dataset_id.in_(latest))
+            .where(ArmsEmbargo.country == country, ArmsEmbargo.dataset_id.in_(list(dataset_ids)))
             .order_by(ArmsEmbargo.authority, ArmsEmbargo.since)
         )
         return (await self.session.execute(query)).scalars().all()

@@ -22,6 +22,7 @@ from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import NotFound
 from app.kit.time import utcnow
 from app.models import Fact, InstrumentRecord, IssuerRecord
+from app.screening.snapshot import current_embargo_loads, in_force
 
 
 def current_facts(facts: Iterable[Fact]) -> list[Fact]:
@@ -175,7 +176,10 @@ async def get_country(session: AsyncSession, code: str) -> CountryRead:
     repository = IssuerRepository(session)
     version = await repository.data_version()
     today = utcnow().date()
-    embargoes = await repository.arms_embargoes(country.alpha2, version)
+    current = current_embargo_loads(await repository.arms_embargo_loads(version), today)
+    embargoes = await repository.arms_embargoes(
+        country.alpha2, [load.dataset_id for load in current.values()]
+    )
     return CountryRead(
         country=country.alpha2,
         alpha3=country.alpha3,
@@ -190,8 +194,7 @@ async def get_country(session: AsyncSession, code: str) -> CountryRead:
                 regime=e.regime,
                 since=e.since,
                 until=e.until,
-                in_force=(e.since is None or e.since <= today)
-                and (e.until is None or today < e.until),
+                in_force=in_force(e.since, e.until, today),
                 dataset_id=e.dataset_id,
                 source_row=e.source_row,
             )

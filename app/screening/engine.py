@@ -50,7 +50,13 @@ from app.policies.document import (
     UnknownPolicy,
     describe,
 )
-from app.screening.snapshot import FactPoint, IssuerNode, ListEntryPoint, Snapshot
+from app.screening.snapshot import (
+    FactPoint,
+    IssuerNode,
+    ListEntryPoint,
+    Snapshot,
+    current_embargo_loads,
+)
 
 Verdict = Literal["allowed", "watch", "excluded", "unknown"]
 Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
@@ -271,12 +277,9 @@ def _fh_average(
 
 def _embargo_value(ctx: _Context, issuer: IssuerNode) -> tuple[FactPoint | None, str | None]:
     """Arms embargoes: a list, so absence means "not listed", once any list was loaded."""
-    loads = [load for load in ctx.snapshot.embargo_loads if load.as_of <= ctx.day]
-    if not loads:
+    latest = current_embargo_loads(ctx.snapshot.embargo_loads, ctx.day)
+    if not latest:
         return None, "no arms-embargoes list has been loaded"
-    latest = {}
-    for load in sorted(loads, key=lambda load: load.dataset_id):
-        latest[load.provider] = load
     current_ids = {load.dataset_id for load in latest.values()}
     rows = [
         e

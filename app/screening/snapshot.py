@@ -54,6 +54,24 @@ class EmbargoLoad:
     as_of: dt.date
 
 
+def in_force(since: dt.date | None, until: dt.date | None, day: dt.date) -> bool:
+    """An embargo from ``since`` (inclusive) to ``until`` (exclusive: lifted that day)."""
+    return (since is None or since <= day) and (until is None or day < until)
+
+
+def current_embargo_loads(loads: Iterable[EmbargoLoad], day: dt.date) -> dict[str, EmbargoLoad]:
+    """Per provider, its latest arms-embargoes load dated by ``day``: its complete list then.
+
+    The one place this rule lives (the engine and /v1/countries both use it): a lifted
+    embargo is simply absent from the provider's next load.
+    """
+    latest: dict[str, EmbargoLoad] = {}
+    for load in sorted(loads, key=lambda load: load.dataset_id):
+        if load.as_of <= day:
+            latest[load.provider] = load
+    return latest
+
+
 @dataclass(frozen=True)
 class Embargo:
     country: str
