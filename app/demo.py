@@ -319,9 +319,9 @@ async def demo_loaded(session: AsyncSession) -> bool:
     return found.first() is not None
 
 
-async def load_demo(session: AsyncSession) -> dict[str, str]:
+async def load_demo(session: AsyncSession, companies: int = 3000) -> dict[str, str]:
     """Approve the shipped policies and load the sample universe (once). Returns example ISINs."""
-    universe = generate()
+    universe = generate(companies)
     if await demo_loaded(session):
         return universe.examples
     for key in SHIPPED_POLICIES:

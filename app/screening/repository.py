@@ -160,12 +160,19 @@ class ScreeningRepository:
         )
         by_issuer: dict[str, list[FactPoint]] = {}
         by_country: dict[str, list[FactPoint]] = {}
-        rows = await self.session.stream_scalars(select(Fact).where(Fact.dataset_id <= version))
-        async for fact in rows:
-            if fact.issuer_id is not None:
-                by_issuer.setdefault(fact.issuer_id, []).append(_fact_point(fact))
-            elif fact.country is not None:
-                by_country.setdefault(fact.country, []).append(_fact_point(fact))
+        # Plain rows, streamed: no ORM objects (nor an identity map holding a million of them).
+        rows = await self.session.stream(
+            select(Fact.issuer_id, Fact.country, *_FACT_COLUMNS).where(Fact.dataset_id <= version)
+        )
+        # In partitions: one async hop per 20,000 rows, not one per row.
+        async for partition in rows.partitions(20_000):
+            for fact in partition:
+                issuer_id, country, metric, provider, value, as_of, dataset_id, row, field = fact
+                point = FactPoint(metric, provider, value, as_of, dataset_id, row, field)
+                if issuer_id is not None:
+                    by_issuer.setdefault(issuer_id, []).append(point)
+                elif country is not None:
+                    by_country.setdefault(country, []).append(point)
         for issuer_id, points in by_issuer.items():
             snapshot.add_issuer_facts(issuer_id, points)
         for country, points in by_country.items():
