@@ -33,6 +33,7 @@ from sqlalchemy import (
     null,
     select,
     union,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause, Subquery
@@ -169,28 +170,41 @@ def resolve_ref(ref: ColumnElement[str]) -> ColumnElement[str]:
     )
 
 
-def resolved_refs(stage: FromClause, ref_column: str) -> Subquery:
+def resolved_refs(stage: FromClause, ref_column: str, dialect: str) -> Subquery:
     """Each distinct reference of the file -> how many issuers it names, and one of them.
 
     An issuer can be referred to by its issuer_id, LEI, MSCI ISSUERID, Sustainalytics
-    EntityId, or the ISIN of one of its instruments, from any load so far. Each source is
-    probed by an indexed join from the file's distinct references (never a scan of all
-    identifiers), then the matches are counted per reference.
+    EntityId, or the ISIN of one of its instruments, from any load so far. Two equivalent
+    forms, because the planners differ: Postgres hash-joins the file's references against one
+    UNION of every identifier fastest (1M references: 4.6 s against 8.7 s for the other form);
+    SQLite must probe each source through its index from the references (the UNION form took
+    it 7 s for 3,000 references, this one 0.06 s).
     """
     refs = select(stage.c[ref_column].label("ref")).distinct().subquery("refs")
     ir, inst = IssuerRecord, InstrumentRecord
-    found = union(
-        *(
-            select(refs.c.ref, source.issuer_id).join(source, column == refs.c.ref)
-            for source, column in (
-                (ir, ir.issuer_id),
-                (ir, ir.lei),
-                (ir, ir.msci_issuer_id),
-                (ir, ir.sustainalytics_entity_id),
-                (inst, inst.isin),
+    sources = (
+        (ir, ir.issuer_id),
+        (ir, ir.lei),
+        (ir, ir.msci_issuer_id),
+        (ir, ir.sustainalytics_entity_id),
+        (inst, inst.isin),
+    )
+    if dialect == "postgresql":
+        found = union_all(
+            *(
+                select(column.label("ref"), source.issuer_id.label("issuer_id")).where(
+                    column.is_not(None)
+                )
+                for source, column in sources
             )
-        )
-    ).subquery("found")
+        ).subquery("identifiers")
+    else:
+        found = union(
+            *(
+                select(refs.c.ref, source.issuer_id).join(source, column == refs.c.ref)
+                for source, column in sources
+            )
+        ).subquery("found")
     return (
         select(
             refs.c.ref,
@@ -206,7 +220,7 @@ def resolved_refs(stage: FromClause, ref_column: str) -> Subquery:
 async def unresolved_ref_errors(
     conn: AsyncConnection, stage: FromClause, ref_column: str
 ) -> list[FieldError]:
-    resolved = resolved_refs(stage, ref_column)
+    resolved = resolved_refs(stage, ref_column, conn.dialect.name)
     query = (
         select(stage.c.source_row, stage.c[ref_column], resolved.c.matches)
         .join(resolved, resolved.c.ref == stage.c[ref_column])

@@ -91,7 +91,7 @@ class ListEntriesAdapter(Adapter):
         dataset_id: int,
         ctx: LoadContext,
     ) -> None:
-        resolved = resolved_refs(stage, "issuer_ref")
+        resolved = resolved_refs(stage, "issuer_ref", conn.dialect.name)
         columns = [name for name, _ in self.stage_columns]
         await conn.execute(
             insert(ListEntry).from_select(
