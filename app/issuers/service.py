@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,13 +37,13 @@ def current_facts(facts: Iterable[Fact]) -> list[Fact]:
     return sorted(newest.values(), key=lambda f: (f.metric, f.provider))
 
 
-def _link(record: IssuerRecord, control_pct: object = None) -> IssuerLink:
+def _link(record: IssuerRecord, control_pct: Decimal | None = None) -> IssuerLink:
     return IssuerLink(
         issuer_id=record.issuer_id,
         name=record.name,
         country=record.country,
         kind=record.kind,
-        control_pct=record.parent_control_pct if control_pct is True else None,
+        control_pct=control_pct,
     )
 
 
@@ -90,11 +91,9 @@ async def get_issuer(session: AsyncSession, issuer_id: str) -> IssuerRead:
     if record.parent_issuer_id:
         parent_record = await repository.issuer(record.parent_issuer_id, version)
         if parent_record is not None:
-            parent = _link(parent_record).model_copy(
-                update={"control_pct": record.parent_control_pct}
-            )
+            parent = _link(parent_record, record.parent_control_pct)
     subsidiaries = [
-        _link(s, control_pct=True) for s in await repository.subsidiaries(issuer_id, version)
+        _link(s, s.parent_control_pct) for s in await repository.subsidiaries(issuer_id, version)
     ]
     owners = (
         [StateOwner(country=record.state_owner_country, pct=record.state_owner_pct)]

@@ -65,18 +65,6 @@ _FACT_COLUMNS = (
 )
 
 
-def _fact_point(fact: Fact) -> FactPoint:
-    return FactPoint(
-        metric=fact.metric,
-        provider=fact.provider,
-        value=fact.value,
-        as_of=fact.as_of,
-        dataset_id=fact.dataset_id,
-        source_row=fact.source_row,
-        source_field=fact.source_field,
-    )
-
-
 class ScreeningRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
