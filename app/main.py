@@ -46,7 +46,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_database = database is None
         app.state.database = database or Database.from_settings(settings)
-        app.state.decision_log = DecisionLog(app.state.database.sessionmaker)
+        # A test's transaction-bound database keeps the log on its sessions (rolled back after).
+        app.state.decision_log = DecisionLog.for_database(
+            app.state.database, settings, dedicated_connection=owns_database
+        )
         await app.state.decision_log.start()
         app.state.verdict_index = None
         if settings.index_enabled:

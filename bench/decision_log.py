@@ -66,31 +66,52 @@ def show(label: str, figures: dict[str, float]) -> None:
     )
 
 
+async def measure(log: DecisionLog, label: str, seconds: float, callers: int) -> float:
+    await run_callers(log, 10, 0.5)  # warm the pool and the caches
+    print(f"-- {label}")
+    one = await run_callers(log, 1, seconds)
+    show("1 caller", one)
+    many = await run_callers(log, callers, seconds)
+    show(f"{callers} concurrent callers", many)
+    print(
+        f"group commit: {many['per_second'] / one['per_second']:.1f}x the throughput of one caller"
+    )
+    big = [entry(n) for n in range(10_000)]
+    started = time.perf_counter()
+    await log.append(big)
+    print(
+        f"one call of 10,000 decisions: {1000 * (time.perf_counter() - started):.0f} "
+        "ms (validate, render, chain, insert, commit)"
+    )
+    return one["per_second"]
+
+
 async def main(dialect: str, seconds: float, callers: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         async with scratch_database(dialect, Path(directory)) as url:
-            await upgrade_to_head_async(Settings(database_url=url))
-            database = Database.from_settings(Settings(database_url=url))
-            log = DecisionLog(database.sessionmaker)
-            await log.start()
+            settings = Settings(database_url=url)
+            await upgrade_to_head_async(settings)
+            database = Database.from_settings(settings)
+            print(f"decision log on {dialect}, {seconds:.0f} s per run, one decision per call")
             try:
-                await run_callers(log, 10, 0.5)  # warm the pool and the caches
-                print(f"decision log on {dialect}, {seconds:.0f} s per run, one decision per call")
-                one = await run_callers(log, 1, seconds)
-                show("1 caller", one)
-                many = await run_callers(log, callers, seconds)
-                show(f"{callers} concurrent callers", many)
-                print(
-                    f"group commit: {many['per_second'] / one['per_second']:.1f}x the "
-                    "throughput of one caller"
-                )
-                big = [entry(n) for n in range(10_000)]
-                started = time.perf_counter()
-                await log.append(big)
-                print(
-                    f"one call of 10,000 decisions: {1000 * (time.perf_counter() - started):.0f} "
-                    "ms (validate, render, chain, insert, commit)"
-                )
+                # The sessions store (SQLite's, and the baseline on Postgres), then the
+                # service's store on Postgres: a connection of its own, one INSERT per batch.
+                modes = [False, True] if dialect == "postgresql" else [False]
+                rates = []
+                for dedicated in modes:
+                    log = DecisionLog.for_database(
+                        database, settings, dedicated_connection=dedicated
+                    )
+                    await log.start()
+                    try:
+                        label = "dedicated connection" if dedicated else "sessions (lock, head)"
+                        rates.append(await measure(log, label, seconds, callers))
+                    finally:
+                        await log.stop()
+                if len(rates) == 2:
+                    print(
+                        f"one caller: dedicated store {rates[1] / rates[0]:.1f}x the sessions store"
+                    )
                 async with database.sessionmaker() as session:
                     started = time.perf_counter()
                     verification = await service.verify(session, None, None)
@@ -100,7 +121,6 @@ async def main(dialect: str, seconds: float, callers: int) -> None:
                     f"({verification.checked / elapsed:.0f}/s), ok={verification.ok}"
                 )
             finally:
-                await log.stop()
                 await database.dispose()
 
 

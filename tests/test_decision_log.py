@@ -26,6 +26,7 @@ from app.auth.schemas import Actor
 from app.decisions import service
 from app.decisions.chain import GENESIS, DecisionEntryInvalid
 from app.decisions.log import DecisionEntry, DecisionLog
+from app.decisions.stores import PostgresChainStore
 from app.kit.canonical import canonical_json, parse_rfc3339
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.errors import DatabaseUnavailable
@@ -161,7 +162,7 @@ async def test_decided_at_never_decreases_along_the_chain(
 async def test_a_call_is_never_split_and_big_calls_go_alone(
     app: FastAPI, client: httpx.AsyncClient, connection: AsyncConnection, sessionmaker: Any
 ) -> None:
-    log = DecisionLog(sessionmaker, max_batch=5)
+    log = DecisionLog.on_sessions(sessionmaker, max_batch=5)
     await log.start()
     try:
         calls = [[entry(c * 100 + i) for i in range(size)] for c, size in enumerate((3, 3, 12, 1))]
@@ -257,7 +258,7 @@ async def test_a_cancelled_caller_does_not_disturb_the_writer(
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_stop_flushes_what_is_queued_and_refuses_more(dialect: str, tmp_path: Path) -> None:
     async with migrated_database(dialect, tmp_path) as (_, database):
-        log = DecisionLog(database.sessionmaker)
+        log = DecisionLog.on_sessions(database.sessionmaker)
         await log.start()
         pending = [asyncio.ensure_future(log.append([entry(n)])) for n in range(50)]
         await asyncio.sleep(0)  # they are queued
@@ -344,11 +345,12 @@ async def proxied(tmp_path: Path) -> AsyncIterator[tuple[TcpProxy, Database, Dat
             await proxy.stop()
 
 
+@pytest.mark.parametrize("dedicated", [False, True], ids=["sessions", "own-connection"])
 async def test_database_outage_fails_callers_and_the_chain_continues_after(
-    proxied: tuple[TcpProxy, Database, Database],
+    proxied: tuple[TcpProxy, Database, Database], dedicated: bool
 ) -> None:
     proxy, database, direct = proxied
-    async with running_log(database) as log:
+    async with running_log(database, dedicated=dedicated) as log:
         first = await log.append([entry(1), entry(2)])
 
         await proxy.stop()  # the database goes away, with a connection in the pool
@@ -406,6 +408,63 @@ async def test_index_serves_decisions_by_instrument_newest_first(
         assert [r.seq for r in found] == list(range(288, 0, -20))[:50]
 
 
+async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path: Path) -> None:
+    """The service's Postgres store: no lock; a writer whose cached head is stale finds out
+    from the primary key, renders its batch again on the new head, and the chain holds."""
+    async with migrated_database("postgresql", tmp_path) as (url, first_db):
+        second_db = Database.from_settings(Settings(database_url=url))
+        try:
+            async with (
+                running_log(first_db, dedicated=True) as first,
+                running_log(second_db, dedicated=True) as second,
+            ):
+                await first.append([entry(1)])  # first caches head = 1
+                await second.append([entry(2), entry(3)])  # the chain moves on to 3
+                (late,) = await first.append([entry(4)])  # stale head: conflict, re-render
+                assert store_of(first).conflicts == 1
+
+                async def client(log: DecisionLog, n: int) -> list[dict[str, Any]]:
+                    await asyncio.sleep((n % 7) / 1000)
+                    return await log.append([entry(n), entry(n + 10_000)])
+
+                results = await asyncio.gather(
+                    *(client(first if n % 2 else second, n) for n in range(400))
+                )
+            assert sum(len(r) for r in results) == 800
+            assert await stored_seqs(first_db) == list(range(1, 805))
+            async with first_db.sessionmaker() as session:
+                verification = await service.verify(session, None, None)
+                fourth = await session.get(Decision, 4)
+            assert verification.ok, verification
+            assert verification.checked == 804
+            assert fourth is not None
+            assert str(fourth.decision_id) == late["decision_id"]
+            assert first.committed_batches + second.committed_batches < 403
+        finally:
+            await second_db.dispose()
+
+
+def store_of(log: DecisionLog) -> PostgresChainStore:
+    store = log.store
+    assert isinstance(store, PostgresChainStore)
+    return store
+
+
+async def test_stop_gives_up_on_a_database_that_never_answers_own_connection() -> None:
+    async def never_connects() -> Any:
+        await asyncio.Event().wait()
+
+    log = DecisionLog(PostgresChainStore(never_connects), stop_timeout=0.2)
+    await log.start()
+    in_flight = asyncio.ensure_future(log.append([entry(1)]))
+    await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    await log.stop()
+    assert asyncio.get_running_loop().time() - started < 2
+    with pytest.raises(DatabaseUnavailable):
+        await in_flight
+
+
 class _HangingSession:
     """A session whose database never answers (a hung server, a lock never granted)."""
 
@@ -417,7 +476,7 @@ class _HangingSession:
 
 
 async def test_stop_gives_up_on_a_hung_database_and_fails_the_callers() -> None:
-    log = DecisionLog(cast(Any, _HangingSession), stop_timeout=0.2)
+    log = DecisionLog.on_sessions(cast(Any, _HangingSession), stop_timeout=0.2)
     await log.start()
     in_flight = asyncio.ensure_future(log.append([entry(1)]))
     await asyncio.sleep(0.05)  # taken by the writer, which now waits for the database

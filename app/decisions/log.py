@@ -55,11 +55,14 @@ from app.decisions.chain import (
     chain_hash,
     project,
 )
-from app.decisions.repository import COLUMNS, DecisionRepository
+from app.decisions.repository import COLUMNS, ChainHead
+from app.decisions.stores import ChainStore, PostgresChainStore, SessionChainStore
 from app.kit.canonical import canonical_json, json_ready, rfc3339
+from app.kit.db import Database
 from app.kit.errors import DatabaseUnavailable
 from app.kit.logging import get_logger
 from app.kit.metrics import REGISTRY
+from app.kit.settings import Settings
 from app.kit.time import utcnow
 
 log = get_logger("mayhold.decisions")
@@ -181,19 +184,81 @@ def _prepare(entry: DecisionEntry) -> _Prepared:
     )
 
 
+def _render(
+    batch: Sequence[_Waiter], head: ChainHead | None
+) -> tuple[list[tuple[Any, ...]], list[list[dict[str, Any]]], ChainHead]:
+    """Number, time and chain the batch after ``head``: its rows, each caller's decisions."""
+    now = utcnow()
+    if head is None:
+        seq, prev_hash, decided_at = 0, GENESIS, now
+    else:
+        seq, prev_hash, decided_at = head.seq, head.hash, max(now, head.decided_at)
+    decided_text = rfc3339(decided_at)
+    rows: list[tuple[Any, ...]] = []
+    results: list[list[dict[str, Any]]] = []
+    for waiter in batch:
+        decided: list[dict[str, Any]] = []
+        for item in waiter.items:
+            seq += 1
+            decision_id = uuid.uuid4()
+            id_text = str(decision_id)
+            final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
+            # JSON-ready already: what is stored is exactly what the caller returns.
+            payload = canonical_json(final)
+            key_id = item.requested_by_key_id
+            digest = chain_hash(
+                prev_hash,
+                seq=seq,
+                decision_id=id_text,
+                requested_by=item.requested_by,
+                requested_by_key_id=None if key_id is None else str(key_id),
+                request_id=item.request_id,
+                request=item.request,
+                payload=payload,
+            )
+            p = item.projection
+            rows.append(
+                (
+                    seq,
+                    decision_id,
+                    decided_at,
+                    p.as_of,
+                    p.policy_key,
+                    p.policy_version,
+                    p.policy_sha256,
+                    p.data_version,
+                    p.isin,
+                    p.issuer_id,
+                    p.verdict,
+                    p.may_hold,
+                    item.requested_by,
+                    key_id,
+                    item.request_id,
+                    item.request,
+                    payload,
+                    prev_hash,
+                    digest,
+                )
+            )
+            prev_hash = digest
+            decided.append(final)
+        results.append(decided)
+    return rows, results, ChainHead(seq=seq, hash=prev_hash, decided_at=decided_at)
+
+
 class DecisionLog:
     """The group-commit writer of one process (``app.state.decision_log``)."""
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        store: ChainStore,
         *,
         max_batch: int = 2000,
         stop_timeout: float = 30.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self._sessionmaker = sessionmaker
+        self._store = store
         self._max_batch = max_batch
         self._stop_timeout = stop_timeout
         self._queue: deque[_Waiter] = deque()
@@ -206,6 +271,31 @@ class DecisionLog:
         self.failed_batches = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def for_database(
+        cls, database: Database, settings: Settings, *, dedicated_connection: bool, **kwargs: Any
+    ) -> DecisionLog:
+        """The service's log: on Postgres, with a connection of its own (one round trip per
+        batch); otherwise (SQLite, or a test's transaction-bound sessions) on sessions."""
+        if dedicated_connection and database.engine.dialect.name == "postgresql":
+            return cls(
+                PostgresChainStore.for_engine(
+                    database.engine, connect_timeout=settings.database_connect_timeout
+                ),
+                **kwargs,
+            )
+        return cls(SessionChainStore(database.sessionmaker), **kwargs)
+
+    @classmethod
+    def on_sessions(
+        cls, sessionmaker: async_sessionmaker[AsyncSession], **kwargs: Any
+    ) -> DecisionLog:
+        return cls(SessionChainStore(sessionmaker), **kwargs)
+
+    @property
+    def store(self) -> ChainStore:
+        return self._store
 
     async def start(self) -> None:
         self._closing = False
@@ -226,6 +316,7 @@ class DecisionLog:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._fail_queued("The service is shutting down: nothing was decided. Retry shortly.")
+        await self._store.close()
 
     def _ensure_writer(self) -> None:
         if self._task is None or self._task.done():
@@ -303,79 +394,19 @@ class DecisionLog:
 
     async def _commit(self, batch: list[_Waiter]) -> None:
         # The log's own transaction, not a request's (see the module docstring).
-        session = self._sessionmaker()
-        try:
-            repository = DecisionRepository(session)
-            await repository.lock_chain()
-            head = await repository.head()
-            now = utcnow()
-            if head is None:
-                seq, prev_hash, decided_at = 0, GENESIS, now
-            else:
-                seq, prev_hash, decided_at = head.seq, head.hash, max(now, head.decided_at)
-            decided_text = rfc3339(decided_at)
-            rows: list[tuple[Any, ...]] = []
-            results: list[list[dict[str, Any]]] = []
-            for waiter in batch:
-                decided: list[dict[str, Any]] = []
-                for item in waiter.items:
-                    seq += 1
-                    decision_id = uuid.uuid4()
-                    id_text = str(decision_id)
-                    final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
-                    # JSON-ready already: what is stored is exactly what the caller returns.
-                    payload = canonical_json(final)
-                    key_id = item.requested_by_key_id
-                    digest = chain_hash(
-                        prev_hash,
-                        seq=seq,
-                        decision_id=id_text,
-                        requested_by=item.requested_by,
-                        requested_by_key_id=None if key_id is None else str(key_id),
-                        request_id=item.request_id,
-                        request=item.request,
-                        payload=payload,
-                    )
-                    p = item.projection
-                    rows.append(
-                        (
-                            seq,
-                            decision_id,
-                            decided_at,
-                            p.as_of,
-                            p.policy_key,
-                            p.policy_version,
-                            p.policy_sha256,
-                            p.data_version,
-                            p.isin,
-                            p.issuer_id,
-                            p.verdict,
-                            p.may_hold,
-                            item.requested_by,
-                            key_id,
-                            item.request_id,
-                            item.request,
-                            payload,
-                            prev_hash,
-                            digest,
-                        )
-                    )
-                    prev_hash = digest
-                    decided.append(
-                        {"decision_id": id_text, "decided_at": decided_text, **item.body}
-                    )
-                results.append(decided)
-            await repository.append_rows(rows)
-            await session.commit()
-            # Durable now: only from here on is anything returned as decided.
-            for waiter, decisions in zip(batch, results, strict=True):
-                if not waiter.future.done():
-                    waiter.future.set_result(decisions)
-        finally:
-            # Rolls back if we did not commit; a failure to close a dead connection changes
-            # nothing (the pool discards it), so it must not turn a commit into a failure.
-            with contextlib.suppress(Exception):
-                await session.close()
+        results: list[list[dict[str, Any]]] = []
+
+        def render(head: ChainHead | None) -> tuple[list[tuple[Any, ...]], ChainHead]:
+            # May run more than once (the store re-renders on a newer head): the last one wins.
+            rows, rendered, new_head = _render(batch, head)
+            results[:] = rendered
+            return rows, new_head
+
+        await self._store.append(render)
+        # Durable now: only from here on is anything returned as decided.
+        for waiter, decisions in zip(batch, results, strict=True):
+            if not waiter.future.done():
+                waiter.future.set_result(decisions)
 
     def _fail(self, batch: Sequence[_Waiter], detail: str) -> None:
         for waiter in batch:

@@ -72,15 +72,25 @@ def create_engine(
 
 @dataclass
 class Database:
-    """The engine and the session factory of one running app (tests swap the factory)."""
+    """The engine and the session factories of one running app (tests swap the factories)."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Sessions for read-only requests: ``READ_ONLY_OPTION`` set on their connections, which
+    # they take only when they first touch the database (a check answered from the compiled
+    # index never does). Default: ``sessionmaker``.
+    read_only_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings.database_url, settings=settings)
-        return cls(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+        return cls(
+            engine=engine,
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+            read_only_sessionmaker=async_sessionmaker(
+                engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+            ),
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -104,9 +114,11 @@ async def read_only_transaction(request: Request) -> None:
 
 
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).sessionmaker() as session:
-        if getattr(request.state, "read_only_transaction", False):
-            await session.connection(execution_options={READ_ONLY_OPTION: True})
+    database = get_database(request)
+    sessionmaker = database.sessionmaker
+    if getattr(request.state, "read_only_transaction", False):
+        sessionmaker = database.read_only_sessionmaker or sessionmaker
+    async with sessionmaker() as session:
         try:
             yield session
         except BaseException:

@@ -95,8 +95,18 @@ async def migrated_database(
 
 
 @asynccontextmanager
-async def running_log(database: Database, **kwargs: Any) -> AsyncIterator[DecisionLog]:
-    log = DecisionLog(database.sessionmaker, **kwargs)
+async def running_log(
+    database: Database, *, dedicated: bool = False, **kwargs: Any
+) -> AsyncIterator[DecisionLog]:
+    """A started log on ``database``: on its sessions, or (``dedicated``, Postgres) the
+    service's own store, a connection of its own (``app.decisions.stores``)."""
+    if dedicated:
+        url = database.engine.url.render_as_string(hide_password=False)
+        log = DecisionLog.for_database(
+            database, Settings(database_url=url), dedicated_connection=True, **kwargs
+        )
+    else:
+        log = DecisionLog.on_sessions(database.sessionmaker, **kwargs)
     await log.start()
     try:
         yield log
