@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -129,12 +130,16 @@ class DecisionEntry:
     ``request``: what was asked for *this* decision (``policy``, ``instrument``, ``as_of``...;
     for a batch check, the item, not the whole batch: it is stored with every decision).
     ``actor``: who asked. ``request_id``: the request's X-Request-ID.
+    ``plain``: the payload holds plain JSON values only (str, int, bool, None, lists, dicts with
+    string keys), e.g. built from the compiled index's pre-rendered templates: it is returned
+    as given instead of rendered once more (the stored text is canonical either way).
     """
 
     payload: dict[str, Any]
     request: dict[str, Any]
     actor: Actor
     request_id: str | None
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,7 @@ class _Waiter:
 def _prepare(entry: DecisionEntry) -> _Prepared:
     """Validate and render one entry, in the caller's task: a bad entry fails its caller only."""
     try:
-        body = json_ready(entry.payload)
+        body = entry.payload if entry.plain else json_ready(entry.payload)
         request_text = canonical_json(entry.request)
     except TypeError as exc:
         cause = exc.__cause__ or exc
@@ -194,13 +199,18 @@ def _render(
     else:
         seq, prev_hash, decided_at = head.seq, head.hash, max(now, head.decided_at)
     decided_text = rfc3339(decided_at)
+    # One read of the system's randomness for the whole batch: uuid4() reads it per call, a
+    # system call that costs as much as rendering the decision.
+    randomness = os.urandom(16 * sum(len(waiter.items) for waiter in batch))
+    first_seq = seq
     rows: list[tuple[Any, ...]] = []
     results: list[list[dict[str, Any]]] = []
     for waiter in batch:
         decided: list[dict[str, Any]] = []
         for item in waiter.items:
+            offset = 16 * (seq - first_seq)
+            decision_id = uuid.UUID(bytes=randomness[offset : offset + 16], version=4)
             seq += 1
-            decision_id = uuid.uuid4()
             id_text = str(decision_id)
             final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
             # JSON-ready already: what is stored is exactly what the caller returns.
