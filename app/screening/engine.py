@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from app.kit.vocabulary import (
     METRICS,
@@ -131,11 +131,20 @@ class Evaluation:
 # ----------------------------------------------------------------------------- conditions
 
 
-@dataclass(frozen=True)
-class _Outcome:
+# Evidence not yet built: (the point, the comparison, the threshold's text). Most conditions
+# are false and their evidence is never shown, so it is built only for a reason (a universe
+# compile evaluates millions of conditions).
+_Pending = tuple[FactPoint, str, str]
+
+
+class _Outcome(NamedTuple):
     truth: Truth
-    evidence: tuple[Evidence, ...] = ()
+    evidence: tuple[Evidence | _Pending, ...] = ()
     missing: tuple[str, ...] = ()  # why undecided, for the reason's detail
+
+
+def _built(evidence: tuple[Evidence | _Pending, ...]) -> tuple[Evidence, ...]:
+    return tuple(e if isinstance(e, Evidence) else _evidence(*e) for e in evidence)
 
 
 _TRUE_OUTCOMES = {True: Truth.true, False: Truth.false}
@@ -159,6 +168,7 @@ class _Context:
     issuer_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
     own_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
     thresholds: dict[int, tuple[Any, str]] = field(default_factory=dict)
+    issuer_kinds: dict[int, frozenset[str]] = field(default_factory=dict)  # by id(rule)
 
     def threshold(self, atom: Threshold) -> tuple[Any, str]:
         """An atom's parsed threshold and its text, parsed once per evaluation run."""
@@ -208,10 +218,11 @@ def _compare(metric: Metric, op: str, value: Any, threshold: Any, bands: str) ->
 
 
 def _current(points: Sequence[FactPoint], provider: str | None) -> FactPoint | None:
-    candidates = [p for p in points if provider is None or p.provider == provider]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (p.as_of, p.dataset_id))
+    """The provider's newest point (``points`` are oldest first, as the snapshot keeps them)."""
+    for point in reversed(points):
+        if provider is None or point.provider == provider:
+            return point
+    return None
 
 
 def _points(ctx: _Context, issuer: IssuerNode, metric: Metric) -> Sequence[FactPoint]:
@@ -219,6 +230,8 @@ def _points(ctx: _Context, issuer: IssuerNode, metric: Metric) -> Sequence[FactP
         points = ctx.snapshot.country_facts_for(issuer.country, metric.name)
     else:
         points = ctx.snapshot.facts_for(issuer.issuer_id, metric.name)
+    if not points or points[-1].as_of <= ctx.day:  # oldest first: the usual case, no copy
+        return points
     return [p for p in points if p.as_of <= ctx.day]  # nothing dated after the day asked about
 
 
@@ -328,7 +341,7 @@ def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
     value = _parsed(metric.name, point.value)
     threshold, text = ctx.threshold(atom)
     truth = _compare(metric, atom.op, value, threshold, ctx.policy.data.percent_bands)
-    evidence = _evidence(point, atom.op, text)
+    evidence = (point, atom.op, text)
     missing_text = (
         (f"{metric.name} {point.value} straddles {atom.op} {text}",)
         if truth is Truth.unknown
@@ -345,15 +358,15 @@ def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
     target = atom.threshold()
     needed = f"{format_value(target)} for at least {atom.for_at_least.text()}"
     if _parsed(metric.name, point.value) != target:
-        return _Outcome(Truth.false, (_evidence(point, "for_at_least", needed),))
+        return _Outcome(Truth.false, ((point, "for_at_least", needed),))
     start: dt.date | None = None
-    evidence = [_evidence(point, "for_at_least", needed)]
+    evidence: list[Evidence | _Pending] = [(point, "for_at_least", needed)]
     if atom.since_metric is not None:
         since, _ = _fact(ctx, issuer, METRICS[atom.since_metric], atom)
         if since is not None:
             start = dt.date.fromisoformat(since.value)
             latest_start = atom.for_at_least.before(ctx.day).isoformat()
-            evidence.append(_evidence(since, "<=", latest_start))
+            evidence.append((since, "<=", latest_start))
     if start is None:
         # From the history: the as-of of the earliest fact in the current unbroken run.
         history = [
@@ -410,8 +423,13 @@ def _condition(ctx: _Context, issuer: IssuerNode, condition: Condition) -> _Outc
 # --------------------------------------------------------------------------------- issuers
 
 
-def _applies(rule: Rule, issuer: IssuerNode) -> bool:
-    return issuer.kind in {k.value for k in rule.applies_to.issuer_kinds}
+def _applies(ctx: _Context, rule: Rule, issuer: IssuerNode) -> bool:
+    kinds = ctx.issuer_kinds.get(id(rule))
+    if kinds is None:
+        kinds = ctx.issuer_kinds[id(rule)] = frozenset(
+            k.value for k in rule.applies_to.issuer_kinds
+        )
+    return issuer.kind in kinds
 
 
 def _rule_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[Reason, ...]:
@@ -422,15 +440,17 @@ def _rule_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[Reason, ...]:
     via = (Via(issuer.issuer_id, "self"),)
     reasons: list[Reason] = []
     for rule in ctx.policy.rules:
-        if not _applies(rule, issuer):
+        if not _applies(ctx, rule, issuer):
             continue
         result = _condition(ctx, issuer, rule.when)
         if result.truth is Truth.true:
-            reasons.append(Reason(rule.id, rule.title, rule.outcome.value, via, result.evidence))
+            evidence = _built(result.evidence)
+            reasons.append(Reason(rule.id, rule.title, rule.outcome.value, via, evidence))
         elif result.truth is Truth.unknown:
             outcome = "unknown" if rule.outcome is Outcome.exclude else "undecided"
             detail = "; ".join(result.missing) or f"cannot decide {describe(rule.when)}"
-            reasons.append(Reason(rule.id, rule.title, outcome, via, result.evidence, detail))
+            evidence = _built(result.evidence)
+            reasons.append(Reason(rule.id, rule.title, outcome, via, evidence, detail))
     ctx.own_cache[issuer.issuer_id] = tuple(reasons)
     return ctx.own_cache[issuer.issuer_id]
 

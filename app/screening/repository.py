@@ -12,10 +12,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import data_version
+from app.kit.bulk import fetch_plain
 from app.models import (
     ArmsEmbargo,
     Dataset,
@@ -63,6 +64,41 @@ _FACT_COLUMNS = (
     Fact.source_row,
     Fact.source_field,
 )
+
+
+# An IssuerNode's and an InstrumentNode's fields, in order.
+_ISSUER_COLUMNS = (
+    IssuerRecord.issuer_id,
+    IssuerRecord.name,
+    IssuerRecord.kind,
+    IssuerRecord.country,
+    IssuerRecord.parent_issuer_id,
+    IssuerRecord.parent_control_pct,
+    IssuerRecord.state_owner_country,
+    IssuerRecord.state_owner_pct,
+)
+_INSTRUMENT_COLUMNS = (
+    InstrumentRecord.isin,
+    InstrumentRecord.issuer_id,
+    InstrumentRecord.asset_class,
+    InstrumentRecord.underlying_isin,
+    InstrumentRecord.name,
+)
+
+
+def _current(
+    model: type[RecordT], key: Any, columns: Sequence[Any], version: int
+) -> Select[*tuple[Any, ...]]:
+    """The latest record of every key as of ``version`` (a later load supersedes)."""
+    newest = (
+        select(key.label("k"), func.max(model.dataset_id).label("dataset_id"))
+        .where(model.dataset_id <= version)
+        .group_by(key)
+        .subquery()
+    )
+    return select(*columns).join(
+        newest, (key == newest.c.k) & (model.dataset_id == newest.c.dataset_id)
+    )
 
 
 class ScreeningRepository:
@@ -126,19 +162,21 @@ class ScreeningRepository:
     async def full_snapshot(self, version: int, policy_keys: Sequence[str]) -> Snapshot:
         """Everything known at ``version``: every current issuer and instrument and their data.
 
-        For verdicts over the whole universe (impact previews, the compiled index, lists).
+        For verdicts over the whole universe (impact previews, the compiled index, lists). Read
+        as plain rows (``fetch_plain``), never ORM objects: a universe is a million rows.
         """
         snapshot = Snapshot(data_version=version)
-        for record in await self._all_latest(InstrumentRecord, InstrumentRecord.isin, version):
-            snapshot.instruments[record.isin] = InstrumentNode(
-                isin=record.isin,
-                issuer_id=record.issuer_id,
-                asset_class=record.asset_class,
-                underlying_isin=record.underlying_isin,
-                name=record.name,
+        conn = await self.session.connection()
+        instruments = _current(
+            InstrumentRecord, InstrumentRecord.isin, _INSTRUMENT_COLUMNS, version
+        )
+        for isin, issuer_id, asset_class, underlying, name in await fetch_plain(conn, instruments):
+            snapshot.instruments[isin] = InstrumentNode(
+                isin, issuer_id, asset_class, underlying, name
             )
-        for issuer in await self._all_latest(IssuerRecord, IssuerRecord.issuer_id, version):
-            snapshot.issuers[issuer.issuer_id] = _issuer_node(issuer)
+        issuers = _current(IssuerRecord, IssuerRecord.issuer_id, _ISSUER_COLUMNS, version)
+        for row in await fetch_plain(conn, issuers):
+            snapshot.issuers[row[0]] = IssuerNode(*row)
         nodes = snapshot.issuers.values()
         snapshot.subsidiaries = dict(
             Snapshot.group((n.parent_issuer_id, n.issuer_id) for n in nodes if n.parent_issuer_id)
@@ -148,19 +186,17 @@ class ScreeningRepository:
         )
         by_issuer: dict[str, list[FactPoint]] = {}
         by_country: dict[str, list[FactPoint]] = {}
-        # Plain rows, streamed: no ORM objects (nor an identity map holding a million of them).
-        rows = await self.session.stream(
-            select(Fact.issuer_id, Fact.country, *_FACT_COLUMNS).where(Fact.dataset_id <= version)
+        facts = select(Fact.issuer_id, Fact.country, *_FACT_COLUMNS).where(
+            Fact.dataset_id <= version
         )
-        # In partitions: one async hop per 20,000 rows, not one per row.
-        async for partition in rows.partitions(20_000):
-            for fact in partition:
-                issuer_id, country, metric, provider, value, as_of, dataset_id, row, field = fact
-                point = FactPoint(metric, provider, value, as_of, dataset_id, row, field)
-                if issuer_id is not None:
-                    by_issuer.setdefault(issuer_id, []).append(point)
-                elif country is not None:
-                    by_country.setdefault(country, []).append(point)
+        make = FactPoint._make
+        for fact in await fetch_plain(conn, facts):
+            issuer_id, country = fact[0], fact[1]
+            point = make(fact[2:])
+            if issuer_id is not None:
+                by_issuer.setdefault(issuer_id, []).append(point)
+            elif country is not None:
+                by_country.setdefault(country, []).append(point)
         for issuer_id, points in by_issuer.items():
             snapshot.add_issuer_facts(issuer_id, points)
         for country, points in by_country.items():
@@ -168,18 +204,6 @@ class ScreeningRepository:
         await self._add_embargoes(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
         return snapshot
-
-    async def _all_latest(self, model: type[RecordT], key: Any, version: int) -> list[RecordT]:
-        newest = (
-            select(key.label("k"), func.max(model.dataset_id).label("dataset_id"))
-            .where(model.dataset_id <= version)
-            .group_by(key)
-            .subquery()
-        )
-        query = select(model).join(
-            newest, (key == newest.c.k) & (model.dataset_id == newest.c.dataset_id)
-        )
-        return list((await self.session.execute(query)).scalars())
 
     async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
         missing = {i for i in ids if i not in snapshot.issuers}

@@ -10,10 +10,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class FactPoint:
+class FactPoint(NamedTuple):
+    """One value of a metric (a tuple: a universe holds millions, built straight from rows)."""
+
     metric: str
     provider: str
     value: str  # canonical text (app.kit.vocabulary.format_value)
@@ -105,13 +108,23 @@ class ListEntryPoint:
         return self.decided_on <= day and (self.expires_on is None or day < self.expires_on)
 
 
+_CHRONOLOGICAL = attrgetter("as_of", "dataset_id", "source_row")
+
+
 def _index(items: Iterable[FactPoint]) -> dict[str, tuple[FactPoint, ...]]:
     by_metric: dict[str, list[FactPoint]] = {}
     for item in items:
         by_metric.setdefault(item.metric, []).append(item)
+    # Oldest first, in a total order (source_row breaks ties within a load), so "the newest"
+    # is the last one whatever order the rows were read in. Most issuers have one point per
+    # metric: nothing to sort (a whole universe has millions).
     return {
-        m: tuple(sorted(v, key=lambda f: (f.as_of, f.dataset_id))) for m, v in by_metric.items()
+        m: (v[0],) if len(v) == 1 else tuple(sorted(v, key=_CHRONOLOGICAL))
+        for m, v in by_metric.items()
     }
+
+
+_NO_FACTS: Mapping[str, tuple[FactPoint, ...]] = {}
 
 
 @dataclass
@@ -121,7 +134,7 @@ class Snapshot:
     data_version: int
     issuers: dict[str, IssuerNode] = field(default_factory=dict)
     instruments: dict[str, InstrumentNode] = field(default_factory=dict)
-    # issuer_id -> metric -> facts, oldest first
+    # issuer_id -> metric -> facts, oldest first (as_of, dataset_id, source_row)
     issuer_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
     # country -> metric -> facts, oldest first
     country_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
@@ -139,10 +152,10 @@ class Snapshot:
         self.country_facts[country] = _index(facts)
 
     def facts_for(self, issuer_id: str, metric: str) -> Sequence[FactPoint]:
-        return self.issuer_facts.get(issuer_id, {}).get(metric, ())
+        return self.issuer_facts.get(issuer_id, _NO_FACTS).get(metric, ())
 
     def country_facts_for(self, country: str, metric: str) -> Sequence[FactPoint]:
-        return self.country_facts.get(country, {}).get(metric, ())
+        return self.country_facts.get(country, _NO_FACTS).get(metric, ())
 
     def entries(self, policy_key: str, issuer_id: str) -> Sequence[ListEntryPoint]:
         return self.list_entries.get((policy_key, issuer_id), ())
