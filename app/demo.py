@@ -100,7 +100,9 @@ class Universe:
     examples: dict[str, str] = field(default_factory=dict)
 
 
-def generate(companies: int = 3000, seed: int = 42) -> Universe:
+def generate(companies: int = 3000, seed: int = 42, *, extra_bonds: int = 0) -> Universe:
+    """A sample universe; ``extra_bonds`` more corporate bonds per company (for benchmarks of
+    a universe with several instruments per issuer)."""
     rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
     today = utcnow().date()
     fresh = (today - dt.timedelta(days=45)).isoformat()
@@ -160,6 +162,15 @@ def generate(companies: int = 3000, seed: int = 42) -> Universe:
                     "issuer_id": issuer_id,
                     "asset_class": "corporate_bond",
                     "name": f"Company {n} bond",
+                }
+            )
+        for k in range(extra_bonds):
+            u.instruments.append(
+                {
+                    "isin": make_isin("XS", 1_000_000 + n * extra_bonds + k),
+                    "issuer_id": issuer_id,
+                    "asset_class": "corporate_bond",
+                    "name": f"Company {n} bond {k + 2}",
                 }
             )
         if n % 50 == 1:  # a derivative on the share, issued by a bank
@@ -319,9 +330,11 @@ async def demo_loaded(session: AsyncSession) -> bool:
     return found.first() is not None
 
 
-async def load_demo(session: AsyncSession, companies: int = 3000) -> dict[str, str]:
+async def load_demo(
+    session: AsyncSession, companies: int = 3000, *, extra_bonds: int = 0
+) -> dict[str, str]:
     """Approve the shipped policies and load the sample universe (once). Returns example ISINs."""
-    universe = generate(companies)
+    universe = generate(companies, extra_bonds=extra_bonds)
     if await demo_loaded(session):
         return universe.examples
     for key in SHIPPED_POLICIES:

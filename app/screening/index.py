@@ -132,7 +132,7 @@ class VerdictIndex:
         return None
 
     async def _build(self, key: str) -> None:
-        from app.screening.service import judge_at, template  # avoid an import cycle
+        from app.screening.service import compile_templates, judge_at  # avoid an import cycle
 
         try:
             session = await self._session()
@@ -144,19 +144,15 @@ class VerdictIndex:
 
                 repository = ScreeningRepository(session)
                 snapshot = await repository.full_snapshot(mark[0], judge.list_keys)
-                isins = sorted(snapshot.instruments)
-                evaluations = await asyncio.to_thread(judge.evaluate_many, snapshot, isins, now)
-                templates = {
-                    isin: template(judge, snapshot, evaluation)
-                    for isin, evaluation in zip(isins, evaluations, strict=True)
-                }
+                # Off the event loop: checks keep being answered meanwhile (GIL permitting).
+                templates = await asyncio.to_thread(compile_templates, judge, snapshot, now)
                 keys = [judge.key, *([judge.base_key] if judge.base_key else [])]
                 valid_until = await _next_change(session, keys, now)
             self._compiled[key] = Compiled(
                 judge, mark[0], now.date(), mark, valid_until, snapshot, templates
             )
             self.builds += 1
-            log.info("index compiled", policy=key, instruments=len(isins), data_version=mark[0])
+            log.info("index compiled", policy=key, instruments=len(templates), data_version=mark[0])
         except Exception as exc:  # no compilation: checks keep using the database path
             log.warning("index build failed", policy=key, error=repr(exc)[:300])
         finally:

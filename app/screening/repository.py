@@ -8,6 +8,7 @@ all of them. A handful of queries per check, whatever the size of the universe.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -101,6 +102,41 @@ def _current(
     )
 
 
+def _assemble(
+    snapshot: Snapshot,
+    instrument_rows: Sequence[Sequence[Any]],
+    issuer_rows: Sequence[Sequence[Any]],
+    fact_rows: Sequence[Sequence[Any]],
+) -> None:
+    """Fill a whole-universe snapshot from plain rows (in ``_INSTRUMENT_COLUMNS``,
+    ``_ISSUER_COLUMNS`` and issuer_id, country + ``_FACT_COLUMNS`` order)."""
+    for row in instrument_rows:
+        snapshot.instruments[row[0]] = InstrumentNode(*row)
+    for row in issuer_rows:
+        snapshot.issuers[row[0]] = IssuerNode(*row)
+    nodes = snapshot.issuers.values()
+    snapshot.subsidiaries = dict(
+        Snapshot.group((n.parent_issuer_id, n.issuer_id) for n in nodes if n.parent_issuer_id)
+    )
+    snapshot.sovereigns = dict(
+        Snapshot.group((n.country, n.issuer_id) for n in nodes if n.kind == "sovereign")
+    )
+    by_issuer: dict[str, list[FactPoint]] = {}
+    by_country: dict[str, list[FactPoint]] = {}
+    make = FactPoint._make
+    for fact in fact_rows:
+        issuer_id, country = fact[0], fact[1]
+        point = make(fact[2:])
+        if issuer_id is not None:
+            by_issuer.setdefault(issuer_id, []).append(point)
+        elif country is not None:
+            by_country.setdefault(country, []).append(point)
+    for issuer_id, points in by_issuer.items():
+        snapshot.add_issuer_facts(issuer_id, points)
+    for country, points in by_country.items():
+        snapshot.add_country_facts(country, points)
+
+
 class ScreeningRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -170,37 +206,18 @@ class ScreeningRepository:
         instruments = _current(
             InstrumentRecord, InstrumentRecord.isin, _INSTRUMENT_COLUMNS, version
         )
-        for isin, issuer_id, asset_class, underlying, name in await fetch_plain(conn, instruments):
-            snapshot.instruments[isin] = InstrumentNode(
-                isin, issuer_id, asset_class, underlying, name
-            )
         issuers = _current(IssuerRecord, IssuerRecord.issuer_id, _ISSUER_COLUMNS, version)
-        for row in await fetch_plain(conn, issuers):
-            snapshot.issuers[row[0]] = IssuerNode(*row)
-        nodes = snapshot.issuers.values()
-        snapshot.subsidiaries = dict(
-            Snapshot.group((n.parent_issuer_id, n.issuer_id) for n in nodes if n.parent_issuer_id)
-        )
-        snapshot.sovereigns = dict(
-            Snapshot.group((n.country, n.issuer_id) for n in nodes if n.kind == "sovereign")
-        )
-        by_issuer: dict[str, list[FactPoint]] = {}
-        by_country: dict[str, list[FactPoint]] = {}
         facts = select(Fact.issuer_id, Fact.country, *_FACT_COLUMNS).where(
             Fact.dataset_id <= version
         )
-        make = FactPoint._make
-        for fact in await fetch_plain(conn, facts):
-            issuer_id, country = fact[0], fact[1]
-            point = make(fact[2:])
-            if issuer_id is not None:
-                by_issuer.setdefault(issuer_id, []).append(point)
-            elif country is not None:
-                by_country.setdefault(country, []).append(point)
-        for issuer_id, points in by_issuer.items():
-            snapshot.add_issuer_facts(issuer_id, points)
-        for country, points in by_country.items():
-            snapshot.add_country_facts(country, points)
+        rows = (
+            await fetch_plain(conn, instruments),
+            await fetch_plain(conn, issuers),
+            await fetch_plain(conn, facts),
+        )
+        # A million rows into objects: seconds of pure Python, off the event loop.
+        await asyncio.to_thread(_assemble, snapshot, *rows)
+        del rows
         await self._add_embargoes(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
         return snapshot

@@ -115,8 +115,18 @@ def _reason(reason: Reason) -> dict[str, Any]:
     }
 
 
-def template(judge: Judge, snapshot: Snapshot, evaluation: Evaluation) -> dict[str, Any]:
-    """Everything of a decision that does not depend on the moment or the spelling asked."""
+def template(
+    judge: Judge,
+    snapshot: Snapshot,
+    evaluation: Evaluation,
+    rendered: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Everything of a decision that does not depend on the moment or the spelling asked.
+
+    ``rendered``: reasons already rendered, by ``id(reason)``, shared between templates (the
+    instruments of one issuer share its reasons: a universe's templates render each once).
+    The caller keeps the evaluations alive meanwhile, so no id is reused.
+    """
     instrument = snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
     issuer = snapshot.issuers.get(instrument.issuer_id) if instrument else None
     return {
@@ -132,7 +142,30 @@ def template(judge: Judge, snapshot: Snapshot, evaluation: Evaluation) -> dict[s
         ),
         "verdict": evaluation.verdict,
         "may_hold": evaluation.may_hold,
-        "reasons": [_reason(r) for r in evaluation.reasons],
+        "reasons": [
+            _reason(r) if rendered is None else _rendered_reason(r, rendered)
+            for r in evaluation.reasons
+        ],
+    }
+
+
+def _rendered_reason(reason: Reason, rendered: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    found = rendered.get(id(reason))
+    if found is None:
+        found = rendered[id(reason)] = _reason(reason)
+    return found
+
+
+def compile_templates(
+    judge: Judge, snapshot: Snapshot, at: dt.datetime
+) -> dict[str, dict[str, Any]]:
+    """The decision template of every instrument of the snapshot (the compiled index)."""
+    isins = sorted(snapshot.instruments)
+    evaluations = judge.evaluate_many(snapshot, isins, at)
+    rendered: dict[int, dict[str, Any]] = {}
+    return {
+        isin: template(judge, snapshot, evaluation, rendered)
+        for isin, evaluation in zip(isins, evaluations, strict=True)
     }
 
 
