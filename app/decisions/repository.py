@@ -45,6 +45,31 @@ _VERIFY_COLUMNS = (
 )
 
 
+# What a listing reads of each row: enough to render the stored decision and its audit record.
+_STORED_COLUMNS = (
+    Decision.seq,
+    Decision.requested_by,
+    Decision.requested_by_key_id,
+    Decision.request_id,
+    Decision.request,
+    Decision.payload,
+    Decision.prev_hash,
+    Decision.hash,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilters:
+    """What a listing asks for; every field given must match (None: any)."""
+
+    isin: str | None = None
+    issuer_id: str | None = None
+    policy_key: str | None = None
+    verdict: str | None = None
+    decided_from: dt.datetime | None = None  # decided_at >= it
+    decided_before: dt.datetime | None = None  # decided_at < it
+
+
 @dataclass(frozen=True, slots=True)
 class ChainHead:
     seq: int
@@ -115,6 +140,49 @@ class DecisionRepository:
         if low is None or high is None:
             return None
         return int(low), int(high)
+
+    async def listing(
+        self, filters: DecisionFilters, after_seq: int, limit: int
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
+        """Up to ``limit`` matching rows with seq > after_seq, in seq order (keyset page).
+
+        A time range becomes a seq range (decided_at never decreases along seq) through two
+        scalar subqueries, each one probe of the (decided_at, seq) index; the page is then one
+        range scan of the filter's (column, seq) index, or of the primary key, with no sort.
+        """
+        query = (
+            select(*_STORED_COLUMNS)
+            .where(Decision.seq > after_seq)
+            .order_by(Decision.seq)
+            .limit(limit)
+        )
+        for column, value in (
+            (Decision.isin, filters.isin),
+            (Decision.issuer_id, filters.issuer_id),
+            (Decision.policy_key, filters.policy_key),
+            (Decision.verdict, filters.verdict),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if filters.decided_from is not None:
+            first = (
+                select(Decision.seq)
+                .where(Decision.decided_at >= filters.decided_from)
+                .order_by(Decision.decided_at, Decision.seq)
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(Decision.seq >= first)
+        if filters.decided_before is not None:
+            last = (
+                select(Decision.seq)
+                .where(Decision.decided_at < filters.decided_before)
+                .order_by(Decision.decided_at.desc(), Decision.seq.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(Decision.seq <= last)
+        return (await self.session.execute(query)).all()
 
     async def hash_at(self, seq: int) -> str | None:
         result = await self.session.execute(select(Decision.hash).where(Decision.seq == seq))

@@ -36,6 +36,9 @@ class Decision(Base):
         Index(None, "decided_at", "seq"),
         Index(None, "isin", "seq"),
         Index(None, "issuer_id", "seq"),
+        # Listing by policy pages the same way; a client mandate's decisions may be a tiny
+        # share of the log, which a scan of the primary key would read through to fill a page.
+        Index(None, "policy_key", "seq"),
     )
 
     # The chain's order: dense (1, 2, 3...), assigned by the writer under the chain lock.
