@@ -11,13 +11,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.decisions.log import DecisionLog
+from app.decisions.repository import DecisionFilters, listing_query
 from app.kit.canonical import parse_rfc3339, rfc3339
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import Desk, open_desk
+from tests.support.decisions import entry
 from tests.support.problems import assert_problem
 
 PMI = "US7181721090"  # Philip Morris: excluded under rpf once its tobacco revenue is loaded
@@ -400,3 +404,41 @@ async def test_loaded_data_refuses_update_delete_and_truncate(
                 await loaded.execute(text(statement))
     after = (await loaded.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
     assert after == before
+
+
+# -- query plans ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        (DecisionFilters(isin="NL0000000070"), "ix_decisions_isin_decisions_seq"),
+        (DecisionFilters(issuer_id="I0000007"), "ix_decisions_issuer_id_decisions_seq"),
+        (DecisionFilters(policy_key="mandate"), "ix_decisions_policy_key_decisions_seq"),
+    ],
+)
+async def test_a_page_is_one_index_range_scan_without_a_sort(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    connection: AsyncConnection,
+    filters: DecisionFilters,
+    index: str,
+) -> None:
+    log: DecisionLog = app.state.decision_log
+    await log.append([entry(n % 20) for n in range(400)])
+    query = listing_query(filters, after_seq=100, limit=50).compile(
+        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+    )
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("ANALYZE decisions"))
+        # A tiny table: make the planner show the plan it would use at millions of rows.
+        await connection.execute(text("SET LOCAL enable_seqscan = off"))
+        await connection.execute(text("SET LOCAL enable_bitmapscan = off"))
+        plan = "\n".join(r[0] for r in await connection.execute(text(f"EXPLAIN {query}")))
+        assert index in plan, plan
+        assert "Sort" not in plan, plan
+    else:
+        rows = await connection.execute(text(f"EXPLAIN QUERY PLAN {query}"))
+        plan = "\n".join(str(r[-1]) for r in rows)
+        assert index in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
