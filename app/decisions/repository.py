@@ -12,7 +12,7 @@ from sqlalchemy import Row, Select, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.bulk import bulk_insert
-from app.models import Decision
+from app.models import Decision, DecisionCheckpoint
 
 # Any constant will do: it names "the decision chain" among Postgres advisory locks (the
 # dataset loads use another).
@@ -150,6 +150,40 @@ class DecisionRepository:
     async def hash_at(self, seq: int) -> str | None:
         result = await self.session.execute(select(Decision.hash).where(Decision.seq == seq))
         return result.scalar_one_or_none()
+
+    async def head_at(self, seq: int) -> ChainHead | None:
+        row = (
+            await self.session.execute(
+                select(Decision.seq, Decision.hash, Decision.decided_at).where(Decision.seq == seq)
+            )
+        ).one_or_none()
+        return None if row is None else ChainHead(seq=row.seq, hash=row.hash, decided_at=row[2])
+
+    async def first_seq(self) -> int | None:
+        """The first decision still in the live table (earlier ones may be archived)."""
+        result = await self.session.execute(select(Decision.seq).order_by(Decision.seq).limit(1))
+        return result.scalar_one_or_none()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def checkpoint_hashes(self, first: int, last: int) -> dict[int, str]:
+        """The checkpoints recorded for first <= seq <= last (a handful: one per archive)."""
+        result = await self.session.execute(
+            select(DecisionCheckpoint.seq, DecisionCheckpoint.hash).where(
+                DecisionCheckpoint.seq >= first, DecisionCheckpoint.seq <= last
+            )
+        )
+        return {row.seq: row.hash for row in result}
+
+    async def latest_checkpoint(self) -> DecisionCheckpoint | None:
+        result = await self.session.execute(
+            select(DecisionCheckpoint).order_by(DecisionCheckpoint.seq.desc()).limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def add_checkpoint(self, checkpoint: DecisionCheckpoint) -> None:
+        self.session.add(checkpoint)
+        await self.session.flush()
 
     async def page(
         self, after_seq: int, last_seq: int, limit: int

@@ -58,6 +58,10 @@ class ChainVerification(Schema):
         description="The hash of the range's last decision when ok: keep it to anchor the "
         "chain (a later verify must reproduce it)."
     )
+    checkpoint_seq: int | None = Field(
+        description="When the decisions before the range were archived: the checkpoint (the "
+        "last archived decision's seq) whose recorded hash the range's first decision links to."
+    )
 
 
 class DecisionPage(Schema):

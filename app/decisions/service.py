@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.schemas import Actor
 from app.decisions.chain import (
     ASSIGNED_KEYS,
     GENESIS,
@@ -27,7 +28,9 @@ from app.decisions.chain import (
 from app.decisions.repository import DecisionFilters, DecisionRepository
 from app.decisions.schemas import ChainVerification
 from app.kit.canonical import canonical_bytes, json_ready, rfc3339
-from app.kit.errors import AppError, FieldError, InvalidInput, NotFound
+from app.kit.errors import AppError, Conflict, FieldError, InvalidInput, NotFound
+from app.kit.time import utcnow
+from app.models import DecisionCheckpoint
 from app.screening.service import recompute
 
 # Rows read per query while verifying: memory stays flat whatever the range.
@@ -263,8 +266,9 @@ async def verify(
     """Walk the chain over the decisions decided in [start, end), in seq order, page by page.
 
     Each decision's hash is recomputed from its stored fields and the previous decision's
-    hash; the first decision of the range links to the one before it (or to the genesis
-    hash). Stops at the first bad decision.
+    hash; the first decision of the range links to the one before it, to the checkpoint
+    recorded for it when it was archived, or to the genesis hash. Stops at the first bad
+    decision.
     """
     repository = DecisionRepository(session)
     bounds = await repository.seq_range(start, end)
@@ -278,9 +282,18 @@ async def verify(
             from_seq=None,
             to_seq=None,
             last_hash=None,
+            checkpoint_seq=None,
         )
-    first, last = bounds
+    return await _walk(repository, *bounds)
+
+
+async def _walk(repository: DecisionRepository, first: int, last: int) -> ChainVerification:
+    """Verify the decisions with first <= seq <= last (see ``verify``)."""
+    checkpoints = await repository.checkpoint_hashes(first - 1, last)
     prev: str | None = GENESIS if first == 1 else await repository.hash_at(first - 1)
+    linked_to_checkpoint = prev is None and first - 1 in checkpoints
+    if linked_to_checkpoint:  # the decisions before the range were archived
+        prev = checkpoints[first - 1]
     expected_seq = first
     checked = 0
     after = first - 1
@@ -288,6 +301,8 @@ async def verify(
         for row in rows:
             checked += 1
             problem = _problem(row, expected_seq, prev)
+            if problem is None and checkpoints.get(row.seq, row.hash) != row.hash:
+                problem = "its hash differs from the checkpoint recorded for it: rewritten"
             if problem is not None:
                 return ChainVerification(
                     checked=checked,
@@ -298,6 +313,7 @@ async def verify(
                     from_seq=first,
                     to_seq=last,
                     last_hash=None,
+                    checkpoint_seq=first - 1 if linked_to_checkpoint else None,
                 )
             prev = row.hash
             expected_seq = row.seq + 1
@@ -311,4 +327,51 @@ async def verify(
         from_seq=first,
         to_seq=last,
         last_hash=prev,
+        checkpoint_seq=first - 1 if linked_to_checkpoint else None,
     )
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+async def record_checkpoint(
+    session: AsyncSession,
+    through_seq: int,
+    actor: Actor,
+    archive: str | None = None,
+    archive_sha256: str | None = None,
+) -> DecisionCheckpoint:
+    """Vouch for the chain up to ``through_seq``: verify it, then record that decision's hash.
+
+    The chain is verified from the latest checkpoint (or the first decision) through
+    ``through_seq``; a bad decision is a 409 naming it, and nothing is recorded. Checkpoints
+    only move forward. Once recorded, the decisions up to ``through_seq`` may be archived and
+    removed from the live table: ``verify`` links the next decision to this checkpoint.
+    """
+    repository = DecisionRepository(session)
+    latest = await repository.latest_checkpoint()
+    if latest is not None and through_seq <= latest.seq:
+        raise Conflict(
+            f"Decisions up to {latest.seq} are checkpointed already; checkpoints only move forward."
+        )
+    decision = await repository.head_at(through_seq)
+    first = await repository.first_seq()
+    if decision is None or first is None:
+        raise NotFound(f"There is no decision {through_seq} (by seq) in the live log.")
+    walked = await _walk(repository, latest.seq + 1 if latest is not None else first, through_seq)
+    if not walked.ok:
+        raise Conflict(
+            f"The chain is not sound up to {through_seq}: decision {walked.first_bad_seq} "
+            f"({walked.first_bad_id}): {walked.problem}. Nothing was recorded."
+        )
+    checkpoint = DecisionCheckpoint(
+        seq=through_seq,
+        hash=decision.hash,
+        decided_at=decision.decided_at,
+        recorded_at=utcnow(),
+        recorded_by=actor.name,
+        archive=archive,
+        archive_sha256=archive_sha256,
+    )
+    await repository.add_checkpoint(checkpoint)
+    return checkpoint
