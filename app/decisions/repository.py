@@ -21,29 +21,9 @@ _CHAIN_LOCK_KEY = 0x6D68_6465_6369_7369  # "mhdecisi"
 TABLE = cast(Table, Decision.__table__)
 COLUMNS: tuple[str, ...] = tuple(column.name for column in TABLE.columns)
 
-# What verify reads of each row (the payload is parsed there, never the ORM object built).
-_VERIFY_COLUMNS = (
-    Decision.seq,
-    Decision.decision_id,
-    Decision.decided_at,
-    Decision.as_of,
-    Decision.policy_key,
-    Decision.policy_version,
-    Decision.policy_sha256,
-    Decision.data_version,
-    Decision.isin,
-    Decision.issuer_id,
-    Decision.verdict,
-    Decision.may_hold,
-    Decision.requested_by,
-    Decision.requested_by_key_id,
-    Decision.request_id,
-    Decision.request,
-    Decision.payload,
-    Decision.prev_hash,
-    Decision.hash,
-)
-
+# What verify reads of each row: all of it (the payload is parsed there, never the ORM object
+# built).
+_VERIFY_COLUMNS = tuple(TABLE.columns)
 
 # What a listing reads of each row: enough to render the stored decision and its audit record.
 _STORED_COLUMNS = (
