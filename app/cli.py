@@ -17,6 +17,7 @@ from app.auth.schemas import Actor, IssuedKey
 from app.auth.scopes import Scope, parse_scopes
 from app.datasets import service as datasets_service
 from app.datasets.schemas import DatasetKind, DatasetRead
+from app.decisions import service as decisions_service
 from app.demo import load_demo
 from app.kit.db import Database, create_engine
 from app.kit.errors import AppError
@@ -145,6 +146,25 @@ async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
     return canonical_json(document)
 
 
+async def _checkpoint(
+    settings: Settings, through_seq: int, archive: str | None, archive_sha256: str | None
+) -> str:
+    """``mayhold decisions checkpoint``: verify the chain up to a decision and vouch for it."""
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session, session.begin():
+            checkpoint = await decisions_service.record_checkpoint(
+                session, through_seq, Actor.command_line(), archive, archive_sha256
+            )
+            return (
+                f"checkpoint seq={checkpoint.seq} hash={checkpoint.hash} "
+                f"decided_at={checkpoint.decided_at.isoformat()}"
+            )
+    finally:
+        await database.dispose()
+
+
 async def _prepare_demo(settings: Settings) -> tuple[IssuedKey, dict[str, str]]:
     database = Database.from_settings(settings)
     try:
@@ -235,6 +255,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("key")
     export.add_argument("version", type=int)
+
+    decisions = commands.add_parser("decisions", help="the decision log")
+    decision_commands = decisions.add_subparsers(dest="decisions_command", required=True)
+    checkpoint = decision_commands.add_parser(
+        "checkpoint",
+        help="verify the chain up to a decision and record its hash (before archiving it)",
+    )
+    checkpoint.add_argument("--through-seq", type=int, required=True)
+    checkpoint.add_argument("--archive", help="where the decisions up to it are archived")
+    checkpoint.add_argument("--archive-sha256", help="the archive file's SHA-256")
     return parser
 
 
@@ -290,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 exported = asyncio.run(_export_policy(settings, args.key, args.version))
                 print(exported.decode("utf-8"))
+        elif args.command == "decisions":
+            print(
+                asyncio.run(
+                    _checkpoint(settings, args.through_seq, args.archive, args.archive_sha256)
+                )
+            )
     except AppError as exc:
         _print_error(exc)
         return 1

@@ -3,87 +3,22 @@ policies loaded and approved through the policy endpoints (four eyes). Both dial
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from app.auth.scopes import Scope
-from app.kit.time import utcnow
 from tests.conftest import MakeKey, bearer
-from tests.support.datasets import FIXTURES, load_ok, load_universe
-from tests.support.policies import approve, post_document, shipped
+from tests.support.checks import CLEAN, FRESH, TODAY, Desk, open_desk
+from tests.support.datasets import FIXTURES, load_ok
+from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
-
-TODAY = utcnow().date()
-FRESH = (TODAY - dt.timedelta(days=30)).isoformat()
-
-# RPF reads these for every company; a complete, clean set keeps "unknown" out of the way.
-CLEAN = {
-    ("controversial_weapons.involved", "sustainalytics"): "false",
-    ("norms.status", "robeco"): "compliant",
-    ("revenue_pct.tobacco", "iss"): "0",
-    ("revenue_pct.thermal_coal_extraction", "msci"): "0",
-    ("revenue_pct.unconventional_oil_gas", "msci"): "0",
-    ("revenue_pct.arctic_oil_gas", "msci"): "0",
-    ("revenue_pct.thermal_coal_power", "msci"): "0",
-}
-
-
-@dataclass
-class Desk:
-    client: httpx.AsyncClient
-    steward: str
-    trader: str
-    auditor: str
-
-    async def facts(
-        self, issuer: str, provider: str, rows: dict[str, str], as_of: str = FRESH
-    ) -> int:
-        body = "issuer_ref,metric,value,as_of\n" + "".join(
-            f"{issuer},{metric},{value},{as_of}\n" for metric, value in rows.items()
-        )
-        loaded = await load_ok(self.client, self.steward, "facts", body, provider=provider)
-        return int(loaded["id"])
-
-    async def clean(self, issuer: str, **overrides: str) -> None:
-        by_provider: dict[str, dict[str, str]] = {}
-        for (metric, provider), value in CLEAN.items():
-            value = overrides.get(metric.replace(".", "__"), value)
-            by_provider.setdefault(provider, {})[metric] = value
-        for provider, rows in by_provider.items():
-            await self.facts(issuer, provider, rows)
-
-    async def check(self, isin: str, policy: str = "rpf", **params: str) -> dict[str, Any]:
-        response = await self.client.get(
-            "/v1/check",
-            params={"policy": policy, "instrument": isin, **params},
-            headers=bearer(self.trader),
-        )
-        assert response.status_code == 200, response.text
-        result: dict[str, Any] = response.json()
-        return result
-
-
-async def publish_policy(client: httpx.AsyncClient, author: str, approver: str, key: str) -> None:
-    created = await post_document(client, key, shipped(key), bearer(author))
-    assert created.status_code == 201, created.text
-    approved = await approve(client, key, created.json()["version"], bearer(approver))
-    assert approved.status_code == 200, approved.text
 
 
 @pytest.fixture
 async def desk(client: httpx.AsyncClient, make_key: MakeKey) -> Desk:
-    steward = await make_key(Scope.data_write, name="steward")
-    author = await make_key(Scope.policies_write, name="policy-author")
-    approver = await make_key(Scope.policies_approve, name="committee")
-    trader = await make_key(Scope.check, name="oms")
-    auditor = await make_key(Scope.decisions_read, name="auditor")
-    await load_universe(client, steward)
-    for key in ("rpf", "dk-pension"):
-        await publish_policy(client, author, approver, key)
-    return Desk(client, steward, trader, auditor)
+    return await open_desk(client, make_key)
 
 
 def rule_ids(decision: dict[str, Any]) -> set[tuple[str, str]]:

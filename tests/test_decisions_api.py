@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import service as auth_service
 from app.auth.scopes import Scope
+from app.decisions import service
 from app.decisions.chain import chain_hash
 from app.decisions.log import DecisionLog
+from app.decisions.repository import DecisionRepository
 from app.kit.canonical import parse_rfc3339, rfc3339
 from app.kit.db import Database
+from app.kit.errors import Conflict, NotFound
 from app.kit.settings import Settings
 from app.main import create_app
 from tests.conftest import MakeKey, bearer
@@ -92,6 +98,7 @@ async def test_verify_a_clean_log_and_a_time_range(
         "from_seq": None,
         "to_seq": None,
         "last_hash": None,
+        "checkpoint_seq": None,
     }
     log = decision_log(app)
     batches = []
@@ -322,3 +329,113 @@ async def test_verify_names_the_next_decision_when_a_forger_rehashes(
         3,
     )
     assert "prev_hash" in body["problem"]
+
+
+# -- checkpoints: archiving the oldest decisions without breaking verify -------------------------
+
+
+async def checkpoint(database: Database, through_seq: int) -> None:
+    async with database.sessionmaker() as session, session.begin():
+        await service.record_checkpoint(
+            session, through_seq, ORACLE, archive="s3://archive/decisions-0001.csv.zst"
+        )
+
+
+async def test_verify_links_the_first_live_decision_to_the_archived_ones_checkpoint(
+    chain: tuple[Database, list[dict[str, Any]], httpx.AsyncClient],
+) -> None:
+    database, decisions, client = chain
+    whole = await verify(client)
+    await checkpoint(database, 4)
+    # the partition holding decisions 1-4 is detached and archived: they leave the live table
+    await tamper(database, "DELETE FROM decisions WHERE seq <= 4")
+
+    body = await verify(client)
+    assert (body["ok"], body["checked"], body["from_seq"], body["checkpoint_seq"]) == (
+        True,
+        6,
+        5,
+        4,
+    )
+    assert body["last_hash"] == whole["last_hash"]
+    ranged = await verify(client, **{"from": decisions[4]["decided_at"]})
+    assert (ranged["ok"], ranged["checkpoint_seq"]) == (True, 4)
+
+    await checkpoint(database, 8)  # verified from the first checkpoint on
+    with pytest.raises(Conflict, match="only move forward"):
+        await checkpoint(database, 6)
+    with pytest.raises(NotFound):
+        await checkpoint(database, 11)
+
+    # a hole that no checkpoint vouches for is still found
+    await tamper(database, "DELETE FROM decisions WHERE seq = 9")
+    body = await verify(client)
+    assert (body["ok"], body["first_bad_seq"]) == (False, 10)
+
+
+async def test_a_checkpoint_is_refused_over_a_broken_chain(
+    chain: tuple[Database, list[dict[str, Any]], httpx.AsyncClient],
+) -> None:
+    database, decisions, _ = chain
+    await tamper(database, "UPDATE decisions SET payload = payload || ' ' WHERE seq = 3")
+    with pytest.raises(Conflict) as refused:
+        await checkpoint(database, 5)
+    assert f"decision 3 ({decisions[2]['decision_id']})" in refused.value.detail
+    async with database.sessionmaker() as session:
+        assert await DecisionRepository(session).latest_checkpoint() is None
+
+
+async def test_a_chain_rewritten_through_a_checkpoint_is_named_there(
+    chain: tuple[Database, list[dict[str, Any]], httpx.AsyncClient],
+) -> None:
+    """A forger who re-hashes every decision after the one they alter still cannot reproduce
+    the recorded checkpoint (here: a checkpoint whose hash the live row does not have)."""
+    database, decisions, client = chain
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO decision_checkpoints (seq, hash, decided_at, recorded_at, "
+                "recorded_by) VALUES (7, :hash, :at, :at, 'ops')"
+            ),
+            {"hash": "f" * 64, "at": parse_rfc3339(decisions[6]["decided_at"])},
+        )
+    body = await verify(client)
+    assert (body["ok"], body["first_bad_id"]) == (False, decisions[6]["decision_id"])
+    assert "checkpoint" in body["problem"]
+
+
+async def test_checkpoints_are_append_only(
+    chain: tuple[Database, list[dict[str, Any]], httpx.AsyncClient],
+) -> None:
+    database, _, _ = chain
+    await checkpoint(database, 2)
+    statements = [
+        "UPDATE decision_checkpoints SET hash = 'x'",
+        "DELETE FROM decision_checkpoints",
+    ]
+    if database.engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE decision_checkpoints")
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with database.engine.begin() as conn:
+                await conn.execute(text(statement))
+
+
+async def test_checkpoint_from_the_command_line(
+    chain: tuple[Database, list[dict[str, Any]], httpx.AsyncClient],
+) -> None:
+    database, _, client = chain
+    url = database.engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "app.cli", "decisions", "checkpoint", "--through-seq"]
+    done = await asyncio.to_thread(
+        subprocess.run, [*command, "6"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("checkpoint seq=6 hash=")
+    again = await asyncio.to_thread(
+        subprocess.run, [*command, "6"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (again.returncode, "only move forward" in again.stderr) == (1, True)
+    await tamper(database, "DELETE FROM decisions WHERE seq <= 6")
+    assert (await verify(client))["checkpoint_seq"] == 6

@@ -22,6 +22,7 @@ from app.screening.snapshot import (
     ListEntryPoint,
     Snapshot,
 )
+from tests.support.checks import CLEAN
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 AT = dt.datetime(2025, 9, 30, 12, 0, tzinfo=dt.UTC)
@@ -92,15 +93,7 @@ def company(issuer_id: str = "C", country: str = "NL", **extra: object) -> Issue
 
 def clean_company_facts(**overrides: str) -> list[FactPoint]:
     """An RPF-clean company: every metric RPF reads present, fresh and below its threshold."""
-    values = {
-        ("controversial_weapons.involved", "sustainalytics"): "false",
-        ("norms.status", "robeco"): "compliant",
-        ("revenue_pct.tobacco", "iss"): "0",
-        ("revenue_pct.thermal_coal_extraction", "msci"): "0",
-        ("revenue_pct.unconventional_oil_gas", "msci"): "0",
-        ("revenue_pct.arctic_oil_gas", "msci"): "0",
-        ("revenue_pct.thermal_coal_power", "msci"): "0",
-    }
+    values = dict(CLEAN)
     for name, value in overrides.items():
         metric = name.replace("__", ".")
         key = next(k for k in values if k[0] == metric)

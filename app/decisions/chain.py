@@ -112,9 +112,10 @@ def project(payload: Mapping[str, Any], request: Mapping[str, Any]) -> Projectio
     """The query columns of a JSON-ready payload; ``DecisionEntryInvalid`` if a field is missing.
 
     ``isin`` is the decided instrument's ISIN or, when the instrument was not known (its
-    decision is ``unknown``, ``instrument`` null), the identifier asked for
-    (``request["instrument"]``) if it has an ISIN's length: an auditor asking about an ISIN
-    finds the decisions given while we did not know it too.
+    decision is ``unknown``, ``instrument`` null), the identifier asked for, upper-cased, if it
+    has an ISIN's length: an auditor asking about an ISIN finds the decisions given while we
+    did not know it too. The identifier asked is the payload's ``requested_isin`` (what the
+    checks store, and hashed with the payload), else ``request["instrument"]``.
     """
     if not isinstance(payload, Mapping) or not isinstance(request, Mapping):
         raise _fail("payload and request must be objects")
@@ -141,9 +142,9 @@ def project(payload: Mapping[str, Any], request: Mapping[str, Any]) -> Projectio
     if instrument is not None:
         isin = _text(instrument.get("isin"), "instrument.isin", 12)
     else:
-        asked = request.get("instrument")
-        if isinstance(asked, str) and len(asked) == 12:
-            isin = asked
+        asked = payload.get("requested_isin", request.get("instrument"))
+        if isinstance(asked, str) and len(asked.strip()) == 12:
+            isin = asked.strip().upper()
     return Projection(
         as_of=as_of,
         policy_key=_text(policy.get("key"), "policy.key", 64),

@@ -1,22 +1,27 @@
-"""Decisions for auditors: one stored decision, and the verification of the hash chain."""
+"""Decisions for auditors: stored decisions (one, or listed by filters), replay, and the
+verification of the hash chain."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
+from starlette.responses import Response
 
 from app.auth.dependencies import Authorize
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.decisions import service
-from app.decisions.schemas import ChainVerification, StoredDecision
+from app.decisions.repository import DecisionFilters
+from app.decisions.schemas import ChainVerification, DecisionPage, Replay, StoredDecision
 from app.kit.db import DbSession, read_only_transaction
-from app.kit.errors import InvalidInput
+from app.kit.errors import FieldError, InvalidInput
 from app.kit.openapi import problem_responses
+from app.models import VERDICTS
 
 # Reading only: on SQLite the request's transaction must not hold the write lock the decision
 # log's writer needs (a verify of millions of decisions would stall every check meanwhile).
@@ -25,6 +30,78 @@ router = APIRouter(
 )
 
 Auditor = Annotated[Principal, Depends(Authorize(Scope.decisions_read))]
+
+From = Annotated[
+    AwareDatetime | None,
+    Query(alias="from", description="RFC 3339; decisions decided at or after it."),
+]
+To = Annotated[AwareDatetime | None, Query(description="RFC 3339; decisions decided before it.")]
+
+
+def _time_range(from_: AwareDatetime | None, to: AwareDatetime | None) -> None:
+    if from_ is not None and to is not None and from_ >= to:
+        raise InvalidInput(
+            "`from` must be before `to`.",
+            errors=[FieldError(loc=("query", "to"), msg="not after `from`")],
+        )
+
+
+def _json(content: Any) -> Response:
+    # Stored decisions are plain JSON already: serialize once, fast (a page holds up to 1,000).
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.get(
+    "",
+    response_model=None,
+    summary="Stored decisions by instrument, issuer, policy, verdict and time, in cursor pages",
+    description=(
+        "Filters combine (all must match). Decisions come in chain order, oldest first "
+        "(ascending `seq`), each exactly as `GET /v1/decisions/{id}` shows it. Pages are keyset "
+        "pages on `seq`: pass `next_cursor` back as `cursor` with the same filters (another "
+        "filter with it is a 422); decisions logged meanwhile appear on later pages, and none "
+        "is skipped or repeated. `next_cursor` is null when nothing more matches now."
+    ),
+    responses={200: {"model": DecisionPage}, **problem_responses(401, 403)},
+)
+async def list_decisions(
+    session: DbSession,
+    _: Auditor,
+    instrument: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=12,
+            description="ISIN (also finds decisions on an ISIN we did not know when asked).",
+        ),
+    ] = None,
+    issuer_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    policy: Annotated[str | None, Query(min_length=1, max_length=64, description="Key.")] = None,
+    verdict: Annotated[str | None, Query(description=", ".join(VERDICTS))] = None,
+    from_: From = None,
+    to: To = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=service.PAGE_MAX, description="Decisions per page.")
+    ] = service.PAGE_DEFAULT,
+) -> Response:
+    _time_range(from_, to)
+    if verdict is not None and verdict not in VERDICTS:
+        raise InvalidInput(
+            f"verdict must be one of {', '.join(VERDICTS)}.",
+            errors=[FieldError(loc=("query", "verdict"), msg="unknown verdict")],
+        )
+    filters = DecisionFilters(
+        isin=None if instrument is None else instrument.strip().upper(),
+        issuer_id=issuer_id,
+        policy_key=policy,
+        verdict=verdict,
+        decided_from=from_,
+        decided_before=to,
+    )
+    return _json(await service.list_decisions(session, filters, cursor, limit))
 
 
 # Declared before /{decision_id}, so that "verify" is never read as an id.
@@ -40,18 +117,9 @@ Auditor = Annotated[Principal, Depends(Authorize(Scope.decisions_read))]
     responses=problem_responses(401, 403),
 )
 async def verify_decisions(
-    session: DbSession,
-    _: Auditor,
-    from_: Annotated[
-        AwareDatetime | None,
-        Query(alias="from", description="RFC 3339; decisions decided at or after it."),
-    ] = None,
-    to: Annotated[
-        AwareDatetime | None, Query(description="RFC 3339; decisions decided before it.")
-    ] = None,
+    session: DbSession, _: Auditor, from_: From = None, to: To = None
 ) -> ChainVerification:
-    if from_ is not None and to is not None and from_ >= to:
-        raise InvalidInput("`from` must be before `to`.")
+    _time_range(from_, to)
     return await service.verify(session, from_, to)
 
 
@@ -65,3 +133,19 @@ async def get_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -
     # Rendered from the stored text without a response model: nothing may be added, dropped
     # or re-formatted on the way out.
     return JSONResponse(await service.get_decision(session, decision_id))
+
+
+@router.post(
+    "/{decision_id}/replay",
+    response_model=Replay,
+    summary="Recompute a stored decision from its policy versions and data state, and compare",
+    description=(
+        "Evaluates the decision again with the policy versions it names and the data loaded up "
+        "to its `data_version` (later loads do not count), and compares field by field: "
+        "`differences` lists each differing field by JSON Pointer. `decision_id` and "
+        "`decided_at` are assigned by the log and not compared. Writes nothing."
+    ),
+    responses=problem_responses(401, 403, 404),
+)
+async def replay_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -> Response:
+    return _json(await service.replay(session, decision_id))

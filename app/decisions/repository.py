@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, select, text
+from sqlalchemy import Row, Select, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.bulk import bulk_insert
-from app.models import Decision
+from app.models import Decision, DecisionCheckpoint
 
 # Any constant will do: it names "the decision chain" among Postgres advisory locks (the
 # dataset loads use another).
@@ -21,20 +21,13 @@ _CHAIN_LOCK_KEY = 0x6D68_6465_6369_7369  # "mhdecisi"
 TABLE = cast(Table, Decision.__table__)
 COLUMNS: tuple[str, ...] = tuple(column.name for column in TABLE.columns)
 
-# What verify reads of each row (the payload is parsed there, never the ORM object built).
-_VERIFY_COLUMNS = (
+# What verify reads of each row: all of it (the payload is parsed there, never the ORM object
+# built).
+_VERIFY_COLUMNS = tuple(TABLE.columns)
+
+# What a listing reads of each row: enough to render the stored decision and its audit record.
+_STORED_COLUMNS = (
     Decision.seq,
-    Decision.decision_id,
-    Decision.decided_at,
-    Decision.as_of,
-    Decision.policy_key,
-    Decision.policy_version,
-    Decision.policy_sha256,
-    Decision.data_version,
-    Decision.isin,
-    Decision.issuer_id,
-    Decision.verdict,
-    Decision.may_hold,
     Decision.requested_by,
     Decision.requested_by_key_id,
     Decision.request_id,
@@ -43,6 +36,18 @@ _VERIFY_COLUMNS = (
     Decision.prev_hash,
     Decision.hash,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilters:
+    """What a listing asks for; every field given must match (None: any)."""
+
+    isin: str | None = None
+    issuer_id: str | None = None
+    policy_key: str | None = None
+    verdict: str | None = None
+    decided_from: dt.datetime | None = None  # decided_at >= it
+    decided_before: dt.datetime | None = None  # decided_at < it
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +121,49 @@ class DecisionRepository:
             return None
         return int(low), int(high)
 
+    async def listing(
+        self, filters: DecisionFilters, after_seq: int, limit: int
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
+        """Up to ``limit`` matching rows with seq > after_seq, in seq order (keyset page)."""
+        return (await self.session.execute(listing_query(filters, after_seq, limit))).all()
+
     async def hash_at(self, seq: int) -> str | None:
         result = await self.session.execute(select(Decision.hash).where(Decision.seq == seq))
         return result.scalar_one_or_none()
+
+    async def head_at(self, seq: int) -> ChainHead | None:
+        row = (
+            await self.session.execute(
+                select(Decision.seq, Decision.hash, Decision.decided_at).where(Decision.seq == seq)
+            )
+        ).one_or_none()
+        return None if row is None else ChainHead(seq=row.seq, hash=row.hash, decided_at=row[2])
+
+    async def first_seq(self) -> int | None:
+        """The first decision still in the live table (earlier ones may be archived)."""
+        result = await self.session.execute(select(Decision.seq).order_by(Decision.seq).limit(1))
+        return result.scalar_one_or_none()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def checkpoint_hashes(self, first: int, last: int) -> dict[int, str]:
+        """The checkpoints recorded for first <= seq <= last (a handful: one per archive)."""
+        result = await self.session.execute(
+            select(DecisionCheckpoint.seq, DecisionCheckpoint.hash).where(
+                DecisionCheckpoint.seq >= first, DecisionCheckpoint.seq <= last
+            )
+        )
+        return {row.seq: row.hash for row in result}
+
+    async def latest_checkpoint(self) -> DecisionCheckpoint | None:
+        result = await self.session.execute(
+            select(DecisionCheckpoint).order_by(DecisionCheckpoint.seq.desc()).limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def add_checkpoint(self, checkpoint: DecisionCheckpoint) -> None:
+        self.session.add(checkpoint)
+        await self.session.flush()
 
     async def page(
         self, after_seq: int, last_seq: int, limit: int
@@ -131,3 +176,42 @@ class DecisionRepository:
             .limit(limit)
         )
         return result.all()
+
+
+def listing_query(filters: DecisionFilters, after_seq: int, limit: int) -> Select[*tuple[Any, ...]]:
+    """The keyset page query (a function of its own so that tests and benchmarks read its plan).
+
+    A time range becomes a seq range (decided_at never decreases along seq) through two scalar
+    subqueries, each one probe of the (decided_at, seq) index; the page is then one range scan
+    of the filter's (column, seq) index, or of the primary key, with no sort.
+    """
+    query: Select[*tuple[Any, ...]] = (
+        select(*_STORED_COLUMNS).where(Decision.seq > after_seq).order_by(Decision.seq).limit(limit)
+    )
+    for column, value in (
+        (Decision.isin, filters.isin),
+        (Decision.issuer_id, filters.issuer_id),
+        (Decision.policy_key, filters.policy_key),
+        (Decision.verdict, filters.verdict),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.decided_from is not None:
+        first = (
+            select(Decision.seq)
+            .where(Decision.decided_at >= filters.decided_from)
+            .order_by(Decision.decided_at, Decision.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = query.where(Decision.seq >= first)
+    if filters.decided_before is not None:
+        last = (
+            select(Decision.seq)
+            .where(Decision.decided_at < filters.decided_before)
+            .order_by(Decision.decided_at.desc(), Decision.seq.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = query.where(Decision.seq <= last)
+    return query

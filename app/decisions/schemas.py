@@ -58,3 +58,47 @@ class ChainVerification(Schema):
         description="The hash of the range's last decision when ok: keep it to anchor the "
         "chain (a later verify must reproduce it)."
     )
+    checkpoint_seq: int | None = Field(
+        description="When the decisions before the range were archived: the checkpoint (the "
+        "last archived decision's seq) whose recorded hash the range's first decision links to."
+    )
+
+
+class DecisionPage(Schema):
+    """One page of a listing, in chain order (ascending seq: oldest first)."""
+
+    decisions: list[StoredDecision] = Field(
+        description="Each decision exactly as `GET /v1/decisions/{id}` shows it."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null when "
+        "nothing more matches now."
+    )
+
+
+class Difference(Schema):
+    path: str = Field(description="JSON Pointer (RFC 6901) into the decision, e.g. /verdict.")
+    original: Any = Field(description="The stored value (null where the stored one lacks it).")
+    recomputed: Any = Field(description="The recomputed value (null where it lacks it).")
+
+
+class Replay(Schema):
+    decision_id: uuid.UUID
+    matches: bool = Field(
+        description="True when recomputing gives the stored decision, field for field "
+        "(decision_id and decided_at, assigned by the log, are not compared)."
+    )
+    hash_ok: bool = Field(
+        description="The stored decision's content matches its stored hash (its link to the "
+        "rest of the chain is what `GET /v1/decisions/verify` checks)."
+    )
+    problem: str | None = Field(
+        description="Why the decision could not be recomputed (e.g. its payload names a policy "
+        "version that does not exist); null when it was."
+    )
+    original: dict[str, Any] = Field(description="The stored decision, as returned then.")
+    recomputed: dict[str, Any] | None = Field(
+        description="The decision recomputed now from the same policy versions and data "
+        "version (without decision_id and decided_at); null when it could not be."
+    )
+    differences: list[Difference] = Field(description="Every field that differs; empty if none.")

@@ -1,32 +1,50 @@
-"""Reading the decision log: one decision with its audit record, and verifying the chain.
+"""Reading the decision log: one decision, listings, replay, and verifying the chain.
 
 Decisions are written only by ``app.decisions.log.DecisionLog``; nothing here writes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.decisions.chain import GENESIS, DecisionEntryInvalid, Projection, chain_hash, project
-from app.decisions.repository import DecisionRepository
+from app.auth.schemas import Actor
+from app.decisions.chain import (
+    ASSIGNED_KEYS,
+    GENESIS,
+    DecisionEntryInvalid,
+    Projection,
+    chain_hash,
+    project,
+)
+from app.decisions.repository import DecisionFilters, DecisionRepository
 from app.decisions.schemas import ChainVerification
-from app.kit.canonical import rfc3339
-from app.kit.errors import NotFound
+from app.kit.canonical import canonical_bytes, json_ready, rfc3339
+from app.kit.errors import AppError, Conflict, FieldError, InvalidInput, NotFound
+from app.kit.time import utcnow
+from app.models import DecisionCheckpoint
+from app.screening.service import recompute
 
 # Rows read per query while verifying: memory stays flat whatever the range.
 VERIFY_PAGE = 1000
 
+# Listing pages: the default and the most a client may ask for.
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
 
-async def get_decision(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
+_CURSOR_VERSION = "d1"
+
+
+def _stored(row: Any) -> dict[str, Any]:
     """The payload exactly as returned to the client, plus ``audit`` (who asked, the chain)."""
-    row = await DecisionRepository(session).get(decision_id)
-    if row is None:
-        raise NotFound(f"There is no decision {decision_id}.")
     decision: dict[str, Any] = orjson.loads(row.payload)
     decision["audit"] = {
         "seq": row.seq,
@@ -42,6 +60,165 @@ async def get_decision(session: AsyncSession, decision_id: uuid.UUID) -> dict[st
     return decision
 
 
+async def get_decision(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
+    return _stored(await _row(DecisionRepository(session), decision_id))
+
+
+async def _row(repository: DecisionRepository, decision_id: uuid.UUID) -> Any:
+    row = await repository.get(decision_id)
+    if row is None:
+        raise NotFound(f"There is no decision {decision_id}.")
+    return row
+
+
+# -- listing -------------------------------------------------------------------------------------
+
+
+def _fingerprint(filters: DecisionFilters) -> str:
+    """A short digest of the filters a cursor was issued for."""
+    stated = {
+        "isin": filters.isin,
+        "issuer_id": filters.issuer_id,
+        "policy_key": filters.policy_key,
+        "verdict": filters.verdict,
+        "from": None if filters.decided_from is None else rfc3339(filters.decided_from),
+        "to": None if filters.decided_before is None else rfc3339(filters.decided_before),
+    }
+    return hashlib.sha256(canonical_bytes(stated)).hexdigest()[:16]
+
+
+def encode_cursor(last_seq: int, filters: DecisionFilters) -> str:
+    text = f"{_CURSOR_VERSION}.{last_seq}.{_fingerprint(filters)}"
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _bad_cursor(message: str) -> InvalidInput:
+    return InvalidInput(message, errors=[FieldError(loc=("query", "cursor"), msg=message)])
+
+
+def decode_cursor(cursor: str, filters: DecisionFilters) -> int:
+    """The seq a cursor continues after; 422 if it is not ours or was issued for other filters."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        version, seq, fingerprint = text.split(".")
+        last_seq = int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _bad_cursor("The cursor is not one this service issued.") from None
+    if version != _CURSOR_VERSION or last_seq < 0:
+        raise _bad_cursor("The cursor is not one this service issued.")
+    if fingerprint != _fingerprint(filters):
+        raise _bad_cursor(
+            "The cursor was issued for other filters: repeat the filters of the request that "
+            "returned it, or start again without a cursor."
+        )
+    return last_seq
+
+
+async def list_decisions(
+    session: AsyncSession, filters: DecisionFilters, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of matching decisions in chain order (ascending seq) and the next page's cursor.
+
+    Keyset pagination on seq: a page continues strictly after the previous page's last seq, so
+    decisions appended meanwhile (always at the end of the chain) appear on later pages and
+    none is skipped or repeated. ``next_cursor`` is null when nothing more matches now.
+    """
+    after = 0 if cursor is None else decode_cursor(cursor, filters)
+    rows = await DecisionRepository(session).listing(filters, after, limit + 1)
+    more = len(rows) > limit
+    page = rows[:limit]
+    return {
+        "decisions": [_stored(row) for row in page],
+        "next_cursor": encode_cursor(page[-1].seq, filters) if more else None,
+    }
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+def _pointer(path: str, key: str | int) -> str:
+    """``path`` extended by one JSON Pointer (RFC 6901) reference token."""
+    return f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
+
+
+_ABSENT: Any = object()  # a key or an item one side lacks (shown as null)
+
+
+def _shown(value: Any) -> Any:
+    return None if value is _ABSENT else value
+
+
+def differences(original: Any, recomputed: Any, path: str = "") -> Iterator[dict[str, Any]]:
+    """Every leaf where two JSON values differ, as ``{path, original, recomputed}``.
+
+    Objects are compared key by key (sorted), arrays item by item (an item only one side has
+    is a difference at its index); anything else by value and type (``1`` is not ``true``).
+    A key only one side has is a difference even when the other side's value is null.
+    """
+    if isinstance(original, dict) and isinstance(recomputed, dict):
+        for key in sorted(original.keys() | recomputed.keys()):
+            yield from differences(
+                original.get(key, _ABSENT), recomputed.get(key, _ABSENT), _pointer(path, key)
+            )
+    elif isinstance(original, list) and isinstance(recomputed, list):
+        for index in range(max(len(original), len(recomputed))):
+            yield from differences(
+                original[index] if index < len(original) else _ABSENT,
+                recomputed[index] if index < len(recomputed) else _ABSENT,
+                _pointer(path, index),
+            )
+    elif type(original) is not type(recomputed) or original != recomputed:
+        yield {"path": path, "original": _shown(original), "recomputed": _shown(recomputed)}
+
+
+def _hash_ok(row: Any) -> bool:
+    key_id = row.requested_by_key_id
+    return bool(
+        chain_hash(
+            row.prev_hash,
+            seq=row.seq,
+            decision_id=str(row.decision_id),
+            requested_by=row.requested_by,
+            requested_by_key_id=None if key_id is None else str(key_id),
+            request_id=row.request_id,
+            request=row.request,
+            payload=row.payload,
+        )
+        == row.hash
+    )
+
+
+async def replay(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
+    """Recompute a stored decision from its own policy versions and data version, and compare.
+
+    ``decision_id`` and ``decided_at`` are the log's, not the engine's: they are left out of
+    the recomputation and the comparison. A payload that names no policy version or data state
+    we hold cannot be recomputed: it does not match, and ``problem`` says why.
+    """
+    row = await _row(DecisionRepository(session), decision_id)
+    original: dict[str, Any] = orjson.loads(row.payload)
+    asked = {key: value for key, value in original.items() if key not in ASSIGNED_KEYS}
+    recomputed: dict[str, Any] | None
+    problem: str | None = None
+    try:
+        recomputed = json_ready(await recompute(session, asked))
+    except AppError as exc:
+        recomputed, problem = None, f"The decision cannot be recomputed: {exc.detail}"
+    except (KeyError, TypeError, ValueError) as exc:
+        recomputed = None
+        problem = f"The stored decision lacks what recomputing needs ({exc!r})."
+    found = [] if recomputed is None else list(differences(asked, recomputed))
+    return {
+        "decision_id": str(decision_id),
+        "matches": recomputed is not None and not found,
+        "hash_ok": _hash_ok(row),
+        "problem": problem,
+        "original": original,
+        "recomputed": recomputed,
+        "differences": found,
+    }
+
+
 def _problem(row: Any, expected_seq: int, expected_prev: str | None) -> str | None:
     """What is wrong with one stored decision, given what the chain before it says; or None."""
     if row.seq != expected_seq:
@@ -50,18 +227,7 @@ def _problem(row: Any, expected_seq: int, expected_prev: str | None) -> str | No
         return f"the decision before it (seq {row.seq - 1}) is missing"
     if row.prev_hash != expected_prev:
         return "its prev_hash is not the previous decision's hash"
-    key_id = row.requested_by_key_id
-    recomputed = chain_hash(
-        row.prev_hash,
-        seq=row.seq,
-        decision_id=str(row.decision_id),
-        requested_by=row.requested_by,
-        requested_by_key_id=None if key_id is None else str(key_id),
-        request_id=row.request_id,
-        request=row.request,
-        payload=row.payload,
-    )
-    if recomputed != row.hash:
+    if not _hash_ok(row):
         return "its stored content does not match its hash: it was altered"
     # The hash covers the texts; the query columns must say what the payload says.
     try:
@@ -100,8 +266,9 @@ async def verify(
     """Walk the chain over the decisions decided in [start, end), in seq order, page by page.
 
     Each decision's hash is recomputed from its stored fields and the previous decision's
-    hash; the first decision of the range links to the one before it (or to the genesis
-    hash). Stops at the first bad decision.
+    hash; the first decision of the range links to the one before it, to the checkpoint
+    recorded for it when it was archived, or to the genesis hash. Stops at the first bad
+    decision.
     """
     repository = DecisionRepository(session)
     bounds = await repository.seq_range(start, end)
@@ -115,9 +282,18 @@ async def verify(
             from_seq=None,
             to_seq=None,
             last_hash=None,
+            checkpoint_seq=None,
         )
-    first, last = bounds
+    return await _walk(repository, *bounds)
+
+
+async def _walk(repository: DecisionRepository, first: int, last: int) -> ChainVerification:
+    """Verify the decisions with first <= seq <= last (see ``verify``)."""
+    checkpoints = await repository.checkpoint_hashes(first - 1, last)
     prev: str | None = GENESIS if first == 1 else await repository.hash_at(first - 1)
+    linked_to_checkpoint = prev is None and first - 1 in checkpoints
+    if linked_to_checkpoint:  # the decisions before the range were archived
+        prev = checkpoints[first - 1]
     expected_seq = first
     checked = 0
     after = first - 1
@@ -125,6 +301,8 @@ async def verify(
         for row in rows:
             checked += 1
             problem = _problem(row, expected_seq, prev)
+            if problem is None and checkpoints.get(row.seq, row.hash) != row.hash:
+                problem = "its hash differs from the checkpoint recorded for it: rewritten"
             if problem is not None:
                 return ChainVerification(
                     checked=checked,
@@ -135,6 +313,7 @@ async def verify(
                     from_seq=first,
                     to_seq=last,
                     last_hash=None,
+                    checkpoint_seq=first - 1 if linked_to_checkpoint else None,
                 )
             prev = row.hash
             expected_seq = row.seq + 1
@@ -148,4 +327,51 @@ async def verify(
         from_seq=first,
         to_seq=last,
         last_hash=prev,
+        checkpoint_seq=first - 1 if linked_to_checkpoint else None,
     )
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+async def record_checkpoint(
+    session: AsyncSession,
+    through_seq: int,
+    actor: Actor,
+    archive: str | None = None,
+    archive_sha256: str | None = None,
+) -> DecisionCheckpoint:
+    """Vouch for the chain up to ``through_seq``: verify it, then record that decision's hash.
+
+    The chain is verified from the latest checkpoint (or the first decision) through
+    ``through_seq``; a bad decision is a 409 naming it, and nothing is recorded. Checkpoints
+    only move forward. Once recorded, the decisions up to ``through_seq`` may be archived and
+    removed from the live table: ``verify`` links the next decision to this checkpoint.
+    """
+    repository = DecisionRepository(session)
+    latest = await repository.latest_checkpoint()
+    if latest is not None and through_seq <= latest.seq:
+        raise Conflict(
+            f"Decisions up to {latest.seq} are checkpointed already; checkpoints only move forward."
+        )
+    decision = await repository.head_at(through_seq)
+    first = await repository.first_seq()
+    if decision is None or first is None:
+        raise NotFound(f"There is no decision {through_seq} (by seq) in the live log.")
+    walked = await _walk(repository, latest.seq + 1 if latest is not None else first, through_seq)
+    if not walked.ok:
+        raise Conflict(
+            f"The chain is not sound up to {through_seq}: decision {walked.first_bad_seq} "
+            f"({walked.first_bad_id}): {walked.problem}. Nothing was recorded."
+        )
+    checkpoint = DecisionCheckpoint(
+        seq=through_seq,
+        hash=decision.hash,
+        decided_at=decision.decided_at,
+        recorded_at=utcnow(),
+        recorded_by=actor.name,
+        archive=archive,
+        archive_sha256=archive_sha256,
+    )
+    await repository.add_checkpoint(checkpoint)
+    return checkpoint

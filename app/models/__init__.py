@@ -10,7 +10,7 @@ from app.models.dataset import (
     IssuerRecord,
     ListEntry,
 )
-from app.models.decision import VERDICTS, Decision
+from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Base",
     "Dataset",
     "Decision",
+    "DecisionCheckpoint",
     "Fact",
     "ImmutableVersionError",
     "InstrumentRecord",

@@ -36,6 +36,9 @@ class Decision(Base):
         Index(None, "decided_at", "seq"),
         Index(None, "isin", "seq"),
         Index(None, "issuer_id", "seq"),
+        # Listing by policy pages the same way; a client mandate's decisions may be a tiny
+        # share of the log, which a scan of the primary key would read through to fill a page.
+        Index(None, "policy_key", "seq"),
     )
 
     # The chain's order: dense (1, 2, 3...), assigned by the writer under the chain lock.
@@ -58,3 +61,24 @@ class Decision(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class DecisionCheckpoint(Base):
+    """A vouched-for point of the chain: the decision at ``seq`` had ``hash``.
+
+    Recorded (append-only) once the chain up to ``seq`` has been verified, typically before the
+    decisions up to it are archived and removed from the live table: ``verify`` then links the
+    first live decision after them to this hash, and a later rewrite of the chain through
+    ``seq`` no longer reproduces it.
+    """
+
+    __tablename__ = "decision_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime]
+    recorded_at: Mapped[dt.datetime]
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    # Where the decisions up to seq were archived, and the archive file's SHA-256.
+    archive: Mapped[str | None] = mapped_column(String(500))
+    archive_sha256: Mapped[str | None] = mapped_column(String(64))
