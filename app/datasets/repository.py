@@ -8,6 +8,7 @@ from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import Dataset
+from app.models.base import Base
 
 # Any constant will do: it names "the dataset loads" among Postgres advisory locks.
 _LOAD_LOCK_KEY = 0x6D61_7968_6F6C_64  # "mayhold"
@@ -60,6 +61,13 @@ class DatasetRepository:
         self.session.add(dataset)
         await self.session.flush()
         return dataset
+
+    async def analyze(self, model: type[Base]) -> None:
+        """Refresh the planner's statistics of a table (Postgres; SQLite plans without)."""
+        conn = await self.connection()
+        if conn.dialect.name == "postgresql":
+            table = model.__table__.name  # type: ignore[attr-defined]
+            await conn.execute(text(f'ANALYZE "{table}"'))
 
     async def create_stage(self, table: Table) -> None:
         conn = await self.connection()

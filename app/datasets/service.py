@@ -81,6 +81,10 @@ def _provider(kind: DatasetKind, given: str | None) -> str:
     return provider
 
 
+# A load this large changes the table's statistics enough to re-plan the whole-universe reads.
+ANALYZE_FROM_ROWS = 10_000
+
+
 async def load_dataset(
     session: AsyncSession,
     actor: Actor,
@@ -175,6 +179,10 @@ async def load_dataset(
     if not adapter.publishes_in_batches:
         await adapter.publish(conn, stage, dataset.id, ctx)
     await repository.drop_stage(stage)
+    if adapter.target is not None and parsed.rows >= ANALYZE_FROM_ROWS:
+        # Fresh planner statistics now, not when autovacuum gets round to it: the next
+        # whole-universe read (the compiled index) is planned on them.
+        await repository.analyze(adapter.target)
     log.info(
         "dataset loaded",
         dataset_id=dataset.id,

@@ -1,8 +1,8 @@
 """decision_checkpoints: vouched-for points of the decision chain (append-only)
 
-Revision ID: 20261123_decision_checkpoints
-Revises: 20261123_decisions_policy_index
-Create Date: 2026-11-23 09:30:00
+Revision ID: 20261122_decision_checkpoints
+Revises: 20261122_decisions_policy_index
+Create Date: 2026-11-22 09:30:00
 
 A checkpoint records that the decision at ``seq`` had ``hash``, after the chain up to it was
 verified: the decisions up to it may then be archived and leave the live table, and verify
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261123_decision_checkpoints"
-down_revision: str | None = "20261123_decisions_policy_index"
+revision: str = "20261122_decision_checkpoints"
+down_revision: str | None = "20261122_decisions_policy_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

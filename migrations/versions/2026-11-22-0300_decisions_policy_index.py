@@ -1,8 +1,8 @@
 """decisions: an index on (policy_key, seq) for listings by policy
 
-Revision ID: 20261123_decisions_policy_index
+Revision ID: 20261122_decisions_policy_index
 Revises: 20261122_decisions
-Create Date: 2026-11-23 09:00:00
+Create Date: 2026-11-22 09:00:00
 
 ``GET /v1/decisions?policy=KEY`` pages by seq: with this index one range scan, however small a
 share of the log the policy has (a client mandate's decisions among the house policy's).
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "20261123_decisions_policy_index"
+revision: str = "20261122_decisions_policy_index"
 down_revision: str | None = "20261122_decisions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
