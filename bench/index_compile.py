@@ -22,6 +22,7 @@ from pathlib import Path
 
 from app.demo import load_demo
 from app.kit.db import Database
+from app.kit.memory import building_long_lived
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.kit.time import utcnow
@@ -51,9 +52,10 @@ async def main(companies: int, extra_bonds: int) -> None:
                     judge = await judge_at(session, "rpf", utcnow())
                     before = rss_mb()
                     started = time.perf_counter()
-                    snapshot = await ScreeningRepository(session).full_snapshot(
-                        mark[0], judge.list_keys
-                    )
+                    with building_long_lived():  # as the index builds it
+                        snapshot = await ScreeningRepository(session).full_snapshot(
+                            mark[0], judge.list_keys
+                        )
                     read = time.perf_counter() - started
                 print(
                     f"snapshot read alone: {read:.2f} s, {len(snapshot.issuers):,} issuers, "

@@ -158,6 +158,9 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+_UNCACHED: Any = object()
+
+
 @dataclass
 class _Context:
     policy: PolicyDocument
@@ -169,6 +172,8 @@ class _Context:
     own_cache: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
     thresholds: dict[int, tuple[Any, str]] = field(default_factory=dict)
     issuer_kinds: dict[int, frozenset[str]] = field(default_factory=dict)  # by id(rule)
+    # by rule id; None: not a rule of the policy (a list entry), which covers every class
+    asset_classes: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     def threshold(self, atom: Threshold) -> tuple[Any, str]:
         """An atom's parsed threshold and its text, parsed once per evaluation run."""
@@ -667,11 +672,12 @@ def _instrument_reasons(
     issuer = ctx.snapshot.issuers.get(instrument.issuer_id)
     if issuer is None:
         return None
-    reasons = [
-        r
-        for r in _issuer_reasons(ctx, issuer, frozenset())
-        if _asset_class_covered(ctx, r, instrument.asset_class)
-    ]
+    issuer_reasons = _issuer_reasons(ctx, issuer, frozenset())
+    reasons = (
+        [r for r in issuer_reasons if _asset_class_covered(ctx, r, instrument.asset_class)]
+        if issuer_reasons
+        else []
+    )
     underlying = instrument.underlying_isin
     if ctx.policy.propagation.underlying and underlying and underlying not in seen:
         below = _instrument_reasons(ctx, underlying, seen | {isin})
@@ -686,8 +692,13 @@ def _instrument_reasons(
 
 
 def _asset_class_covered(ctx: _Context, reason: Reason, asset_class: str) -> bool:
-    rule = ctx.policy.rule(reason.rule_id)
-    return rule is None or asset_class in {a.value for a in rule.applies_to.asset_classes}
+    classes = ctx.asset_classes.get(reason.rule_id, _UNCACHED)
+    if classes is _UNCACHED:
+        rule = ctx.policy.rule(reason.rule_id)
+        classes = ctx.asset_classes[reason.rule_id] = (
+            None if rule is None else frozenset(a.value for a in rule.applies_to.asset_classes)
+        )
+    return classes is None or asset_class in classes
 
 
 def _sort_key(reason: Reason) -> tuple[Any, ...]:
@@ -755,6 +766,8 @@ def _evaluate(ctx: _Context, isin: str) -> Evaluation:
             f"{snapshot.data_version}",
         )
         return Evaluation(isin, False, None, "unknown", _may_hold(policy, "unknown"), (missing,))
+    if not reasons:  # most instruments of a universe: nothing to order
+        return Evaluation(isin, True, instrument.issuer_id, "allowed", True, ())
     ordered = tuple(sorted(set(reasons), key=_sort_key))
     verdict = _verdict(ordered)
     return Evaluation(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import READ_ONLY_OPTION
 from app.kit.logging import get_logger
+from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
 from app.models import Dataset, Policy, PolicyVersion
 from app.screening.snapshot import Snapshot
@@ -135,22 +136,23 @@ class VerdictIndex:
         from app.screening.service import compile_templates, judge_at  # avoid an import cycle
 
         try:
-            session = await self._session()
-            async with session:
-                mark = await read_watermark(session)
-                now = utcnow()
-                judge = await judge_at(session, key, now)
-                from app.screening.repository import ScreeningRepository
+            with building_long_lived():
+                session = await self._session()
+                async with session:
+                    mark = await read_watermark(session)
+                    now = utcnow()
+                    judge = await judge_at(session, key, now)
+                    from app.screening.repository import ScreeningRepository
 
-                repository = ScreeningRepository(session)
-                snapshot = await repository.full_snapshot(mark[0], judge.list_keys)
-                # Off the event loop: checks keep being answered meanwhile (GIL permitting).
-                templates = await asyncio.to_thread(compile_templates, judge, snapshot, now)
-                keys = [judge.key, *([judge.base_key] if judge.base_key else [])]
-                valid_until = await _next_change(session, keys, now)
-            self._compiled[key] = Compiled(
-                judge, mark[0], now.date(), mark, valid_until, snapshot, templates
-            )
+                    repository = ScreeningRepository(session)
+                    snapshot = await repository.full_snapshot(mark[0], judge.list_keys)
+                    # Off the event loop: checks keep being answered meanwhile (GIL permitting).
+                    templates = await asyncio.to_thread(compile_templates, judge, snapshot, now)
+                    keys = [judge.key, *([judge.base_key] if judge.base_key else [])]
+                    valid_until = await _next_change(session, keys, now)
+                self._compiled[key] = Compiled(
+                    judge, mark[0], now.date(), mark, valid_until, snapshot, templates
+                )
             self.builds += 1
             log.info("index compiled", policy=key, instruments=len(templates), data_version=mark[0])
         except Exception as exc:  # no compilation: checks keep using the database path

@@ -115,45 +115,65 @@ def _reason(reason: Reason) -> dict[str, Any]:
     }
 
 
-def template(
-    judge: Judge,
-    snapshot: Snapshot,
-    evaluation: Evaluation,
-    rendered: dict[int, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Everything of a decision that does not depend on the moment or the spelling asked.
+class TemplateRenderer:
+    """Renders decision templates: everything of a decision that does not depend on the moment
+    or the spelling asked.
 
-    ``rendered``: reasons already rendered, by ``id(reason)``, shared between templates (the
-    instruments of one issuer share its reasons: a universe's templates render each once).
-    The caller keeps the evaluations alive meanwhile, so no id is reused.
+    What instruments have in common (the policy reference, each issuer, each reason) is
+    rendered once and shared between the templates: a universe of 500,000 instruments has a
+    fifth as many issuers, whose instruments share their reasons. Templates are plain JSON
+    values, never mutated. Reasons are remembered by ``id``: the caller keeps the evaluations
+    alive while it renders, so no id is reused.
     """
-    instrument = snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
-    issuer = snapshot.issuers.get(instrument.issuer_id) if instrument else None
-    return {
-        "policy": judge.policy_ref(),
-        "data_version": snapshot.data_version,
-        "instrument": (
-            {"isin": instrument.isin, "asset_class": instrument.asset_class} if instrument else None
-        ),
-        "issuer": (
-            {"issuer_id": issuer.issuer_id, "name": issuer.name, "country": issuer.country}
-            if issuer
-            else None
-        ),
-        "verdict": evaluation.verdict,
-        "may_hold": evaluation.may_hold,
-        "reasons": [
-            _reason(r) if rendered is None else _rendered_reason(r, rendered)
-            for r in evaluation.reasons
-        ],
-    }
+
+    def __init__(self, judge: Judge, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._policy = judge.policy_ref()
+        self._issuers: dict[str, dict[str, Any]] = {}
+        self._reasons: dict[int, dict[str, Any]] = {}
+
+    def template(self, evaluation: Evaluation) -> dict[str, Any]:
+        snapshot = self._snapshot
+        instrument = (
+            snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
+        )
+        return {
+            "policy": self._policy,
+            "data_version": snapshot.data_version,
+            "instrument": (
+                {"isin": instrument.isin, "asset_class": instrument.asset_class}
+                if instrument
+                else None
+            ),
+            "issuer": self._issuer(instrument.issuer_id) if instrument else None,
+            "verdict": evaluation.verdict,
+            "may_hold": evaluation.may_hold,
+            "reasons": [self._reason(r) for r in evaluation.reasons],
+        }
+
+    def _issuer(self, issuer_id: str) -> dict[str, Any] | None:
+        found = self._issuers.get(issuer_id)
+        if found is None:
+            issuer = self._snapshot.issuers.get(issuer_id)
+            if issuer is None:
+                return None
+            found = self._issuers[issuer_id] = {
+                "issuer_id": issuer.issuer_id,
+                "name": issuer.name,
+                "country": issuer.country,
+            }
+        return found
+
+    def _reason(self, reason: Reason) -> dict[str, Any]:
+        found = self._reasons.get(id(reason))
+        if found is None:
+            found = self._reasons[id(reason)] = _reason(reason)
+        return found
 
 
-def _rendered_reason(reason: Reason, rendered: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    found = rendered.get(id(reason))
-    if found is None:
-        found = rendered[id(reason)] = _reason(reason)
-    return found
+def template(judge: Judge, snapshot: Snapshot, evaluation: Evaluation) -> dict[str, Any]:
+    """One decision's template (see ``TemplateRenderer``)."""
+    return TemplateRenderer(judge, snapshot).template(evaluation)
 
 
 def compile_templates(
@@ -162,9 +182,9 @@ def compile_templates(
     """The decision template of every instrument of the snapshot (the compiled index)."""
     isins = sorted(snapshot.instruments)
     evaluations = judge.evaluate_many(snapshot, isins, at)
-    rendered: dict[int, dict[str, Any]] = {}
+    renderer = TemplateRenderer(judge, snapshot)
     return {
-        isin: template(judge, snapshot, evaluation, rendered)
+        isin: renderer.template(evaluation)
         for isin, evaluation in zip(isins, evaluations, strict=True)
     }
 
