@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.auth import service
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
-from app.kit.db import DbSession
+from app.kit.db import read_only_sessions
 from app.kit.errors import Forbidden, NotAuthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mh_...`")
@@ -19,31 +19,40 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 
 async def get_principal(
     request: Request,
-    session: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
         raise NotAuthenticated(
             "This endpoint needs an API key: send 'Authorization: Bearer <key>'."
         )
-    cache = getattr(request.app.state, "key_cache", None)
-    principal = await service.authenticate(session, credentials.credentials, cache)
+    cache: service.KeyCache | None = getattr(request.app.state, "key_cache", None)
+    key = credentials.credentials
+    principal = cache.get(service.hash_key(key)) if cache is not None else None
+    if principal is None:
+        # A session of its own, only when the key is not cached: a pre-trade check with a
+        # known key never touches the database for authentication.
+        async with read_only_sessions(request)() as session:
+            principal = await service.authenticate(session, key, cache)
     request.state.principal = principal
     return principal
 
 
+def require_scope(principal: Principal, scope: Scope) -> Principal:
+    if not principal.has(scope):
+        raise Forbidden(
+            f"The key {principal.name!r} lacks the scope '{scope.value}' this endpoint "
+            "needs. Ask an administrator for a key with that scope."
+        )
+    return principal
+
+
 def Authorize(scope: Scope) -> Callable[..., Awaitable[Principal]]:  # noqa: N802
-    async def require_scope(
+    async def authorized(
         principal: Annotated[Principal, Depends(get_principal)],
     ) -> Principal:
-        if not principal.has(scope):
-            raise Forbidden(
-                f"The key {principal.name!r} lacks the scope '{scope.value}' this endpoint "
-                "needs. Ask an administrator for a key with that scope."
-            )
-        return principal
+        return require_scope(principal, scope)
 
-    return require_scope
+    return authorized
 
 
 def AuthorizeAny(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:  # noqa: N802

@@ -101,6 +101,13 @@ def get_database(request: Request) -> Database:
     return database
 
 
+def read_only_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reading only, outside the request's own (authentication on a cache miss,
+    a check that is not answered from the compiled index)."""
+    database = get_database(request)
+    return database.read_only_sessionmaker or database.sessionmaker
+
+
 async def read_only_transaction(request: Request) -> None:
     """Route dependency: this route only reads, so its transaction never takes a write lock.
 

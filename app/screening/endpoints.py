@@ -1,42 +1,59 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
-from app.auth.dependencies import Authorize, AuthorizeAny
+from app.auth.dependencies import AuthorizeAny, CurrentPrincipal, require_scope
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
-from app.decisions.log import DecisionLogDep
-from app.kit.db import DbSession, read_only_transaction
+from app.decisions.log import DecisionLog
+from app.kit.db import DbSession, read_only_sessions
 from app.kit.openapi import problem_responses
 from app.screening import service
 from app.screening.index import VerdictIndex
 from app.screening.schemas import CheckBatch, CheckBatchResult, Decision
 
 router = APIRouter(prefix="/v1", tags=["checks"])
-# Checks only read; their one write is the decision log's own transaction.
-ReadOnly = [Depends(read_only_transaction)]
 
-CheckPrincipal = Annotated[Principal, Depends(Authorize(Scope.check))]
+
+@dataclass(frozen=True, slots=True)
+class Checker:
+    """What a check needs, resolved as ONE dependency: the hot path of the service, where
+    each FastAPI dependency costs as much as the check's own work. Checks only read (a
+    read-only session, opened only when the compiled index cannot answer); their one write
+    is the decision log's own transaction."""
+
+    principal: Principal
+    log: DecisionLog
+    index: VerdictIndex | None
+    sessions: async_sessionmaker[AsyncSession]
+    request_id: str | None
+
+
+async def checker(request: Request, principal: CurrentPrincipal) -> Checker:
+    index = getattr(request.app.state, "verdict_index", None)
+    request_id = getattr(request.state, "request_id", None)
+    return Checker(
+        principal=require_scope(principal, Scope.check),
+        log=request.app.state.decision_log,
+        index=index if isinstance(index, VerdictIndex) else None,
+        sessions=read_only_sessions(request),
+        request_id=request_id if isinstance(request_id, str) else None,
+    )
+
+
+CheckerDep = Annotated[Checker, Depends(checker)]
 
 
 def _json(content: Any) -> Response:
     # Decisions are already JSON-ready dicts (stored and hashed as such): serialize once, fast.
     return Response(orjson.dumps(content), media_type="application/json")
-
-
-def _index(request: Request) -> VerdictIndex | None:
-    index = getattr(request.app.state, "verdict_index", None)
-    return index if isinstance(index, VerdictIndex) else None
-
-
-def _request_id(request: Request) -> str | None:
-    value = getattr(request.state, "request_id", None)
-    return value if isinstance(value, str) else None
 
 
 @router.get(
@@ -49,27 +66,23 @@ def _request_id(request: Request) -> str | None:
         "force then and only the data loaded by then."
     ),
     responses=problem_responses(401, 403, 404, 503),
-    dependencies=ReadOnly,
 )
 async def check_one(
-    request: Request,
-    session: DbSession,
-    principal: CheckPrincipal,
-    log: DecisionLogDep,
+    checker: CheckerDep,
     policy: Annotated[str, Query(description="Policy key, e.g. rpf.")],
     instrument: Annotated[str, Query(description="ISIN.")],
     as_of: Annotated[dt.datetime | None, Query(description="RFC 3339; default now.")] = None,
 ) -> Response:
     (decision,) = await service.check(
-        session,
-        log,
-        principal.actor,
-        _request_id(request),
+        checker.sessions,
+        checker.log,
+        checker.principal.actor,
+        checker.request_id,
         policy,
         [instrument],
         as_of,
         strict_isins=True,
-        index=_index(request),
+        index=checker.index,
     )
     return _json(decision)
 
@@ -83,25 +96,18 @@ async def check_one(
         "a reason naming the problem, and it is logged like every other decision."
     ),
     responses=problem_responses(401, 403, 404, 413, 503),
-    dependencies=ReadOnly,
 )
-async def check_many(
-    request: Request,
-    body: CheckBatch,
-    session: DbSession,
-    principal: CheckPrincipal,
-    log: DecisionLogDep,
-) -> Response:
+async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
     decisions = await service.check(
-        session,
-        log,
-        principal.actor,
-        _request_id(request),
+        checker.sessions,
+        checker.log,
+        checker.principal.actor,
+        checker.request_id,
         body.policy,
         body.instruments,
         body.as_of,
         strict_isins=False,
-        index=_index(request),
+        index=checker.index,
     )
     return _json({"decisions": decisions})
 

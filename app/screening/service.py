@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.schemas import Actor
 from app.decisions.log import DecisionEntry, DecisionLog
@@ -236,7 +236,7 @@ def check_time(as_of: dt.datetime | None, now: dt.datetime) -> dt.datetime:
 
 
 async def check(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     log: DecisionLog,
     actor: Actor,
     request_id: str | None,
@@ -285,15 +285,18 @@ async def check(
         return await log.append(
             _entries(payloads, policy_key, instruments, as_of, actor, request_id, plain=True)
         )
-    judge = await judge_at(session, policy_key, at)
-    repository = ScreeningRepository(session)
-    version = await repository.data_version(at if as_of is not None else None)
-    snapshot = await repository.snapshot(
-        sorted({n for n in normalized if isinstance(n, str)}),
-        version,
-        judge.list_keys,
-        judge.group_rule,
-    )
+    # Not answerable from memory (a past time, or no current compilation yet): read the
+    # neighbourhood of the instruments, in a read-only session closed before the log's append.
+    async with sessions() as session:
+        judge = await judge_at(session, policy_key, at)
+        repository = ScreeningRepository(session)
+        version = await repository.data_version(at if as_of is not None else None)
+        snapshot = await repository.snapshot(
+            sorted({n for n in normalized if isinstance(n, str)}),
+            version,
+            judge.list_keys,
+            judge.group_rule,
+        )
     valid = [isin for isin in normalized if isinstance(isin, str)]
     evaluations = iter(judge.evaluate_many(snapshot, valid, at))
     payloads = [
