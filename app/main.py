@@ -23,7 +23,6 @@ from app.kit.problems import install_problem_handlers
 from app.kit.query_params import forbid_unknown_query_params
 from app.kit.settings import Settings, get_settings
 from app.lists.endpoints import router as lists_router
-from app.lists.schemas import ListDocument
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
 from app.screening.endpoints import router as screening_router
@@ -91,7 +90,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(policies_router)
     app.include_router(decisions_router)
     app.include_router(lists_router)
-    add_component_schemas(app, PolicyDocument, ListDocument)
+    add_component_schemas(app, PolicyDocument)
 
     return app
 

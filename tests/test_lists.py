@@ -1,11 +1,16 @@
 """Custodian lists through the HTTP API, with data loaded through the dataset endpoints and the
 shipped policies approved through the policy endpoints (four eyes). Both dialects."""
 
+import asyncio
 import csv
-import datetime as dt
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +19,16 @@ import pytest
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
 from app.lists.tokens import ListToken
+from app.screening.index import VerdictIndex
+from app.screening.repository import ScreeningRepository
 from tests.conftest import MakeKey, bearer
+from tests.support.databases import DIALECTS
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.policies import approve, post_document, rule, shipped
 from tests.support.problems import assert_problem
-from tests.test_checks import FRESH, TODAY, Desk, desk  # noqa: F401 - desk is a fixture
+from tests.test_checks import FRESH, TODAY, Desk
+from tests.test_checks import desk as checks_desk  # noqa: F401 - the fixture "desk"
+from tests.test_index import demo_database, running
 
 INSTRUMENT_HEADER = [
     "issuer_id",
@@ -370,3 +380,61 @@ async def test_every_row_agrees_with_a_check_at_the_same_time(
         assert row["issuer_id"] == decision["issuer"]["issuer_id"]
         assert row["asset_class"] == decision["instrument"]["asset_class"]
     assert {"allowed", "unknown"} <= verdicts
+
+
+def export(url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``mayhold lists export`` as a cron job runs it: its own process, bytes on stdout."""
+    env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "lists", "export", *args],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_cli_export_equals_the_endpoint_served_from_the_index(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with demo_database(dialect, tmp_path) as (url, key, _), running(url) as (app, client):
+        index: VerdictIndex = app.state.verdict_index
+        deadline = time.monotonic() + 60
+        while index.lookup("rpf", utcnow()) is None:  # the first lookup starts the build
+            assert time.monotonic() < deadline, "the index was never compiled"
+            await asyncio.sleep(0.1)
+
+        async def unused(*_: Any) -> None:
+            raise AssertionError("a current list must come from the compiled index")
+
+        served: dict[str, httpx.Response] = {}
+        with monkeypatch.context() as patch:
+            patch.setattr(ScreeningRepository, "full_snapshot", unused)
+            for level in ("instrument", "issuer"):
+                served[level] = await client.get(
+                    "/v1/lists/rpf", params={"level": level}, headers=bearer(key)
+                )
+                assert served[level].status_code == 200, served[level].text
+        rows = list(csv.DictReader(io.StringIO(served["instrument"].text, newline="")))
+        assert {r["verdict"] for r in rows} == {"excluded", "watch"}
+        assert len(rows) > 100
+
+        token_file = tmp_path / "rpf.token"
+        for level in ("instrument", "issuer"):
+            exported = export(url, "rpf", "--level", level, "--token-file", str(token_file))
+            assert exported.returncode == 0, exported.stderr
+            assert exported.stdout == served[level].content
+            token = served[level].headers["x-list-token"]
+            assert token_file.read_text() == token + "\n"
+            assert f"list token: {token}" in exported.stderr.decode()
+
+        delta = export(url, "rpf", "--format", "ndjson", "--since", token_file.read_text())
+        assert (delta.returncode, delta.stdout) == (0, b"")
+        bad = export(url, "rpf", "--since", "ml1.nonsense")
+        assert bad.returncode == 1
+        assert b"since is not a list token" in bad.stderr
+        unknown = export(url, "nope")
+        assert unknown.returncode == 1
+        assert b"there is no policy 'nope'" in unknown.stderr

@@ -12,6 +12,7 @@ from app.auth.scopes import Scope
 from app.kit.db import DbSession, read_only_transaction
 from app.kit.openapi import problem_responses
 from app.lists import formats, service
+from app.lists.schemas import ListDocument
 from app.screening.index import VerdictIndex
 
 router = APIRouter(prefix="/v1", tags=["lists"])
@@ -70,13 +71,13 @@ def _matches(if_none_match: str | None, token: str) -> bool:
     response_class=StreamingResponse,
     responses={
         200: {
+            "model": ListDocument,
             "description": "The list; `ETag` and `X-List-Token` carry its token.",
             "content": {
                 "text/csv": {"schema": {"type": "string"}, "example": _ROWS_EXAMPLE},
                 "application/x-ndjson": {
                     "schema": {"$ref": "#/components/schemas/ListRowOut"},
                 },
-                "application/json": {"schema": {"$ref": "#/components/schemas/ListDocument"}},
             },
         },
         304: {"description": "`If-None-Match` named this list's token: nothing changed."},
