@@ -92,7 +92,7 @@ def by_key(rows: list[dict[str, Any]], key: str = "isin") -> dict[str, dict[str,
 
 
 @pytest.fixture
-async def custodian(desk: Desk, make_key: MakeKey) -> Custodian:
+async def custodian(checks_desk: Desk, make_key: MakeKey) -> Custodian:  # noqa: F811
     """PMI excluded (tobacco), SHELL on watch (norms), SHENHUA excluded (exclusion list entry and
     tobacco), PETROCHINA on watch (dialogue list entry), BATS and ANGLO allowed; the rest
     unknown (no data), which is on no list."""
@@ -102,9 +102,11 @@ async def custodian(desk: Desk, make_key: MakeKey) -> Custodian:
             "SHELL": {"norms__status": "non_compliant"},
             "SHENHUA": {"revenue_pct__tobacco": "60"},
         }.get(issuer, {})
-        await desk.clean(issuer, **overrides)
-    await load_ok(desk.client, desk.steward, "list-entries", FIXTURES / "list_entries.csv")
-    return Custodian(desk, await make_key(Scope.lists_read, name="custodian"))
+        await checks_desk.clean(issuer, **overrides)
+    await load_ok(
+        checks_desk.client, checks_desk.steward, "list-entries", FIXTURES / "list_entries.csv"
+    )
+    return Custodian(checks_desk, await make_key(Scope.lists_read, name="custodian"))
 
 
 async def test_instrument_list_as_csv(custodian: Custodian) -> None:
