@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
 import orjson
@@ -41,28 +41,28 @@ def header(export: ListExport) -> dict[str, Any]:
     }
 
 
-def _values(row: ListRow, names: tuple[str, ...]) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "change": row.change,
-        "issuer_id": row.issuer_id,
-        "name": row.name,
-        "country": row.country,
-        "lei": row.lei,
-        "verdict": row.verdict,
-        "rule_ids": list(row.rule_ids),
-        "since": row.since.isoformat() if row.since is not None else None,
-        "isin": row.isin,
-        "asset_class": row.asset_class,
-    }
-    return {name: value[name] for name in names}
+def _records(
+    rows: list[ListRow], names: tuple[str, ...], rule_ids: Callable[[tuple[str, ...]], Any]
+) -> Iterator[list[Any]]:
+    """Each row's values in column order (the hot loop of a large export: kept plain)."""
+    instrument, delta = "isin" in names, "change" in names
+    for row in rows:
+        values = [
+            row.issuer_id,
+            row.name,
+            row.country,
+            row.lei,
+            row.verdict,
+            rule_ids(row.rule_ids),
+            row.since.isoformat() if row.since is not None else None,
+        ]
+        if instrument:
+            values += (row.isin, row.asset_class)
+        yield [row.change, *values] if delta else values
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return RULE_SEPARATOR.join(value)
-    return str(value)
+def _joined(rule_ids: tuple[str, ...]) -> str:
+    return RULE_SEPARATOR.join(rule_ids)
 
 
 async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
@@ -72,19 +72,36 @@ async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(names)
         yield _drain(buffer)
-        async for chunk in export.chunks():
-            writer.writerows([_cell(v) for v in _values(row, names).values()] for row in chunk)
-            yield _drain(buffer)
-    elif fmt == "ndjson":
-        async for chunk in export.chunks():
-            yield b"".join(orjson.dumps(_values(row, names)) + b"\n" for row in chunk)
-    else:
-        yield orjson.dumps(header(export))[:-1] + b',"rows":['
-        separator = b""
-        async for chunk in export.chunks():
-            yield separator + b",".join(orjson.dumps(_values(row, names)) for row in chunk)
-            separator = b","
-        yield b"]}"
+
+        def csv_chunk(rows: list[ListRow]) -> bytes:
+            writer.writerows(_records(rows, names, _joined))  # None: an empty cell
+            return _drain(buffer)
+
+        async for text in export.chunks(csv_chunk):
+            yield text
+        return
+
+    # orjson writes None as null and a tuple as an array.
+    def json_lines(rows: list[ListRow]) -> bytes:
+        return b"".join(_json(names, r) + b"\n" for r in _records(rows, names, tuple))
+
+    def json_items(rows: list[ListRow]) -> bytes:
+        return b",".join(_json(names, r) for r in _records(rows, names, tuple))
+
+    if fmt == "ndjson":
+        async for text in export.chunks(json_lines):
+            yield text
+        return
+    yield orjson.dumps(header(export))[:-1] + b',"rows":['
+    separator = b""
+    async for text in export.chunks(json_items):
+        yield separator + text
+        separator = b","
+    yield b"]}"
+
+
+def _json(names: tuple[str, ...], record: list[Any]) -> bytes:
+    return orjson.dumps(dict(zip(names, record, strict=True)))
 
 
 def _drain(buffer: io.StringIO) -> bytes:

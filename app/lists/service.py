@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Literal, TypeVar
@@ -47,7 +47,7 @@ Level = Literal["issuer", "instrument"]
 Change = Literal["added", "removed", "changed"]
 LISTED = ("excluded", "watch")
 EVALUATION_CHUNK = 5_000  # subjects evaluated per step (one engine context, one thread hop)
-ROW_CHUNK = 2_000  # rows handed to the renderer at a time
+ROW_CHUNK = 5_000  # rows rendered at a time
 
 T = TypeVar("T")
 # What a row needs of one reason: (rule_id, the verdict it gives, its evidence's dates).
@@ -117,11 +117,17 @@ class ListExport:
             return rows
         return _delta(_rows(self.previous, self.plan.level), rows)
 
-    async def chunks(self) -> AsyncIterator[list[ListRow]]:
-        """The rows in chunks, each computed in a worker thread (the event loop stays free)."""
+    async def chunks(self, render: Callable[[list[ListRow]], T]) -> AsyncIterator[T]:
+        """The rows in chunks, each computed and rendered in a worker thread: the event loop
+        stays free, and one thread hop serves a whole chunk."""
         rows = self.rows()
-        while chunk := await asyncio.to_thread(_take, rows, ROW_CHUNK):
-            yield chunk
+
+        def step() -> T | None:
+            chunk = _take(rows, ROW_CHUNK)
+            return render(chunk) if chunk else None
+
+        while (rendered := await asyncio.to_thread(step)) is not None:
+            yield rendered
 
 
 # ----------------------------------------------------------------------------- planning
