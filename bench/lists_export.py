@@ -35,6 +35,7 @@ from app.kit.logging import configure_logging
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.lists import formats, service
+from app.lists.repository import ListRepository
 from app.lists.service import ListExport, ListRow
 from tests.support.databases import scratch_database
 
@@ -94,12 +95,15 @@ async def run(database: Database, url: str) -> None:
         plan = await service.plan_list(session, "rpf", "instrument", None, None)
         export = await service.load_list(session, plan)
         read = time.perf_counter() - started
+        started = time.perf_counter()
+        await ListRepository(session).issuer_leis(plan.current.token.data_version)
+        leis = time.perf_counter() - started
     instruments = len(export.current.snapshot.instruments)
     read_rss = rss_mb()
     print(
         f"1. plan + snapshot read: {read:.2f} s for {instruments:,} instruments, "
         f"{len(export.current.snapshot.issuers):,} issuers (peak RSS {base_rss:.0f} -> "
-        f"{read_rss:.0f} MB)"
+        f"{read_rss:.0f} MB; of the read, LEIs {leis:.2f} s)"
     )
 
     # First, so that the peak RSS it reports is that of streaming alone (RSS is a high-water mark).
