@@ -19,25 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import resource
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.demo import load_demo
 from app.kit.db import Database
 from app.kit.logging import configure_logging
-from app.kit.migrations import upgrade_to_head_async
-from app.kit.settings import Settings
 from app.lists import formats, service
 from app.lists.repository import ListRepository
 from app.lists.service import ListExport, ListRow
-from tests.support.databases import scratch_database
+from bench.support import demo_postgres, rss_mb
 
 TABLE = """
 CREATE TABLE bench_list_rows (
@@ -45,10 +39,6 @@ CREATE TABLE bench_list_rows (
     since date, isin text PRIMARY KEY, asset_class text
 )
 """
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass(frozen=True)
@@ -73,19 +63,8 @@ async def render(export: ListExport, keep: bool) -> tuple[int, bytes]:
 
 
 async def main(companies: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with scratch_database("postgresql", Path(tmp)) as url:
-            settings = Settings(database_url=url, log_level="WARNING")
-            await upgrade_to_head_async(settings)
-            database = Database.from_settings(settings)
-            try:
-                started = time.perf_counter()
-                async with database.sessionmaker() as session, session.begin():
-                    await load_demo(session, companies)
-                print(f"loaded {companies:,} companies in {time.perf_counter() - started:.1f} s")
-                await run(database, url)
-            finally:
-                await database.dispose()
+    async with demo_postgres(companies) as (url, database):
+        await run(database, url)
 
 
 async def run(database: Database, url: str) -> None:
