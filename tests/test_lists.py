@@ -3,6 +3,7 @@ shipped policies approved through the policy endpoints (four eyes). Both dialect
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -336,6 +337,7 @@ async def test_bad_and_unknown_tokens(custodian: Custodian) -> None:
         replace(parsed, policy_version=9),
         replace(parsed, data_version=parsed.data_version + 100),
         replace(parsed, data_sha="00000000"),
+        replace(parsed, day=TODAY + dt.timedelta(days=1)),
     ):
         problem = assert_problem(await custodian.get(since=unknown.encode()), 404)
         assert "ETag" in problem["detail"]

@@ -181,12 +181,14 @@ async def _state_of(
         try:
             _, version = await policy_service.get_version(session, key, number)
         except NotFound:
-            raise _unknown(token, f"policy {key!r} has no version {number}") from None
+            raise _unknown(f"policy {key!r} has no version {number}") from None
         if version.approved_at is None or short_hash(version.sha256) != sha:
-            raise _unknown(token, f"version {number} of policy {key!r} is not the one it names")
+            raise _unknown(f"version {number} of policy {key!r} is not the one it names")
     data_sha = await repository.dataset_sha256(token.data_version)
-    if short_hash(data_sha) != token.data_sha or token.day > now.date():
-        raise _unknown(token, f"data version {token.data_version} is not the one it names")
+    if short_hash(data_sha) != token.data_sha:
+        raise _unknown(f"data version {token.data_version} is not the one it names")
+    if token.day > now.date():
+        raise _unknown(f"it is dated {token.day.isoformat()}, after today")
     ref: dict[str, Any] = {"key": token.policy_key, "version": token.policy_version}
     if token.base_key is not None:
         ref["base"] = {"key": token.base_key, "version": token.base_version}
@@ -194,7 +196,7 @@ async def _state_of(
     return ListState(token, judge, dt.datetime.combine(token.day, dt.time(), dt.UTC))
 
 
-def _unknown(token: ListToken, why: str) -> NotFound:
+def _unknown(why: str) -> NotFound:
     return NotFound(
         f"since names a list this service does not know ({why}); was it issued by another "
         f"mayhold database? Fetch the whole list (without since) and keep its ETag for next time."
