@@ -33,6 +33,7 @@ from app.lists.repository import ListRepository
 from app.lists.service import ListExport, ListRow
 from bench.support import demo_postgres, rss_mb
 
+REPEAT = 5
 TABLE = """
 CREATE TABLE bench_list_rows (
     issuer_id text, name text, country text, lei text, verdict text, rule_ids text,
@@ -104,9 +105,11 @@ async def run(database: Database, url: str) -> None:
     )
 
     computed = Computed(export.plan, export.current, None, rows)
-    started = time.perf_counter()
-    size_again, body = await render(computed, keep=True)
-    stream = time.perf_counter() - started
+    stream = float("inf")
+    for _ in range(REPEAT):  # best of: a list of some 10^4 rows renders in well under a second
+        started = time.perf_counter()
+        size_again, body = await render(computed, keep=True)
+        stream = min(stream, time.perf_counter() - started)
     assert size_again == size, "the precomputed rows render differently"
     stream_rate = len(rows) / stream
     print(
@@ -128,22 +131,26 @@ async def run(database: Database, url: str) -> None:
             nonlocal copied
             copied += len(data)
 
-        started = time.perf_counter()
-        await connection.copy_from_query(
-            "SELECT issuer_id, name, country, lei, verdict, rule_ids, since, isin, asset_class "
-            "FROM bench_list_rows ORDER BY isin",
-            output=sink,
-            format="csv",
-            header=True,
-        )
-        baseline = time.perf_counter() - started
+        baseline = float("inf")
+        for _ in range(REPEAT):
+            copied = 0
+            started = time.perf_counter()
+            await connection.copy_from_query(
+                "SELECT issuer_id, name, country, lei, verdict, rule_ids, since, isin, "
+                "asset_class FROM bench_list_rows ORDER BY isin",
+                output=sink,
+                format="csv",
+                header=True,
+            )
+            baseline = min(baseline, time.perf_counter() - started)
         count = await connection.fetchval("SELECT count(*) FROM bench_list_rows")
     finally:
         await connection.close()
     assert count == len(rows)
     copy_rate = count / baseline
     print(
-        f"5. Postgres COPY (SELECT ... ORDER BY isin) TO STDOUT (FORMAT csv): {baseline:.2f} s, "
+        f"5. Postgres COPY (SELECT ... ORDER BY isin) TO STDOUT (FORMAT csv), best of {REPEAT}: "
+        f"{baseline:.3f} s, "
         f"{copy_rate:,.0f} rows/s, {copied / 1e6:.1f} MB"
     )
     print(

@@ -16,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
+from app.lists.formats import csv_text
 from app.lists.tokens import ListToken
 from app.screening.index import VerdictIndex
 from app.screening.repository import ScreeningRepository
@@ -442,3 +445,15 @@ async def test_cli_export_equals_the_endpoint_served_from_the_index(
         unknown = export(url, "nope")
         assert unknown.returncode == 1
         assert b"there is no policy 'nope'" in unknown.stderr
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.text()), min_size=2, max_size=10),
+        max_size=20,
+    )
+)
+def test_csv_rendering_is_exactly_the_csv_module(records: list[list[str | None]]) -> None:
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows(records)
+    assert csv_text(records) == expected.getvalue()
