@@ -43,23 +43,27 @@ def header(export: ListExport) -> dict[str, Any]:
 
 
 def _records(
-    rows: list[ListRow], names: tuple[str, ...], rule_ids: Callable[[tuple[str, ...]], Any]
+    rows: list[ListRow],
+    names: tuple[str, ...],
+    rule_ids: Callable[[tuple[str, ...]], Any],
+    missing: str | None,
 ) -> Iterator[list[Any]]:
-    """Each row's values in column order (the hot loop of a large export: kept plain)."""
+    """Each row's values in column order, ``missing`` for an absent value (the hot loop of a
+    large export: kept plain)."""
     instrument, delta = "isin" in names, "change" in names
     for row in rows:
         values = [
             row.issuer_id,
             row.name,
             row.country,
-            row.lei,
+            row.lei or missing,
             row.verdict,
             rule_ids(row.rule_ids),
-            row.since.isoformat() if row.since is not None else None,
+            row.since.isoformat() if row.since is not None else missing,
         ]
         if instrument:
-            values += (row.isin, row.asset_class)
-        yield [row.change, *values] if delta else values
+            values += (row.isin or missing, row.asset_class or missing)
+        yield [row.change or missing, *values] if delta else values
 
 
 def _joined(rule_ids: tuple[str, ...]) -> str:
@@ -72,7 +76,7 @@ async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
         yield csv_text([names]).encode("utf-8")
 
         def csv_chunk(rows: list[ListRow]) -> bytes:
-            return csv_text(_records(rows, names, _joined)).encode("utf-8")
+            return csv_text(_records(rows, names, _joined, "")).encode("utf-8")
 
         async for text in export.chunks(csv_chunk):
             yield text
@@ -80,10 +84,10 @@ async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
 
     # orjson writes None as null and a tuple as an array.
     def json_lines(rows: list[ListRow]) -> bytes:
-        return b"".join(_json(names, r) + b"\n" for r in _records(rows, names, tuple))
+        return b"".join(_json(names, r) + b"\n" for r in _records(rows, names, tuple, None))
 
     def json_items(rows: list[ListRow]) -> bytes:
-        return b",".join(_json(names, r) for r in _records(rows, names, tuple))
+        return b",".join(_json(names, r) for r in _records(rows, names, tuple, None))
 
     if fmt == "ndjson":
         async for text in export.chunks(json_lines):
@@ -101,26 +105,21 @@ async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
 _NEEDS_QUOTING = re.compile(r'[,"\r\n]')
 
 
-def csv_text(records: Iterable[Sequence[str | None]]) -> str:
-    """RFC 4180 lines (CRLF), None as an empty cell: exactly what ``csv.writer`` writes.
+def csv_text(records: Iterable[Sequence[str]]) -> str:
+    """RFC 4180 lines (CRLF): exactly what ``csv.writer`` writes.
 
     The hot path of a large export: a row needing no quoting (nearly all) is joined directly,
     twice as fast as the csv module; any other row is written by the csv module itself.
     """
     lines: list[str] = []
-    buffer: io.StringIO | None = None
-    writer = None
-    for record in records:
-        cells = [cell or "" for cell in record]
-        if not _NEEDS_QUOTING.search("".join(cells)):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for cells in records:
+        if _NEEDS_QUOTING.search("".join(cells)):
+            writer.writerow(cells)
+            lines.append(_drain(buffer))
+        else:
             lines.append(",".join(cells) + "\r\n")
-            continue
-        if buffer is None:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\r\n")
-        assert writer is not None
-        writer.writerow(cells)
-        lines.append(_drain(buffer))
     return "".join(lines)
 
 
