@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import uvicorn
 
@@ -19,12 +20,14 @@ from app.datasets import service as datasets_service
 from app.datasets.schemas import DatasetKind, DatasetRead
 from app.decisions import service as decisions_service
 from app.demo import load_demo
-from app.kit.db import Database, create_engine
+from app.kit.db import READ_ONLY_OPTION, Database, create_engine
 from app.kit.errors import AppError
 from app.kit.logging import configure_logging, get_logger
 from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
 from app.kit.settings import Settings, get_settings
 from app.kit.time import utcnow
+from app.lists import formats as list_formats
+from app.lists import service as lists_service
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, canonical_json, document_sha256
 
@@ -165,6 +168,31 @@ async def _checkpoint(
         await database.dispose()
 
 
+async def _export_list(
+    settings: Settings,
+    policy: str,
+    fmt: list_formats.ListFormat,
+    level: lists_service.Level,
+    as_of: dt.datetime | None,
+    since: str | None,
+    out: BinaryIO,
+) -> str:
+    """``mayhold lists export``: the endpoint's list, written to ``out``; returns its token."""
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        async with database.sessionmaker() as session:
+            await session.connection(execution_options={READ_ONLY_OPTION: True})
+            plan = await lists_service.plan_list(session, policy, level, as_of, since)
+            export = await lists_service.load_list(session, plan)
+        async for chunk in list_formats.render(fmt, export):
+            out.write(chunk)
+        out.flush()
+        return plan.token
+    finally:
+        await database.dispose()
+
+
 async def _prepare_demo(settings: Settings) -> tuple[IssuedKey, dict[str, str]]:
     database = Database.from_settings(settings)
     try:
@@ -265,7 +293,29 @@ def _parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--through-seq", type=int, required=True)
     checkpoint.add_argument("--archive", help="where the decisions up to it are archived")
     checkpoint.add_argument("--archive-sha256", help="the archive file's SHA-256")
+    lists = commands.add_parser("lists", help="custodian lists (as GET /v1/lists/{policy})")
+    list_commands = lists.add_subparsers(dest="lists_command", required=True)
+    export_list = list_commands.add_parser(
+        "export", help="write a policy's exclusion and watch list to standard output"
+    )
+    export_list.add_argument("policy")
+    export_list.add_argument("--format", choices=["csv", "ndjson", "json"], default="csv")
+    export_list.add_argument("--level", choices=["issuer", "instrument"], default="instrument")
+    export_list.add_argument(
+        "--as-of", type=_timestamp, help="RFC 3339 time, e.g. 2026-06-30T00:00:00Z (default now)"
+    )
+    export_list.add_argument("--since", help="a list token: only the rows changed since then")
+    export_list.add_argument(
+        "--token-file", type=Path, help="also write this list's token there (for the next --since)"
+    )
     return parser
+
+
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,6 +376,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _checkpoint(settings, args.through_seq, args.archive, args.archive_sha256)
                 )
             )
+        elif args.command == "lists":
+            token = asyncio.run(
+                _export_list(
+                    settings,
+                    args.policy,
+                    args.format,
+                    args.level,
+                    args.as_of,
+                    args.since,
+                    sys.stdout.buffer,
+                )
+            )
+            if args.token_file is not None:
+                args.token_file.write_text(token + "\n", encoding="utf-8")
+            print(f"list token: {token}", file=sys.stderr)
     except AppError as exc:
         _print_error(exc)
         return 1

@@ -22,6 +22,7 @@ from app.kit.openapi import add_component_schemas
 from app.kit.problems import install_problem_handlers
 from app.kit.query_params import forbid_unknown_query_params
 from app.kit.settings import Settings, get_settings
+from app.lists.endpoints import router as lists_router
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
 from app.screening.endpoints import router as screening_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(screening_router)
     app.include_router(policies_router)
     app.include_router(decisions_router)
+    app.include_router(lists_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

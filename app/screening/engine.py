@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from app.kit.vocabulary import (
     METRICS,
@@ -105,7 +105,7 @@ class Reason:
 
     @property
     def verdict(self) -> Verdict:
-        return _OUTCOME_VERDICT.get(self.outcome, "allowed")
+        return outcome_verdict(self.outcome)
 
     def travelled(self, via: Via) -> Reason:
         return replace(self, via=(via, *self.via))
@@ -118,11 +118,24 @@ _OUTCOME_VERDICT: dict[str, Verdict] = {
 }
 
 
+def outcome_verdict(outcome: str) -> Verdict:
+    """The verdict a reason's outcome gives (readmitted, excepted, undecided: none)."""
+    return _OUTCOME_VERDICT.get(outcome, "allowed")
+
+
 @dataclass(frozen=True)
 class Evaluation:
     isin: str
     instrument_found: bool
     issuer_id: str | None
+    verdict: Verdict
+    may_hold: bool
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class IssuerEvaluation:
+    issuer_id: str
     verdict: Verdict
     may_hold: bool
     reasons: tuple[Reason, ...]
@@ -742,14 +755,53 @@ def evaluate_many(
     list_keys: Sequence[str] | None = None,
 ) -> list[Evaluation]:
     """Judge several instruments at once: each issuer is evaluated once for all of them."""
-    ctx = _Context(
+    ctx = _context(policy, snapshot, at, list_keys)
+    return [_evaluate(ctx, isin) for isin in isins]
+
+
+def evaluate_issuers(
+    policy: PolicyDocument,
+    snapshot: Snapshot,
+    issuer_ids: Sequence[str],
+    at: dt.datetime,
+    *,
+    list_keys: Sequence[str] | None = None,
+) -> list[IssuerEvaluation]:
+    """Judge issuers themselves (custodians' issuer-level lists), as ``evaluate_many`` would
+    judge an instrument of theirs, with two differences: every rule counts whatever asset
+    classes it is restricted to (the issuer is listed when some of its instruments would be:
+    fail closed), and nothing travels from an underlying (that is an instrument's matter).
+    """
+    ctx = _context(policy, snapshot, at, list_keys)
+    return [_evaluate_issuer(ctx, issuer_id) for issuer_id in issuer_ids]
+
+
+def _context(
+    policy: PolicyDocument, snapshot: Snapshot, at: dt.datetime, list_keys: Sequence[str] | None
+) -> _Context:
+    return _Context(
         policy=policy,
         snapshot=snapshot,
         day=at.date(),
         data=DataContext.of(policy),
         policy_keys=tuple(list_keys or (policy.key,)),
     )
-    return [_evaluate(ctx, isin) for isin in isins]
+
+
+def _evaluate_issuer(ctx: _Context, issuer_id: str) -> IssuerEvaluation:
+    issuer = ctx.snapshot.issuers.get(issuer_id)
+    if issuer is None:
+        missing = Reason(
+            rule_id="data:issuer",
+            title="Issuer not known",
+            outcome="unknown",
+            via=(),
+            detail=f"no issuer {issuer_id} is known at data version {ctx.snapshot.data_version}",
+        )
+        return IssuerEvaluation(issuer_id, "unknown", _may_hold(ctx.policy, "unknown"), (missing,))
+    ordered = tuple(sorted(set(_issuer_reasons(ctx, issuer, frozenset())), key=_sort_key))
+    verdict = _verdict(ordered)
+    return IssuerEvaluation(issuer_id, verdict, _may_hold(ctx.policy, verdict), ordered)
 
 
 def _evaluate(ctx: _Context, isin: str) -> Evaluation:
@@ -783,7 +835,10 @@ def _may_hold(policy: PolicyDocument, verdict: Verdict) -> bool:
     return True
 
 
-def stricter(a: Evaluation, b: Evaluation) -> Evaluation:
+JudgedT = TypeVar("JudgedT", Evaluation, IssuerEvaluation)
+
+
+def stricter(a: JudgedT, b: JudgedT) -> JudgedT:
     """For overlays: the stricter of the base's and the overlay's evaluations (reasons of both)."""
     verdict = a.verdict if VERDICT_RANK[a.verdict] >= VERDICT_RANK[b.verdict] else b.verdict
     reasons = tuple(sorted(set(a.reasons) | set(b.reasons), key=_sort_key))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,15 @@ from app.kit.identifiers import InvalidIdentifier, normalize_isin
 from app.kit.time import utcnow
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, effective_document
-from app.screening.engine import Evaluation, Reason, evaluate_many, stricter
+from app.screening.engine import (
+    Evaluation,
+    IssuerEvaluation,
+    JudgedT,
+    Reason,
+    evaluate_issuers,
+    evaluate_many,
+    stricter,
+)
 from app.screening.index import Compiled, VerdictIndex
 from app.screening.repository import ScreeningRepository
 from app.screening.schemas import MAX_BATCH
@@ -65,11 +73,25 @@ class Judge:
     def evaluate_many(
         self, snapshot: Snapshot, isins: Sequence[str], at: dt.datetime
     ) -> list[Evaluation]:
-        results = evaluate_many(self.document, snapshot, isins, at, list_keys=[self.key])
+        return self._judged(evaluate_many, snapshot, isins, at)
+
+    def evaluate_issuers(
+        self, snapshot: Snapshot, issuer_ids: Sequence[str], at: dt.datetime
+    ) -> list[IssuerEvaluation]:
+        return self._judged(evaluate_issuers, snapshot, issuer_ids, at)
+
+    def _judged(
+        self,
+        engine: Callable[..., list[JudgedT]],
+        snapshot: Snapshot,
+        subjects: Sequence[str],
+        at: dt.datetime,
+    ) -> list[JudgedT]:
+        results = engine(self.document, snapshot, subjects, at, list_keys=[self.key])
         if self.base_document is None or self.base_key is None:
             return results
         # An overlay's own lists must not lift what the base alone excludes.
-        bases = evaluate_many(self.base_document, snapshot, isins, at, list_keys=[self.base_key])
+        bases = engine(self.base_document, snapshot, subjects, at, list_keys=[self.base_key])
         return [stricter(b, r) for b, r in zip(bases, results, strict=True)]
 
 
