@@ -15,67 +15,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
-import tempfile
 import time
-from pathlib import Path
 
-from app.demo import load_demo
-from app.kit.db import Database
 from app.kit.memory import building_long_lived
-from app.kit.migrations import upgrade_to_head_async
-from app.kit.settings import Settings
 from app.kit.time import utcnow
 from app.screening.index import VerdictIndex, read_watermark
 from app.screening.repository import ScreeningRepository
 from app.screening.service import judge_at
-from tests.support.databases import scratch_database
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.support import demo_postgres, rss_mb
 
 
 async def main(companies: int, extra_bonds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with scratch_database("postgresql", Path(tmp)) as url:
-            settings = Settings(database_url=url, log_level="WARNING")
-            await upgrade_to_head_async(settings)
-            database = Database.from_settings(settings)
-            try:
-                started = time.perf_counter()
-                async with database.sessionmaker() as session, session.begin():
-                    await load_demo(session, companies, extra_bonds=extra_bonds)
-                print(f"loaded {companies:,} companies in {time.perf_counter() - started:.1f} s")
-                async with database.sessionmaker() as session:
-                    mark = await read_watermark(session)
-                    judge = await judge_at(session, "rpf", utcnow())
-                    before = rss_mb()
-                    started = time.perf_counter()
-                    with building_long_lived():  # as the index builds it
-                        snapshot = await ScreeningRepository(session).full_snapshot(
-                            mark[0], judge.list_keys
-                        )
-                    read = time.perf_counter() - started
-                print(
-                    f"snapshot read alone: {read:.2f} s, {len(snapshot.issuers):,} issuers, "
-                    f"{len(snapshot.instruments):,} instruments (RSS {before:.0f} -> "
-                    f"{rss_mb():.0f} MB)"
+    async with demo_postgres(companies, extra_bonds) as (_, database):
+        async with database.sessionmaker() as session:
+            mark = await read_watermark(session)
+            judge = await judge_at(session, "rpf", utcnow())
+            before = rss_mb()
+            started = time.perf_counter()
+            with building_long_lived():  # as the index builds it
+                snapshot = await ScreeningRepository(session).full_snapshot(
+                    mark[0], judge.list_keys
                 )
-                del snapshot
-                index = VerdictIndex(database.sessionmaker)
-                index._watermark = mark
-                started = time.perf_counter()
-                await index._build("rpf")
-                total = time.perf_counter() - started
-                assert index.builds == 1, "the build failed (see the log)"
-                print(
-                    f"index compile (read + evaluate + templates): {total:.2f} s "
-                    f"= {total / read:.1f}x the read alone; peak RSS {rss_mb():.0f} MB "
-                    "(target: 100k issuers / 500k instruments < 10 s)"
-                )
-            finally:
-                await database.dispose()
+            read = time.perf_counter() - started
+        print(
+            f"snapshot read alone: {read:.2f} s, {len(snapshot.issuers):,} issuers, "
+            f"{len(snapshot.instruments):,} instruments (RSS {before:.0f} -> {rss_mb():.0f} MB)"
+        )
+        del snapshot
+        index = VerdictIndex(database.sessionmaker)
+        index._watermark = mark
+        started = time.perf_counter()
+        await index._build("rpf")
+        total = time.perf_counter() - started
+        assert index.builds == 1, "the build failed (see the log)"
+        print(
+            f"index compile (read + evaluate + templates): {total:.2f} s "
+            f"= {total / read:.1f}x the read alone; peak RSS {rss_mb():.0f} MB "
+            "(target: 100k issuers / 500k instruments < 10 s)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ def rss_mb() -> float:
 
 
 @asynccontextmanager
-async def demo_postgres(companies: int) -> AsyncIterator[tuple[str, Database]]:
-    """A fresh, migrated Postgres database with ``companies`` demo companies loaded through
-    the real loaders (and the shipped policies approved); dropped afterwards."""
+async def demo_postgres(
+    companies: int, extra_bonds: int = 0
+) -> AsyncIterator[tuple[str, Database]]:
+    """A fresh, migrated Postgres database with ``companies`` demo companies (each with
+    ``extra_bonds`` more bonds) loaded through the real loaders and the shipped policies
+    approved; dropped afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         async with scratch_database("postgresql", Path(tmp)) as url:
             settings = Settings(database_url=url, log_level="WARNING")
@@ -33,7 +36,7 @@ async def demo_postgres(companies: int) -> AsyncIterator[tuple[str, Database]]:
             try:
                 started = time.perf_counter()
                 async with database.sessionmaker() as session, session.begin():
-                    await load_demo(session, companies)
+                    await load_demo(session, companies, extra_bonds=extra_bonds)
                 print(f"loaded {companies:,} companies in {time.perf_counter() - started:.1f} s")
                 yield url, database
             finally:

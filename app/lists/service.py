@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import data_version
 from app.kit.errors import FieldError, InvalidInput, NotFound
+from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
 from app.lists.repository import ListRepository
 from app.lists.tokens import ListToken, short_hash
@@ -235,7 +236,8 @@ async def _universe(session: AsyncSession, state: ListState, compiled: Compiled 
         and compiled.judge.policy_ref() == state.judge.policy_ref()
     ):
         return Universe(state, compiled.snapshot, leis, compiled.templates)
-    snapshot = await ScreeningRepository(session).full_snapshot(version, state.judge.list_keys)
+    with building_long_lived():
+        snapshot = await ScreeningRepository(session).full_snapshot(version, state.judge.list_keys)
     return Universe(state, snapshot, leis)
 
 
@@ -250,11 +252,14 @@ def _rows(universe: Universe, level: Level) -> Iterator[ListRow]:
 
 def _instrument_rows(universe: Universe) -> Iterator[ListRow]:
     snapshot, state = universe.snapshot, universe.state
+    # One evaluator for all chunks: an issuer is evaluated once, though its instruments (in
+    # ISIN order) fall in different chunks.
+    evaluator = state.judge.evaluator(snapshot, state.at)
     for chunk in _batches(sorted(snapshot.instruments), EVALUATION_CHUNK):
         if universe.templates is not None:
             judged = [_template_grounds(universe.templates[isin]) for isin in chunk]
         else:
-            evaluations = state.judge.evaluate_many(snapshot, chunk, state.at)
+            evaluations = evaluator.instruments(chunk)
             judged = [(e.verdict, _reason_grounds(e.reasons)) for e in evaluations]
         for isin, (verdict, grounds) in zip(chunk, judged, strict=True):
             if verdict in LISTED:
@@ -264,8 +269,9 @@ def _instrument_rows(universe: Universe) -> Iterator[ListRow]:
 
 def _issuer_rows(universe: Universe) -> Iterator[ListRow]:
     snapshot, state = universe.snapshot, universe.state
+    evaluator = state.judge.evaluator(snapshot, state.at)  # shared: subsidiaries, parents
     for chunk in _batches(sorted(snapshot.issuers), EVALUATION_CHUNK):
-        for judged in state.judge.evaluate_issuers(snapshot, chunk, state.at):
+        for judged in evaluator.issuers(chunk):
             if judged.verdict in LISTED:
                 grounds = _reason_grounds(judged.reasons)
                 yield _row(universe, judged.issuer_id, judged.verdict, grounds)

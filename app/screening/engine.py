@@ -755,8 +755,7 @@ def evaluate_many(
     list_keys: Sequence[str] | None = None,
 ) -> list[Evaluation]:
     """Judge several instruments at once: each issuer is evaluated once for all of them."""
-    ctx = _context(policy, snapshot, at, list_keys)
-    return [_evaluate(ctx, isin) for isin in isins]
+    return Evaluator(policy, snapshot, at, list_keys=list_keys).instruments(isins)
 
 
 def evaluate_issuers(
@@ -772,8 +771,29 @@ def evaluate_issuers(
     classes it is restricted to (the issuer is listed when some of its instruments would be:
     fail closed), and nothing travels from an underlying (that is an instrument's matter).
     """
-    ctx = _context(policy, snapshot, at, list_keys)
-    return [_evaluate_issuer(ctx, issuer_id) for issuer_id in issuer_ids]
+    return Evaluator(policy, snapshot, at, list_keys=list_keys).issuers(issuer_ids)
+
+
+class Evaluator:
+    """Judgements under one policy document, snapshot and day, in as many calls as wanted:
+    each issuer is evaluated once however many calls ask about it (a whole-universe list is
+    judged in chunks, and one issuer's instruments fall in different chunks)."""
+
+    def __init__(
+        self,
+        policy: PolicyDocument,
+        snapshot: Snapshot,
+        at: dt.datetime,
+        *,
+        list_keys: Sequence[str] | None = None,
+    ) -> None:
+        self._ctx = _context(policy, snapshot, at, list_keys)
+
+    def instruments(self, isins: Sequence[str]) -> list[Evaluation]:
+        return [_evaluate(self._ctx, isin) for isin in isins]
+
+    def issuers(self, issuer_ids: Sequence[str]) -> list[IssuerEvaluation]:
+        return [_evaluate_issuer(self._ctx, issuer_id) for issuer_id in issuer_ids]
 
 
 def _context(

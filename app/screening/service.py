@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,16 +13,16 @@ from app.auth.schemas import Actor
 from app.decisions.log import DecisionEntry, DecisionLog
 from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
 from app.kit.identifiers import InvalidIdentifier, normalize_isin
+from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, effective_document
 from app.screening.engine import (
     Evaluation,
+    Evaluator,
     IssuerEvaluation,
     JudgedT,
     Reason,
-    evaluate_issuers,
-    evaluate_many,
     stricter,
 )
 from app.screening.index import Compiled, VerdictIndex
@@ -73,25 +73,40 @@ class Judge:
     def evaluate_many(
         self, snapshot: Snapshot, isins: Sequence[str], at: dt.datetime
     ) -> list[Evaluation]:
-        return self._judged(evaluate_many, snapshot, isins, at)
+        return self.evaluator(snapshot, at).instruments(isins)
 
     def evaluate_issuers(
         self, snapshot: Snapshot, issuer_ids: Sequence[str], at: dt.datetime
     ) -> list[IssuerEvaluation]:
-        return self._judged(evaluate_issuers, snapshot, issuer_ids, at)
+        return self.evaluator(snapshot, at).issuers(issuer_ids)
 
-    def _judged(
-        self,
-        engine: Callable[..., list[JudgedT]],
-        snapshot: Snapshot,
-        subjects: Sequence[str],
-        at: dt.datetime,
-    ) -> list[JudgedT]:
-        results = engine(self.document, snapshot, subjects, at, list_keys=[self.key])
+    def evaluator(self, snapshot: Snapshot, at: dt.datetime) -> JudgeEvaluator:
+        """Judgements on one snapshot and day in several calls, each issuer evaluated once."""
+        own = Evaluator(self.document, snapshot, at, list_keys=[self.key])
         if self.base_document is None or self.base_key is None:
+            return JudgeEvaluator(own, None)
+        base = Evaluator(self.base_document, snapshot, at, list_keys=[self.base_key])
+        return JudgeEvaluator(own, base)
+
+
+@dataclass(frozen=True)
+class JudgeEvaluator:
+    own: Evaluator
+    base: Evaluator | None  # an overlay's base policy
+
+    def instruments(self, isins: Sequence[str]) -> list[Evaluation]:
+        bases = None if self.base is None else self.base.instruments(isins)
+        return self._judged(self.own.instruments(isins), bases)
+
+    def issuers(self, issuer_ids: Sequence[str]) -> list[IssuerEvaluation]:
+        bases = None if self.base is None else self.base.issuers(issuer_ids)
+        return self._judged(self.own.issuers(issuer_ids), bases)
+
+    @staticmethod
+    def _judged(results: list[JudgedT], bases: list[JudgedT] | None) -> list[JudgedT]:
+        if bases is None:
             return results
         # An overlay's own lists must not lift what the base alone excludes.
-        bases = engine(self.base_document, snapshot, subjects, at, list_keys=[self.base_key])
         return [stricter(b, r) for b, r in zip(bases, results, strict=True)]
 
 
@@ -404,7 +419,8 @@ async def impact(session: AsyncSession, key: str, number: int) -> dict[str, Any]
     repository = ScreeningRepository(session)
     data_version = await repository.data_version()
     keys = sorted({*candidate.list_keys, *(current.list_keys if current else [])})
-    snapshot = await repository.full_snapshot(data_version, keys)
+    with building_long_lived():
+        snapshot = await repository.full_snapshot(data_version, keys)
     changed: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     issuers: set[str] = set()
