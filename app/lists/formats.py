@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import orjson
 
+from app.kit.canonical import rfc3339
 from app.lists.service import ListExport, ListRow
-from app.screening.service import rfc3339
 
 ListFormat = Literal["csv", "ndjson", "json"]
 MEDIA_TYPES: dict[str, str] = {

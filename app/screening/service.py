@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.schemas import Actor
 from app.decisions.log import DecisionEntry, DecisionLog
+from app.kit.canonical import rfc3339
 from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
 from app.kit.identifiers import InvalidIdentifier, normalize_isin
 from app.kit.memory import building_long_lived
@@ -29,10 +30,6 @@ from app.screening.index import Compiled, VerdictIndex
 from app.screening.repository import ScreeningRepository
 from app.screening.schemas import MAX_BATCH
 from app.screening.snapshot import Snapshot
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
