@@ -70,45 +70,13 @@ def _joined(rule_ids: tuple[str, ...]) -> str:
     return RULE_SEPARATOR.join(rule_ids)
 
 
-class _CsvLines:
-    """CSV lines of list rows, the issuer's cells rendered once per issuer (its instruments
-    repeat them; a 500,000-instrument list has a fifth as many issuers)."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self._names = names
-        self._instrument, self._delta = "isin" in names, "change" in names
-        # by all four cells: a delta's removed rows come from the older universe, where the
-        # issuer may have had another name
-        self._issuers: dict[tuple[str, str, str, str | None], str] = {}
-
-    def chunk(self, rows: list[ListRow]) -> bytes:
-        lines: list[str] = []
-        for row in rows:
-            key = (row.issuer_id, row.name, row.country, row.lei)
-            issuer = self._issuers.get(key)
-            if issuer is None:
-                cells = [row.issuer_id, row.name, row.country, row.lei or ""]
-                issuer = self._issuers[key] = csv_text([cells])[:-2]
-            since = row.since.isoformat() if row.since is not None else ""
-            cells = [row.verdict, _joined(row.rule_ids), since]
-            if self._instrument:
-                cells += (row.isin or "", row.asset_class or "")
-            if _NEEDS_QUOTING.search("".join(cells)):  # never for ids, enums, dates; but exact
-                lines.append(csv_text(_records([row], self._names, _joined, "")))
-                continue
-            rest = ",".join(cells)
-            if self._delta:
-                lines.append(f"{row.change or ''},{issuer},{rest}\r\n")
-            else:
-                lines.append(f"{issuer},{rest}\r\n")
-        return "".join(lines).encode("utf-8")
-
-
 async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
     names = columns(export)
     if fmt == "csv":
         yield csv_text([names]).encode("utf-8")
-        csv_chunk = _CsvLines(names).chunk
+
+        def csv_chunk(rows: list[ListRow]) -> bytes:
+            return csv_text(_records(rows, names, _joined, "")).encode("utf-8")
 
         async for text in export.chunks(csv_chunk):
             yield text
