@@ -86,10 +86,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)
+    # Routes are matched in order: the pre-trade check, the hot path, right after the probes.
+    app.include_router(screening_router)
     app.include_router(auth_router)
     app.include_router(datasets_router)
     app.include_router(issuers_router)
-    app.include_router(screening_router)
     app.include_router(policies_router)
     app.include_router(decisions_router)
     app.include_router(lists_router)
