@@ -311,8 +311,9 @@ async def check(
                 ) from None
             normalized.append(exc)
     if compiled is not None:
+        as_of_text = rfc3339(at)  # once for the batch
         payloads = [
-            _from_index(compiled, raw, isin, at)
+            _from_index(compiled, raw, isin, at, as_of_text)
             for raw, isin in zip(instruments, normalized, strict=True)
         ]
         # Built from the compiled templates: plain JSON values already.
@@ -343,7 +344,7 @@ async def check(
 
 
 def _from_index(
-    compiled: Compiled, raw: str, isin: str | InvalidIdentifier, at: dt.datetime
+    compiled: Compiled, raw: str, isin: str | InvalidIdentifier, at: dt.datetime, at_text: str
 ) -> dict[str, Any]:
     judge: Judge = compiled.judge
     if isinstance(isin, InvalidIdentifier):
@@ -351,7 +352,7 @@ def _from_index(
     cached = compiled.templates.get(isin)
     if cached is None:  # not in the universe: the engine says so (pure, no database)
         cached = template(judge, compiled.snapshot, judge.evaluate(compiled.snapshot, isin, at))
-    return {"as_of": rfc3339(at), "requested_isin": raw, **cached}
+    return {"as_of": at_text, "requested_isin": raw, **cached}
 
 
 def _entries(
