@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
+from app.lists import formats
 from app.lists.formats import csv_text
+from app.lists.service import ListRow
 from app.lists.tokens import ListToken
 from app.screening.index import VerdictIndex
 from app.screening.repository import ScreeningRepository
@@ -454,3 +456,41 @@ def test_csv_rendering_is_exactly_the_csv_module(records: list[list[str]]) -> No
     expected = io.StringIO()
     csv.writer(expected, lineterminator="\r\n").writerows(records)
     assert csv_text(records) == expected.getvalue()
+
+
+_cell = st.text(alphabet=st.sampled_from('ab,"\r\n é'), max_size=6)
+
+
+@given(
+    st.lists(
+        st.builds(
+            ListRow,
+            issuer_id=st.sampled_from(["I1", "I2", "I,3", 'I"4']),
+            name=_cell,
+            country=st.sampled_from(["NL", "FR"]),
+            lei=st.none() | _cell,
+            verdict=st.sampled_from(["excluded", "watch"]),
+            rule_ids=st.lists(
+                st.sampled_from(["r1", "list:exclusion", "data:issuer"]), max_size=2
+            ).map(tuple),
+            since=st.none() | st.dates(),
+            isin=st.none() | st.sampled_from(["NL0000009165"]),
+            asset_class=st.none() | st.sampled_from(["equity"]),
+            change=st.none() | st.sampled_from(["added", "removed", "changed"]),
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_csv_lines_of_rows_are_exactly_the_csv_module(
+    rows: list[ListRow], instrument: bool, delta: bool
+) -> None:
+    """The direct formatting of list rows writes what csv.writer writes for their records."""
+    names = formats.INSTRUMENT_COLUMNS if instrument else formats.ISSUER_COLUMNS
+    names = ("change", *names) if delta else names
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows(
+        formats._records(rows, names, formats._joined, "")
+    )
+    assert formats._csv_lines(rows, names) == expected.getvalue()
