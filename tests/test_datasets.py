@@ -337,6 +337,33 @@ async def test_older_provider_date_loaded_later_does_not_supersede(
 BAD_FILES = [
     pytest.param(
         "instruments",
+        "isin,issuer_id,asset_class\nXS0009876540,NOBODY,equity\n",
+        {},
+        2,
+        "issuer_id",
+        "unknown issuer 'NOBODY'",
+        id="instrument-of-unknown-issuer",
+    ),
+    pytest.param(
+        "instruments",
+        "isin,issuer_id,asset_class,underlying_isin\nXS0009876540,PMI,derivative,XS0009876557\n",
+        {},
+        2,
+        "underlying_isin",
+        "unknown underlying 'XS0009876557'",
+        id="derivative-on-unknown-underlying",
+    ),
+    pytest.param(
+        "issuers",
+        "issuer_id,name,kind,country,parent_issuer_id\nX1,Orphan BV,company,NL,NOPARENT\n",
+        {},
+        2,
+        "parent_issuer_id",
+        "unknown parent issuer 'NOPARENT'",
+        id="issuer-with-unknown-parent",
+    ),
+    pytest.param(
+        "instruments",
         "isin,issuer_id,asset_class\nUS7181721090,PMI,equity\nUS7181721091,PMI,equity\n",
         {},
         3,
@@ -530,3 +557,22 @@ async def test_countries_find_their_sovereigns_facts_and_embargoes(
     russia = (await client.get("/v1/countries/RU", headers=bearer(steward))).json()
     assert [e["authority"] for e in russia["arms_embargoes"]] == ["EU"]
     assert_problem(await client.get("/v1/countries/Narnia", headers=bearer(steward)), 404)
+
+
+async def test_references_may_point_within_the_same_file(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    """A parent, or an underlying, loaded in the same file as what points to it is known."""
+    await load_universe(client, steward)
+    issuers = (
+        "issuer_id,name,kind,country,parent_issuer_id\n"
+        "KID,Kid BV,company,NL,MOM\nMOM,Mom NV,company,NL,\n"
+    )
+    assert (await load(client, steward, "issuers", issuers)).status_code == 201
+    instruments = (
+        "isin,issuer_id,asset_class,underlying_isin\n"
+        "XS0009876540,KID,derivative,XS0009876557\nXS0009876557,MOM,equity,\n"
+    )
+    assert (await load(client, steward, "instruments", instruments)).status_code == 201
+    option = await client.get("/v1/instruments/XS0009876540", headers=bearer(steward))
+    assert option.json()["underlying"]["isin"] == "XS0009876557"

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -102,11 +102,14 @@ class IssuersAdapter(Adapter):
         self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         errors = await duplicate_errors(conn, stage, ["issuer_id"], "issuer_id")
-        known = select(IssuerRecord.issuer_id).union(select(stage.c.issuer_id)).subquery()
+        # Known: loaded before, or in this file. NOT EXISTS (anti-joins) rather than NOT IN,
+        # whose hashed subplan turns quadratic once the issuers outgrow work_mem.
+        this_file = stage.alias("this_file")
         orphans = (
             select(stage.c.source_row, stage.c.parent_issuer_id)
             .where(stage.c.parent_issuer_id.is_not(None))
-            .where(stage.c.parent_issuer_id.not_in(select(known.c.issuer_id)))
+            .where(~exists().where(IssuerRecord.issuer_id == stage.c.parent_issuer_id))
+            .where(~exists().where(this_file.c.issuer_id == stage.c.parent_issuer_id))
             .order_by(stage.c.source_row)
             .limit(MAX_ROW_ERRORS)
         )
