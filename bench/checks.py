@@ -178,16 +178,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def batch_times(client: httpx.AsyncClient, isins: list[str], size: int) -> list[float]:
+async def batch_times(
+    client: httpx.AsyncClient, isins: list[str], size: int
+) -> tuple[list[float], list[float]]:
+    """Round trips and server times (the Server-Timing header) of five batches, in seconds."""
     batch = (isins * (size // len(isins) + 1))[:size]
-    timings = []
+    timings, server = [], []
     for _ in range(5):
         started = time.perf_counter()
         response = await client.post("/v1/checks", json={"policy": "rpf", "instruments": batch})
         timings.append(time.perf_counter() - started)
         assert response.status_code == 200, response.text
         assert len(response.json()["decisions"]) == size
-    return timings
+        duration = re.fullmatch(r"app;dur=([\d.]+)", response.headers["server-timing"])
+        assert duration is not None, response.headers["server-timing"]
+        server.append(float(duration.group(1)) / 1000)
+    return timings, server
 
 
 async def main(seconds: float, concurrency: int, companies: int, batch_size: int) -> None:
@@ -230,7 +236,7 @@ async def main(seconds: float, concurrency: int, companies: int, batch_size: int
                     base_rps, _ = await saturate(client, ["/healthz"], seconds, concurrency)
                     check_rps, check_lat = await saturate(client, checks, seconds, concurrency)
                     half = await paced(client, checks, check_rps / 2, seconds)
-                    timings = await batch_times(client, isins, batch_size)
+                    timings, server_times = await batch_times(client, isins, batch_size)
             finally:
                 server.terminate()
                 server.wait(timeout=20)
@@ -256,8 +262,10 @@ async def main(seconds: float, concurrency: int, companies: int, batch_size: int
         f"p99 {pct(half, 0.99):.1f} ms"
     )
     print(
-        f"POST /v1/checks x{batch_size:,}      median {statistics.median(timings) * 1000:.0f} ms "
-        f"round trip on loopback, best {min(timings) * 1000:.0f} ms (target < 300 ms)"
+        f"POST /v1/checks x{batch_size:,}      server time (Server-Timing) median "
+        f"{statistics.median(server_times) * 1000:.0f} ms, best {min(server_times) * 1000:.0f} ms "
+        f"(target < 300 ms); round trip on loopback median {statistics.median(timings) * 1000:.0f}"
+        " ms"
     )
 
 

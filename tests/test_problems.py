@@ -107,3 +107,14 @@ async def test_caller_request_id_is_echoed_and_bad_ones_replaced(
     response = await client.get("/healthz", headers={"x-request-id": "bad id\twith spaces"})
     assert response.headers["x-request-id"] != "bad id\twith spaces"
     assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_every_response_says_its_server_time(client: httpx.AsyncClient) -> None:
+    """Server-Timing (W3C): the server's share of a round trip, e.g. for a pre-trade batch."""
+    for response in (
+        await client.get("/healthz"),
+        await client.get("/v1/whoami"),  # a problem (401) too
+    ):
+        timing = response.headers["server-timing"]
+        assert timing.startswith("app;dur="), timing
+        assert 0 <= float(timing.removeprefix("app;dur=")) < 10_000

@@ -68,6 +68,10 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", header_value))
+                # W3C Server-Timing: the server's time up to its answer, so a client can tell
+                # it from the network's (a streamed body's own time is not in it).
+                server_ms = (time.perf_counter() - started) * 1000
+                headers.append((b"server-timing", f"app;dur={server_ms:.1f}".encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
