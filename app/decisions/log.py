@@ -39,7 +39,7 @@ import contextlib
 import os
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -189,46 +189,56 @@ def _prepare(entry: DecisionEntry) -> _Prepared:
     )
 
 
-def _render(
-    batch: Sequence[_Waiter], head: ChainHead | None
-) -> tuple[list[tuple[Any, ...]], list[list[dict[str, Any]]], ChainHead]:
-    """Number, time and chain the batch after ``head``: its rows, each caller's decisions."""
-    now = utcnow()
-    if head is None:
-        seq, prev_hash, decided_at = 0, GENESIS, now
-    else:
-        seq, prev_hash, decided_at = head.seq, head.hash, max(now, head.decided_at)
-    decided_text = rfc3339(decided_at)
-    # One read of the system's randomness for the whole batch: uuid4() reads it per call, a
-    # system call that costs as much as rendering the decision.
-    randomness = os.urandom(16 * sum(len(waiter.items) for waiter in batch))
-    first_seq = seq
-    rows: list[tuple[Any, ...]] = []
-    results: list[list[dict[str, Any]]] = []
-    for waiter in batch:
-        decided: list[dict[str, Any]] = []
-        for item in waiter.items:
-            offset = 16 * (seq - first_seq)
-            decision_id = uuid.UUID(bytes=randomness[offset : offset + 16], version=4)
-            seq += 1
-            id_text = str(decision_id)
-            final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
-            # JSON-ready already: what is stored is exactly what the caller returns.
-            payload = canonical_json(final)
-            key_id = item.requested_by_key_id
-            digest = chain_hash(
-                prev_hash,
-                seq=seq,
-                decision_id=id_text,
-                requested_by=item.requested_by,
-                requested_by_key_id=None if key_id is None else str(key_id),
-                request_id=item.request_id,
-                request=item.request,
-                payload=payload,
-            )
-            p = item.projection
-            rows.append(
-                (
+class _Rendering:
+    """The batch numbered, timed and chained after ``head``, rendered lazily: ``rows`` yields
+    each row (``COLUMNS`` order) as it is made, so a store can stream them into COPY while the
+    rest are still being rendered. ``results`` (each caller's decisions) and ``head`` are
+    complete once ``rows`` is exhausted."""
+
+    def __init__(self, batch: Sequence[_Waiter], head: ChainHead | None) -> None:
+        self._batch = batch
+        self.size = sum(len(waiter.items) for waiter in batch)
+        now = utcnow()
+        if head is None:
+            self._head = ChainHead(seq=0, hash=GENESIS, decided_at=now)
+        else:
+            self._head = ChainHead(head.seq, head.hash, max(now, head.decided_at))
+        self.results: list[list[dict[str, Any]]] = []
+        self.rows = self._rows()
+
+    def head(self) -> ChainHead:
+        return self._head
+
+    def _rows(self) -> Iterator[tuple[Any, ...]]:
+        seq, prev_hash, decided_at = self._head.seq, self._head.hash, self._head.decided_at
+        decided_text = rfc3339(decided_at)
+        # One read of the system's randomness for the whole batch: uuid4() reads it per call,
+        # a system call that costs as much as rendering the decision.
+        randomness = os.urandom(16 * self.size)
+        first_seq = seq
+        for waiter in self._batch:
+            decided: list[dict[str, Any]] = []
+            for item in waiter.items:
+                offset = 16 * (seq - first_seq)
+                decision_id = uuid.UUID(bytes=randomness[offset : offset + 16], version=4)
+                seq += 1
+                id_text = str(decision_id)
+                final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
+                # JSON-ready already: what is stored is exactly what the caller returns.
+                payload = canonical_json(final)
+                key_id = item.requested_by_key_id
+                digest = chain_hash(
+                    prev_hash,
+                    seq=seq,
+                    decision_id=id_text,
+                    requested_by=item.requested_by,
+                    requested_by_key_id=None if key_id is None else str(key_id),
+                    request_id=item.request_id,
+                    request=item.request,
+                    payload=payload,
+                )
+                p = item.projection
+                yield (
                     seq,
                     decision_id,
                     decided_at,
@@ -249,11 +259,10 @@ def _render(
                     prev_hash,
                     digest,
                 )
-            )
-            prev_hash = digest
-            decided.append(final)
-        results.append(decided)
-    return rows, results, ChainHead(seq=seq, hash=prev_hash, decided_at=decided_at)
+                prev_hash = digest
+                decided.append(final)
+            self.results.append(decided)
+        self._head = ChainHead(seq=seq, hash=prev_hash, decided_at=decided_at)
 
 
 class DecisionLog:
@@ -404,17 +413,18 @@ class DecisionLog:
 
     async def _commit(self, batch: list[_Waiter]) -> None:
         # The log's own transaction, not a request's (see the module docstring).
-        results: list[list[dict[str, Any]]] = []
+        rendering: _Rendering | None = None
 
-        def render(head: ChainHead | None) -> tuple[list[tuple[Any, ...]], ChainHead]:
+        def render(head: ChainHead | None) -> _Rendering:
             # May run more than once (the store re-renders on a newer head): the last one wins.
-            rows, rendered, new_head = _render(batch, head)
-            results[:] = rendered
-            return rows, new_head
+            nonlocal rendering
+            rendering = _Rendering(batch, head)
+            return rendering
 
         await self._store.append(render)
+        assert rendering is not None
         # Durable now: only from here on is anything returned as decided.
-        for waiter, decisions in zip(batch, results, strict=True):
+        for waiter, decisions in zip(batch, rendering.results, strict=True):
             if not waiter.future.done():
                 waiter.future.set_result(decisions)
 

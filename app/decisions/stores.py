@@ -25,7 +25,7 @@ optimistic one (a conflict would then fail a session-store batch instead of retr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import asyncpg
@@ -34,8 +34,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.decisions.repository import COLUMNS, TABLE, ChainHead, DecisionRepository
 
-# Renders the batch on the given head: (rows in COLUMNS order, the head after them).
-Render = Callable[[ChainHead | None], tuple[Sequence[tuple[Any, ...]], ChainHead]]
+
+class RenderedBatch(Protocol):
+    """A batch rendered on a head: ``size`` rows, made lazily by ``rows`` (``COLUMNS``
+    order); ``head()``, the chain's head after them, once ``rows`` is exhausted."""
+
+    size: int
+    rows: Iterator[tuple[Any, ...]]
+
+    def head(self) -> ChainHead: ...
+
+
+# Renders the batch on the given head (the store's idea of the chain's last decision).
+Render = Callable[[ChainHead | None], RenderedBatch]
 
 
 class ChainStore(Protocol):
@@ -58,8 +69,8 @@ class SessionChainStore:
         try:
             repository = DecisionRepository(session)
             await repository.lock_chain()
-            rows, _ = render(await repository.head())
-            await repository.append_rows(rows)
+            batch = render(await repository.head())
+            await repository.append_rows(list(batch.rows))
             await session.commit()
         finally:
             # Rolls back if we did not commit; a failure to close a dead connection changes
@@ -127,14 +138,15 @@ class PostgresChainStore:
                     row = await connection.fetchrow(_HEAD, timeout=self._timeout)
                     self._head = None if row is None else ChainHead(*row)
                     self._head_known = True
-                rows, head = render(self._head)
-                if len(rows) < _COPY_FROM:
-                    await connection.execute(
-                        _INSERT, *zip(*rows, strict=True), timeout=self._timeout
-                    )
+                batch = render(self._head)
+                if batch.size < _COPY_FROM:
+                    columns = zip(*batch.rows, strict=True)
+                    await connection.execute(_INSERT, *columns, timeout=self._timeout)
                 else:
+                    # Streamed: Postgres inserts the first rows (on its own core) while the
+                    # rest are still being rendered.
                     await connection.copy_records_to_table(
-                        TABLE.name, records=rows, columns=COLUMNS, timeout=self._timeout
+                        TABLE.name, records=batch.rows, columns=COLUMNS, timeout=self._timeout
                     )
             except asyncpg.UniqueViolationError:
                 self.conflicts += 1
@@ -145,7 +157,7 @@ class PostgresChainStore:
                 # the batch committed are unknown. Start afresh: a new connection, the head read.
                 self._discard()
                 raise
-            self._head = head
+            self._head = batch.head()
             return
         raise ChainContended(
             f"the next seq was taken by another writer {self._max_attempts} times in a row"
