@@ -282,6 +282,18 @@ async def test_sqlite_reader_does_not_block_the_writer(dialect: str, tmp_path: P
         assert await stored_seqs(database) == [1]
 
 
+async def alternating_callers(
+    first: DecisionLog, second: DecisionLog
+) -> list[list[dict[str, Any]]]:
+    """400 concurrent calls of two decisions each, alternately on the two logs."""
+
+    async def client(log: DecisionLog, n: int) -> list[dict[str, Any]]:
+        await asyncio.sleep((n % 7) / 1000)
+        return await log.append([entry(n), entry(n + 10_000)])
+
+    return await asyncio.gather(*(client(first if n % 2 else second, n) for n in range(400)))
+
+
 async def test_two_processes_extend_one_chain(tmp_path: Path) -> None:
     """Two service processes (two Databases, two logs) appending at once to one Postgres."""
     async with migrated_database("postgresql", tmp_path) as (url, first_db):
@@ -298,14 +310,7 @@ async def test_two_processes_extend_one_chain(tmp_path: Path) -> None:
         event.listen(second_db.engine.sync_engine, "commit", counter("second"))
         try:
             async with running_log(first_db) as first, running_log(second_db) as second:
-
-                async def client(log: DecisionLog, n: int) -> list[dict[str, Any]]:
-                    await asyncio.sleep((n % 7) / 1000)
-                    return await log.append([entry(n), entry(n + 10_000)])
-
-                results = await asyncio.gather(
-                    *(client(first if n % 2 else second, n) for n in range(400))
-                )
+                results = await alternating_callers(first, second)
             assert sum(len(r) for r in results) == 800
             assert await stored_seqs(first_db) == list(range(1, 801))
             async with first_db.sessionmaker() as session:
@@ -422,14 +427,7 @@ async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path:
                 await second.append([entry(2), entry(3)])  # the chain moves on to 3
                 (late,) = await first.append([entry(4)])  # stale head: conflict, re-render
                 assert store_of(first).conflicts == 1
-
-                async def client(log: DecisionLog, n: int) -> list[dict[str, Any]]:
-                    await asyncio.sleep((n % 7) / 1000)
-                    return await log.append([entry(n), entry(n + 10_000)])
-
-                results = await asyncio.gather(
-                    *(client(first if n % 2 else second, n) for n in range(400))
-                )
+                results = await alternating_callers(first, second)
             assert sum(len(r) for r in results) == 800
             assert await stored_seqs(first_db) == list(range(1, 805))
             async with first_db.sessionmaker() as session:
