@@ -232,6 +232,9 @@ Try:
        -d '{{"policy": "dk-pension", "instruments": {batch}}}'
   curl -s {auth} {base}/v1/policies/rpf
   curl -s {auth} {base}/v1/datasets
+  curl -s {auth} '{base}/v1/lists/rpf?level=issuer'          # the custodian's exclusion list
+  curl -s {auth} '{base}/v1/decisions?instrument={examples["tobacco producer"]}'   # the audit trail
+  curl -s {auth} '{base}/v1/decisions/verify'                 # the hash chain, unaltered?
   open {base}/docs for the API reference
 """,
         flush=True,
