@@ -135,6 +135,14 @@ async def load_dataset(
         csvfile.close()
     parsed = batches.result
     streamed = time.perf_counter()
+    # A large load's table gets fresh planner statistics (Postgres), once its rows are in it.
+    analyzed = adapter.target if parsed.rows >= ANALYZE_FROM_ROWS else None
+    if analyzed is not None and adapter.publishes_in_batches and not parsed.errors:
+        # The rows are in the table already: fresh planner statistics now, so that the
+        # whole-file checks below, and the next whole-universe read (the compiled index), are
+        # planned on what is there (statistics from before this load are worse than none:
+        # they say this load's rows do not exist).
+        await repository.analyze(analyzed)
     if not parsed.errors:
         parsed.errors = await adapter.check(conn, adapter.checked_rows(stage, dataset_id), ctx)
     checked = time.perf_counter()
@@ -179,10 +187,8 @@ async def load_dataset(
     if not adapter.publishes_in_batches:
         await adapter.publish(conn, stage, dataset.id, ctx)
     await repository.drop_stage(stage)
-    if adapter.target is not None and parsed.rows >= ANALYZE_FROM_ROWS:
-        # Fresh planner statistics now, not when autovacuum gets round to it: the next
-        # whole-universe read (the compiled index) is planned on them.
-        await repository.analyze(adapter.target)
+    if analyzed is not None and not adapter.publishes_in_batches:
+        await repository.analyze(analyzed)  # for the next whole-universe read
     log.info(
         "dataset loaded",
         dataset_id=dataset.id,
