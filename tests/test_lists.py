@@ -31,9 +31,9 @@ from tests.conftest import MakeKey, bearer
 from tests.support.checks import FRESH, TODAY, Desk, open_desk
 from tests.support.databases import DIALECTS
 from tests.support.datasets import FIXTURES, load_ok
+from tests.support.index import demo_database, running
 from tests.support.policies import approve, post_document, rule, shipped
 from tests.support.problems import assert_problem
-from tests.test_index import demo_database, running
 
 INSTRUMENT_HEADER = [
     "issuer_id",
