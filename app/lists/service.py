@@ -124,8 +124,11 @@ class ListExport:
         rows = self.rows()
 
         def step() -> T | None:
-            chunk = _take(rows, ROW_CHUNK)
-            return render(chunk) if chunk else None
+            # Evaluating a chunk builds what later chunks reuse (each issuer's reasons): the
+            # collector is paused for the chunk, not for the whole (client-paced) response.
+            with building_long_lived():
+                chunk = _take(rows, ROW_CHUNK)
+                return render(chunk) if chunk else None
 
         while (rendered := await asyncio.to_thread(step)) is not None:
             yield rendered
