@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,13 +39,7 @@ from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.models import InstrumentRecord
 from tests.support.databases import scratch_database
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support.processes import serve
 
 
 async def prepare(url: str, companies: int) -> tuple[str, list[str]]:
@@ -200,14 +191,7 @@ async def main(seconds: float, concurrency: int, companies: int, batch_size: int
     with tempfile.TemporaryDirectory() as tmp:
         async with scratch_database("postgresql", Path(tmp)) as url:
             key, isins = await prepare(url, companies)
-            port = free_port()
-            env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
-            server = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            server, port = serve(url)
             try:
                 limits = httpx.Limits(max_connections=concurrency * 2)
                 async with httpx.AsyncClient(

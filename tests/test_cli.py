@@ -2,11 +2,7 @@
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,25 +12,7 @@ from sqlalchemy import text
 
 from app.kit.db import create_engine
 from tests.support.databases import DIALECTS, scratch_database
-
-
-def mayhold(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support.processes import mayhold, serve
 
 
 @pytest.mark.slow
@@ -77,15 +55,7 @@ async def test_serve_migrates_answers_and_logs_json_with_request_ids(
     dialect: str, tmp_path: Path
 ) -> None:
     async with scratch_database(dialect, tmp_path) as url:
-        port = free_port()
-        env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "INFO"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process, port = serve(url, log_level="INFO", capture=True)
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30

@@ -8,8 +8,6 @@ be in the decision log afterwards, with an intact hash chain.
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from app.policies import service as policy_service
 from tests.support.databases import scratch_database
 from tests.support.datasets import FIXTURES
 from tests.support.policies import shipped_path
-from tests.test_cli import free_port
+from tests.support.processes import serve
 
 ISINS = ["US7181721090", "GB0002875804", "GB00B1XZS820", "NL0000102317", "CNE1000003W8"]
 
@@ -68,14 +66,7 @@ async def prepare(url: str) -> str:
 async def test_no_returned_decision_is_lost_when_the_server_is_killed(tmp_path: Path) -> None:
     async with scratch_database("postgresql", tmp_path) as url:
         key = await prepare(url)
-        port = free_port()
-        env = {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server, port = serve(url)
         received: list[str] = []
         failures = 0
         try:

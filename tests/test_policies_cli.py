@@ -9,7 +9,7 @@ import pytest
 from app.policies.document import document_sha256, parse_document
 from tests.support.databases import DIALECTS, scratch_database
 from tests.support.policies import SHIPPED, shipped, shipped_path
-from tests.test_cli import mayhold
+from tests.support.processes import mayhold
 
 
 @pytest.mark.slow

@@ -1,0 +1,51 @@
+"""The `mayhold` command as an operator runs it: one-off commands, and `mayhold serve`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+
+def mayhold(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run one `mayhold` command on the database at ``url``; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=_environment(url, "WARNING"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve(
+    url: str, *, log_level: str = "WARNING", capture: bool = False
+) -> tuple[subprocess.Popen[Any], int]:
+    """`mayhold serve` on a free port (output captured as text, or discarded); the process and
+    its port. The caller stops it."""
+    port = free_port()
+    output: dict[str, Any] = (
+        {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        if capture
+        else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=_environment(url, log_level),
+        **output,
+    )
+    return process, port
+
+
+def _environment(url: str, log_level: str) -> dict[str, str]:
+    return {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": log_level}
