@@ -26,13 +26,9 @@ async def get_principal(
             "This endpoint needs an API key: send 'Authorization: Bearer <key>'."
         )
     cache: service.KeyCache | None = getattr(request.app.state, "key_cache", None)
-    key = credentials.credentials
-    principal = cache.get(service.hash_key(key)) if cache is not None else None
-    if principal is None:
-        # A session of its own, only when the key is not cached: a pre-trade check with a
-        # known key never touches the database for authentication.
-        async with read_only_sessions(request)() as session:
-            principal = await service.authenticate(session, key, cache)
+    principal = await service.authenticate(
+        read_only_sessions(request), credentials.credentials, cache
+    )
     request.state.principal = principal
     return principal
 

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.repository import ApiKeyRepository
 from app.auth.schemas import IssuedKey, Principal
@@ -76,11 +76,16 @@ class KeyCache:
         self._entries = {h: e for h, e in self._entries.items() if e[1].name != name}
 
 
-async def authenticate(session: AsyncSession, key: str, cache: KeyCache | None = None) -> Principal:
+async def authenticate(
+    sessions: async_sessionmaker[AsyncSession], key: str, cache: KeyCache | None = None
+) -> Principal:
+    """The key's principal: from the cache, else read in a session of its own (so a pre-trade
+    check with a known key never touches the database for authentication)."""
     key_hash = hash_key(key)
     if cache is not None and (cached := cache.get(key_hash)) is not None:
         return cached
-    principal = await _authenticate(session, key, key_hash)
+    async with sessions() as session:
+        principal = await _authenticate(session, key, key_hash)
     if cache is not None:
         cache.put(key_hash, principal)
     return principal
