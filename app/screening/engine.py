@@ -787,25 +787,19 @@ class Evaluator:
         *,
         list_keys: Sequence[str] | None = None,
     ) -> None:
-        self._ctx = _context(policy, snapshot, at, list_keys)
+        self._ctx = _Context(
+            policy=policy,
+            snapshot=snapshot,
+            day=at.date(),
+            data=DataContext.of(policy),
+            policy_keys=tuple(list_keys or (policy.key,)),
+        )
 
     def instruments(self, isins: Sequence[str]) -> list[Evaluation]:
         return [_evaluate(self._ctx, isin) for isin in isins]
 
     def issuers(self, issuer_ids: Sequence[str]) -> list[IssuerEvaluation]:
         return [_evaluate_issuer(self._ctx, issuer_id) for issuer_id in issuer_ids]
-
-
-def _context(
-    policy: PolicyDocument, snapshot: Snapshot, at: dt.datetime, list_keys: Sequence[str] | None
-) -> _Context:
-    return _Context(
-        policy=policy,
-        snapshot=snapshot,
-        day=at.date(),
-        data=DataContext.of(policy),
-        policy_keys=tuple(list_keys or (policy.key,)),
-    )
 
 
 def _evaluate_issuer(ctx: _Context, issuer_id: str) -> IssuerEvaluation:
