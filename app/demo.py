@@ -27,6 +27,7 @@ from app.kit.settings import REPO_ROOT
 from app.kit.time import utcnow
 from app.models import Dataset
 from app.policies import service as policies
+from app.policies.document import DurationSpec
 
 SHIPPED_POLICIES = ("rpf", "asr", "dk-pension")
 LOADER = Actor(name="demo:data-steward", key_id=None)
@@ -268,7 +269,7 @@ def _company_facts(
         }
     if status == "non_compliant":
         years = 3 if kind == 23 else 1
-        since = dt.date(today.year - years, today.month, min(today.day, 28)).isoformat()
+        since = DurationSpec(years=years).before(today).isoformat()  # the policies' calendar
         yield {
             "issuer_ref": issuer_id,
             "metric": "norms.non_compliant_since",

@@ -10,7 +10,8 @@ import pytest
 
 from app.auth.scopes import Scope
 from tests.conftest import MakeKey, bearer
-from tests.support.checks import CLEAN, FRESH, TODAY, Desk, open_desk
+from tests.support.calendar import stable_today, today, years_before
+from tests.support.checks import CLEAN, FRESH, Desk, open_desk
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
@@ -75,14 +76,16 @@ async def test_rpf_company_rules_at_their_edges(
 
 
 async def test_norms_two_years_to_the_day(desk: Desk) -> None:
-    two_years = dt.date(TODAY.year - 2, TODAY.month, min(TODAY.day, 28)).isoformat()
+    # Two calendar years before the server's today (29 February: the 28th); any day of the month.
+    day = stable_today()
+    two_years = years_before(day, 2).isoformat()
     await desk.clean("SHELL", norms__status="non_compliant")
     await desk.facts("SHELL", "robeco", {"norms.non_compliant_since": two_years})
-    if TODAY.day <= 28:
-        decision = await desk.check("GB00BP6MXD84")
-        assert decision["verdict"] == "excluded"
-        assert ("norms-violators", "exclude") in rule_ids(decision)
-    day_after = (dt.date.fromisoformat(two_years) + dt.timedelta(days=1)).isoformat()
+    decision = await desk.check("GB00BP6MXD84")
+    assert decision["as_of"].startswith(day.isoformat())
+    assert decision["verdict"] == "excluded"
+    assert ("norms-violators", "exclude") in rule_ids(decision)
+    day_after = (years_before(day, 2) + dt.timedelta(days=1)).isoformat()
     await desk.facts("SHELL", "robeco", {"norms.non_compliant_since": day_after})
     decision = await desk.check("GB00BP6MXD84")
     assert decision["verdict"] == "watch"
@@ -91,7 +94,7 @@ async def test_norms_two_years_to_the_day(desk: Desk) -> None:
 
 
 async def test_stale_fact_gives_unknown_naming_the_data(desk: Desk) -> None:
-    old = (TODAY - dt.timedelta(days=401)).isoformat()
+    old = (today() - dt.timedelta(days=401)).isoformat()
     await desk.clean("THALES")
     await desk.facts("THALES", "iss", {"revenue_pct.tobacco": "0"}, as_of=old)
     # the fresh value from clean() still wins: an older provider date never supersedes
@@ -176,7 +179,7 @@ async def test_state_owned_company_excluded_through_its_owner(desk: Desk) -> Non
         "arms-embargoes",
         "country,authority,regime,since\nRU,EU,2014/512/CFSP,2014-07-31\n"
         "CN,EU,European Council declaration,1989-06-27\n",
-        as_of=TODAY.isoformat(),
+        as_of=today().isoformat(),
     )
     decision = await desk.check("CNE1000002R0")
     assert decision["verdict"] == "excluded"

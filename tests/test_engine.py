@@ -22,6 +22,7 @@ from app.screening.snapshot import (
     ListEntryPoint,
     Snapshot,
 )
+from tests.support.calendar import years_before
 from tests.support.checks import CLEAN
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
@@ -207,6 +208,35 @@ def test_norms_exactly_two_years_is_excluded_one_day_less_is_engagement() -> Non
     assert result.verdict == "watch"
     assert result.may_hold is True
     assert fired(result) == {("norms-engagement", "watch")}
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        dt.date(2026, 11, 30),  # a 30th: the day the old API test broke
+        dt.date(2026, 12, 31),  # a 31st
+        dt.date(2026, 3, 31),  # the 31st after a short month
+        dt.date(2028, 2, 29),  # leap day: two years before is 28 February 2026
+        dt.date(2026, 3, 1),  # the day after February
+        dt.date(2026, 1, 1),  # new year
+    ],
+)
+@pytest.mark.parametrize("clock", [dt.time(0, 0), dt.time(23, 59, 59, 999999)])
+def test_norms_two_year_edge_on_every_kind_of_day(day: dt.date, clock: dt.time) -> None:
+    """Exactly two calendar years (at any time of the UTC day) excludes; a day less is watch."""
+    at = dt.datetime.combine(day, clock, dt.UTC)
+    edge = years_before(day, 2)
+    fresh = [f._replace(as_of=day - dt.timedelta(days=30)) for f in norms_facts(edge)]
+    result = evaluate(RPF, universe(company(), facts={"C": fresh}), "ISIN-C", at)
+    assert result.verdict == "excluded", (day, edge)
+    later = [
+        f._replace(value=(edge + dt.timedelta(days=1)).isoformat())
+        if f.metric == "norms.non_compliant_since"
+        else f
+        for f in fresh
+    ]
+    result = evaluate(RPF, universe(company(), facts={"C": later}), "ISIN-C", at)
+    assert fired(result) == {("norms-engagement", "watch")}, (day, edge)
 
 
 def test_norms_duration_from_history_when_no_since_date() -> None:

@@ -28,7 +28,8 @@ from app.lists.tokens import ListToken
 from app.screening.index import VerdictIndex
 from app.screening.repository import ScreeningRepository
 from tests.conftest import MakeKey, bearer
-from tests.support.checks import FRESH, TODAY, Desk, open_desk
+from tests.support.calendar import today
+from tests.support.checks import FRESH, Desk, open_desk
 from tests.support.databases import DIALECTS
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.index import demo_database, running
@@ -185,7 +186,7 @@ async def test_issuer_list_as_ndjson_and_json(custodian: Custodian) -> None:
     assert document["token"] == token_of(response)
     assert document["since"] is None
     token = ListToken.decode(document["token"])
-    assert (token.policy_key, token.policy_version, token.day) == ("rpf", 1, TODAY)
+    assert (token.policy_key, token.policy_version, token.day) == ("rpf", 1, today())
     assert token.data_version == document["data_version"]
 
     dk = await custodian.get("dk-pension", format="json", level="issuer")
@@ -344,7 +345,7 @@ async def test_bad_and_unknown_tokens(custodian: Custodian) -> None:
         replace(parsed, policy_version=9),
         replace(parsed, data_version=parsed.data_version + 100),
         replace(parsed, data_sha="00000000"),
-        replace(parsed, day=TODAY + dt.timedelta(days=1)),
+        replace(parsed, day=today() + dt.timedelta(days=1)),
     ):
         problem = assert_problem(await custodian.get(since=unknown.encode()), 404)
         assert "ETag" in problem["detail"]
