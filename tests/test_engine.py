@@ -12,7 +12,7 @@ import pytest
 
 from app.policies.document import PolicyDocument, parse_document
 from app.policies.service import read_document_text
-from app.screening.engine import Evaluation, evaluate
+from app.screening.engine import Evaluation, Via, evaluate
 from app.screening.snapshot import (
     Embargo,
     EmbargoLoad,
@@ -254,16 +254,17 @@ def test_norms_duration_from_history_when_no_since_date() -> None:
 
 
 def test_stale_fact_counts_as_missing() -> None:
+    """RPF reviews company data twice a year: older than 213 days is missing (seed 004)."""
     facts = [f for f in clean_company_facts() if f.metric != "revenue_pct.tobacco"]
-    facts.append(fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=401)))
+    facts.append(fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=214)))
     result = judge(RPF, universe(company(), facts={"C": facts}))
     assert result.verdict == "unknown"
     (reason,) = result.reasons
     assert reason.rule_id == "tobacco"
     assert reason.detail is not None
     assert "stale" in reason.detail
-    # exactly 400 days old is still fresh
-    facts[-1] = fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=400))
+    # exactly 213 days old is still fresh
+    facts[-1] = fact("revenue_pct.tobacco", "10", "iss", DAY - dt.timedelta(days=213))
     assert judge(RPF, universe(company(), facts={"C": facts})).verdict == "allowed"
 
 
@@ -434,19 +435,21 @@ def entry(
     reason: str = "board decision",
     reference: str | None = "IC-1",
     expires_on: dt.date | None = None,
+    rule_ids: tuple[str, ...] = (),
 ) -> ListEntryPoint:
     return ListEntryPoint(
-        policy_key, issuer_id, kind, reason, decided_on, reference, None, expires_on, 9, 2
+        policy_key, issuer_id, kind, reason, decided_on, reference, None, expires_on, 9, 2, rule_ids
     )
 
 
 def test_inclusion_overrides_an_exclusion_until_it_expires() -> None:
     facts = {"C": clean_company_facts(revenue_pct__tobacco="90")}
-    readmit = entry("inclusion", dt.date(2025, 1, 1), expires_on=dt.date(2025, 12, 31))
+    # decided the day after the evidence (FRESH) was dated: the tobacco hit was established
+    readmit = entry("inclusion", FRESH + dt.timedelta(days=1), expires_on=dt.date(2025, 12, 31))
     result = judge(RPF, universe(company(), facts=facts, entries=[readmit]))
     assert result.verdict == "allowed"
     assert fired(result) == {("list:inclusion", "readmitted")}
-    expired = entry("inclusion", dt.date(2024, 1, 1), expires_on=DAY)
+    expired = entry("inclusion", FRESH, expires_on=DAY)
     assert judge(RPF, universe(company(), facts=facts, entries=[expired])).verdict == "excluded"
 
 
@@ -518,3 +521,206 @@ def test_evaluation_is_deterministic() -> None:
     snapshot = universe(company(), facts={"C": facts})
     assert judge(RPF, snapshot) == judge(RPF, snapshot)
     assert [r.rule_id for r in judge(RPF, snapshot).reasons] == ["coal-power", "tobacco"]
+
+
+# ------------------------------------------------------------ fail closed (issue 10, section 1)
+
+
+def test_an_inclusion_does_not_lift_a_later_hit() -> None:
+    """RPF: readmitted for engagement progress on the norms rule; a controversial-weapons flag
+    dated after the decision is a new hit, and excludes."""
+    flagged = norms_facts(dt.date(2022, 1, 1))  # flagged for over two years: excluded
+    readmit = entry("inclusion", FRESH + dt.timedelta(days=1), reason="engagement progress")
+    result = judge(RPF, universe(company(), facts={"C": flagged}, entries=[readmit]))
+    assert result.verdict == "allowed"
+    (note,) = result.reasons
+    assert (note.rule_id, note.outcome) == ("list:inclusion", "readmitted")
+    assert note.detail == "lifts norms-engagement, norms-violators"
+
+    weapons = fact("controversial_weapons.involved", "true", "sustainalytics", DAY)
+    later = [f for f in flagged if f.metric != "controversial_weapons.involved"] + [weapons]
+    result = judge(RPF, universe(company(), facts={"C": later}, entries=[readmit]))
+    assert result.verdict == "excluded"
+    assert fired(result) == {("controversial-weapons", "exclude"), ("list:inclusion", "readmitted")}
+
+
+def test_an_inclusion_lifts_a_reconfirmed_hit_and_the_rules_it_names() -> None:
+    # The vendor re-states the same flag after the decision: the hit was established before.
+    flagged = norms_facts(dt.date(2022, 1, 1))
+    restated = [*flagged, fact("norms.status", "non_compliant", "robeco", DAY)]
+    readmit = entry("inclusion", FRESH + dt.timedelta(days=1))
+    assert judge(RPF, universe(company(), facts={"C": restated}, entries=[readmit])).verdict == (
+        "allowed"
+    )
+    # A hit established after the decision is lifted only when the entry names its rule.
+    tobacco = clean_company_facts(revenue_pct__tobacco="90")
+    early = entry("inclusion", FRESH - dt.timedelta(days=1))
+    assert judge(RPF, universe(company(), facts={"C": tobacco}, entries=[early])).verdict == (
+        "excluded"
+    )
+    named = entry("inclusion", FRESH - dt.timedelta(days=1), rule_ids=("tobacco",))
+    result = judge(RPF, universe(company(), facts={"C": tobacco}, entries=[named]))
+    assert result.verdict == "allowed"
+    assert fired(result) == {("list:inclusion", "readmitted")}
+
+
+def test_an_inclusion_never_lifts_missing_data() -> None:
+    readmit = entry("inclusion", FRESH, rule_ids=("tobacco", "norms-violators"))
+    result = judge(RPF, universe(company(), facts={}, entries=[readmit]))
+    assert result.verdict == "unknown"
+    assert result.may_hold is False
+    assert {r.outcome for r in result.reasons} == {"unknown", "undecided"}  # nothing readmitted
+    stale = [f._replace(as_of=DAY - dt.timedelta(days=300)) for f in clean_company_facts()]
+    result = judge(RPF, universe(company(), facts={"C": stale}, entries=[readmit]))
+    assert result.verdict == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("country_data", "verdict"),
+    [
+        ({}, "unknown"),  # nothing loaded for the owner country
+        ({"cpi__score": "12"}, "excluded"),
+        ({"cpi__score": "20"}, "allowed"),
+    ],
+)
+def test_rpf_state_owner_is_three_valued(country_data: dict[str, str], verdict: str) -> None:
+    owned = company("SOE", "XD", state_owner_country="XD", state_owner_pct=Decimal(100))
+    countries = country_facts("XD", **country_data) if country_data else {}
+    snapshot = universe(owned, facts={"SOE": clean_company_facts()}, country_facts=countries)
+    result = judge(RPF, snapshot, "ISIN-SOE")
+    assert result.verdict == verdict
+    assert result.may_hold is (verdict == "allowed")
+    if verdict == "unknown":
+        assert {r.outcome for r in result.reasons} == {"unknown"}
+        assert all(r.via[0] == Via("country:XD", "state_owner") for r in result.reasons)
+        details = " ".join(r.detail or "" for r in result.reasons)
+        assert "country XD" in details
+        assert "country.cpi.score" in details
+    if verdict == "excluded":
+        (reason,) = result.reasons
+        ownership = reason.evidence[-1]
+        assert (ownership.metric, ownership.value, ownership.comparison, ownership.threshold) == (
+            "state_owner_pct",
+            "100",
+            ">=",
+            "50",
+        )
+
+
+def test_a_state_owner_without_a_percentage_is_unknown() -> None:
+    owned = company("SOE", "XE", state_owner_country="XE")
+    snapshot = universe(
+        owned,
+        facts={"SOE": clean_company_facts()},
+        country_facts=country_facts("XE", cpi__score="12"),
+    )
+    result = judge(RPF, snapshot, "ISIN-SOE")
+    assert result.verdict == "unknown"
+    (reason,) = result.reasons
+    assert reason.rule_id == "country-corruption"
+    assert reason.detail is not None
+    assert "without an ownership percentage" in reason.detail
+
+
+def group(control: Decimal | None, **child_facts: str) -> Snapshot:
+    parent = company("P")
+    child = company("S", parent_issuer_id="P", parent_control_pct=control)
+    return universe(
+        parent,
+        child,
+        facts={"P": dk_company_facts(), "S": dk_company_facts(**child_facts)},
+        entries=[],
+    )
+
+
+def test_dk_group_rule_carries_list_exclusions_readmissions_and_the_control_evidence() -> None:
+    # (a) a subsidiary excluded by the funds' decision: its 100 % parent violates too
+    excluded = entry("exclusion", dt.date(2025, 3, 1), "dk-pension", "S")
+    snapshot = group(Decimal(100))
+    snapshot.list_entries = {("dk-pension", "S"): (excluded,)}
+    result = judge(DK, snapshot, "ISIN-P")
+    assert result.verdict == "excluded"
+    (reason,) = result.reasons
+    assert reason.rule_id == "list:exclusion"
+    assert [(v.issuer_id, v.relation) for v in reason.via] == [("S", "subsidiary"), ("S", "self")]
+    control = reason.evidence[-1]
+    assert (control.metric, control.value, control.comparison, control.threshold) == (
+        "parent_control_pct",
+        "100",
+        ">",
+        "50",
+    )
+
+    # (c) a readmitted subsidiary no longer excludes its 60 % parent; the readmission shows
+    weapons = group(Decimal(60), weapons="true")
+    assert judge(DK, weapons, "ISIN-P").verdict == "excluded"
+    readmit = entry("inclusion", FRESH + dt.timedelta(days=1), "dk-pension", "S")
+    weapons.list_entries = {("dk-pension", "S"): (readmit,)}
+    result = judge(DK, weapons, "ISIN-P")
+    assert result.verdict == "allowed"
+    assert fired(result) == {("list:inclusion", "readmitted")}
+    assert result.reasons[0].via[0] == Via("S", "subsidiary")
+
+
+def test_dk_group_link_without_a_control_percentage_is_unknown() -> None:
+    # (b) control not established: a subsidiary's exclusion makes its parent unknown
+    result = judge(DK, group(None, weapons="true"), "ISIN-P")
+    assert result.verdict == "unknown"
+    (reason,) = result.reasons
+    assert (reason.rule_id, reason.outcome) == ("controversial-weapons", "unknown")
+    assert reason.detail is not None
+    assert "no control percentage" in reason.detail
+    # ... and a clean subsidiary under the same link changes nothing
+    assert judge(DK, group(None), "ISIN-P").verdict == "allowed"
+
+
+def test_norms_flagged_since_an_unknown_date_is_unknown() -> None:
+    """First load: flagged, no since date, no history: it may be over two years already."""
+    facts = [*clean_company_facts(norms__status="non_compliant")]
+    result = judge(RPF, universe(company(), facts={"C": facts}))
+    assert result.verdict == "unknown"
+    assert ("norms-violators", "unknown") in fired(result)
+    assert ("norms-engagement", "watch") in fired(result)
+    # a policy that says "count from the first observation" may answer watch
+    lenient = RPF.model_copy(
+        update={
+            "rules": [
+                r.model_copy(
+                    update={
+                        "when": r.when.model_copy(update={"start_unobserved": "first_observation"})
+                    }
+                )
+                if r.id == "norms-violators"
+                else r
+                for r in RPF.rules
+            ]
+        }
+    )
+    assert judge(lenient, universe(company(), facts={"C": facts})).verdict == "watch"
+    # an observation two years old already decides it (the start can only be earlier)
+    first = fact("norms.status", "non_compliant", "robeco", years_before(DAY, 2))
+    result = judge(RPF, universe(company(), facts={"C": [first, *facts]}))
+    assert result.verdict == "excluded"
+    # an earlier, different value dates the start: under two years is engagement
+    compliant = fact("norms.status", "compliant", "robeco", DAY - dt.timedelta(days=400))
+    result = judge(RPF, universe(company(), facts={"C": [compliant, *facts]}))
+    assert result.verdict == "watch"
+
+
+@pytest.mark.parametrize(
+    ("days", "verdict"), [(213, "allowed"), (214, "unknown"), (390, "unknown")]
+)
+def test_rpf_company_data_ages_by_its_review_cycle(days: int, verdict: str) -> None:
+    """Seed 004 reviews company data twice a year: all of it 390 days old is unknown."""
+    old = [f._replace(as_of=DAY - dt.timedelta(days=days)) for f in clean_company_facts()]
+    assert judge(RPF, universe(company(), facts={"C": old})).verdict == verdict
+
+
+@pytest.mark.parametrize(
+    ("days", "verdict"), [(390, "allowed"), (400, "allowed"), (401, "unknown")]
+)
+def test_rpf_country_data_ages_yearly(days: int, verdict: str) -> None:
+    facts = country_facts("XF")
+    aged = {"XF": [f._replace(as_of=DAY - dt.timedelta(days=days)) for f in facts["XF"]]}
+    snapshot = universe(sovereign("XF"), country_facts=aged)
+    assert judge(RPF, snapshot, "ISIN-SOV-XF").verdict == verdict

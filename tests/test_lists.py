@@ -28,7 +28,7 @@ from app.lists.tokens import ListToken
 from app.screening.index import VerdictIndex
 from app.screening.repository import ScreeningRepository
 from tests.conftest import MakeKey, bearer
-from tests.support.calendar import today
+from tests.support.calendar import today, years_before
 from tests.support.checks import FRESH, Desk, open_desk
 from tests.support.databases import DIALECTS
 from tests.support.datasets import FIXTURES, load_ok
@@ -114,6 +114,10 @@ async def custodian(desk: Desk, make_key: MakeKey) -> Custodian:
             "SHENHUA": {"revenue_pct__tobacco": "60"},
         }.get(issuer, {})
         await desk.clean(issuer, **overrides)
+    # Flagged for a year (a known start: under two years, so engagement, not exclusion).
+    await desk.facts(
+        "SHELL", "robeco", {"norms.non_compliant_since": years_before(today(), 1).isoformat()}
+    )
     await load_ok(desk.client, desk.steward, "list-entries", FIXTURES / "list_entries.csv")
     return Custodian(desk, await make_key(Scope.lists_read, name="custodian"))
 

@@ -28,6 +28,7 @@ Semantics, in short (the README's "Policies" section has the long form):
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -331,6 +332,12 @@ class Duration(Schema):
     The start of the run is read from ``since_metric`` when given (e.g.
     ``norms.non_compliant_since``), else derived from the fact history (the as-of of the earliest
     consecutive fact with this value). The current value must still equal ``value``.
+
+    When neither shows when the run began (no ``since_metric`` fact, and the provider's earliest
+    fact already has the value), the run may be older than its first observation: the condition
+    is true once the first observation is ``for_at_least`` old, and until then *unknown* (we
+    cannot know the run is shorter), unless ``start_unobserved: first_observation`` says to count
+    from the first observation (domain.md: never a silent yes).
     """
 
     metric: MetricName
@@ -339,6 +346,13 @@ class Duration(Schema):
     since_metric: MetricName | None = None
     providers: ProviderList | None = None
     max_age_days: PositiveInt | None = None
+    start_unobserved: Literal["unknown", "first_observation"] = Field(
+        default="unknown",
+        description=(
+            "When no since date and no earlier, different value shows when the run began: "
+            "unknown (default) or count from the first observation."
+        ),
+    )
 
     @field_validator("value")
     @classmethod
@@ -449,12 +463,23 @@ class Rule(Schema):
     review: Review | None = Field(default=None, description="Informational: review cycle.")
 
 
+DataSubject = Literal["issuer", "country"]  # app.kit.vocabulary.Subject's values
+
+
 class DataSettings(Schema):
     """Which data the rules read."""
 
     max_age_days: PositiveInt = Field(
         default=400,
         description="Data whose provider as-of is older than this at check time counts as missing.",
+    )
+    max_age_days_by_subject: dict[DataSubject, PositiveInt] = Field(
+        default_factory=dict,
+        description=(
+            "max_age_days for one kind of data: issuer (vendor data about a company or any "
+            "issuer) or country (country indices, sanctions). A rule's own max_age_days wins; "
+            "then this; then max_age_days."
+        ),
     )
     providers: dict[MetricName, ProviderList] = Field(
         default_factory=dict,
@@ -482,12 +507,17 @@ class StateOwnership(Schema):
 class Propagation(Schema):
     """How verdicts travel between issuers and instruments (null = off).
 
-    ``subsidiary_to_parent``: a parent that controls (control % op threshold) a subsidiary hit by
-    a rule is hit by that rule too (relation ``subsidiary``). ``state_owner``: a company is
-    excluded when a country whose sovereign this policy excludes (by a rule or an exclusion list
-    entry) holds op pct of it (relation ``state_owner``; only exclusions travel this way).
-    ``underlying``: a derivative, depositary receipt or fund also takes the verdict of its
-    underlying (relation ``underlying``); the strictest of the two wins.
+    ``subsidiary_to_parent``: a parent that controls (control % op threshold) a subsidiary is
+    hit by the subsidiary's hits as the subsidiary is finally judged (rule hits and exclusion or
+    watch list entries, after its inclusions and exceptions; relation ``subsidiary``).
+    ``state_owner``: a company is excluded when a country whose sovereign this policy excludes
+    (by a rule or an exclusion list entry) holds op pct of it, and unknown when the policy
+    cannot decide whether it excludes that country (its data missing or stale) (relation
+    ``state_owner``; only exclusions travel this way). A link without its percentage is not
+    established: what would travel over it is undecided (an exclusion: unknown). The reason
+    shows the percentage and the threshold it met as evidence. ``underlying``: a derivative,
+    depositary receipt or fund also takes the verdict of its underlying (relation
+    ``underlying``); the strictest of the two wins.
     """
 
     subsidiary_to_parent: ControlThreshold | None = None
@@ -499,9 +529,12 @@ class ListActions(Schema):
     """What an entry on each of the policy owner's lists does to an issuer.
 
     ``exclude``/``watch`` set that verdict (the strictest of all applicable wins: a dialogue
-    entry never lifts an exclusion). ``readmit`` (inclusion) lifts the issuer's rule-based
-    outcomes and earlier exclusion entries from its ``decided_on`` until it expires or a later
-    exclusion entry. ``ignore`` disregards the list.
+    entry never lifts an exclusion). ``readmit`` (inclusion), from its ``decided_on`` until it
+    expires, lifts only the hits it was decided for: hits of the rules the entry names (its
+    ``rules``), else hits already established by data dated on or before its ``decided_on``
+    (the rule's condition held on the data as it stood that day), and exclusion entries
+    decided no later. A later hit (new evidence) and missing or stale data (unknown) are never
+    lifted. ``ignore`` disregards the list.
     """
 
     exclusion: ListAction = ListAction.exclude
@@ -789,6 +822,10 @@ def describe(condition: Threshold | Duration | AnyOf | AllOf) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _by_subject(ages: Mapping[DataSubject, int]) -> dict[str, int]:
+    return {str(subject): days for subject, days in ages.items()}
+
+
 @dataclass(frozen=True)
 class DataContext:
     """The data settings a condition is evaluated under (after overlay merging)."""
@@ -796,6 +833,7 @@ class DataContext:
     providers: Mapping[str, tuple[str, ...]]
     max_age_days: int
     unknown_blocks: bool
+    max_age_by_subject: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, document: PolicyDocument) -> DataContext:
@@ -803,6 +841,9 @@ class DataContext:
             providers={m: tuple(p) for m, p in document.data.providers.items()},
             max_age_days=document.data.max_age_days,
             unknown_blocks=document.unknown is UnknownPolicy.block,
+            max_age_by_subject={
+                str(k): v for k, v in document.data.max_age_days_by_subject.items()
+            },
         )
 
     def providers_for(self, atom: Atom) -> tuple[str, ...] | None:
@@ -811,7 +852,10 @@ class DataContext:
         return self.providers.get(atom.metric)
 
     def max_age_for(self, atom: Atom) -> int:
-        return atom.max_age_days if atom.max_age_days is not None else self.max_age_days
+        """Days: the atom's own limit, else its kind of data's, else the policy's."""
+        if atom.max_age_days is not None:
+            return atom.max_age_days
+        return self.max_age_by_subject.get(atom.metric_def.subject.value, self.max_age_days)
 
 
 @dataclass(frozen=True)
@@ -912,6 +956,11 @@ def _atom_problem(a: Atom, a_ctx: DataContext, b: Atom, b_ctx: DataContext) -> s
         if isinstance(b, Duration):
             if a.threshold() != b.threshold() or a.since_metric != b.since_metric:
                 return f"tests for {_value_text(b.value)} instead of {_value_text(a.value)}"
+            if a.start_unobserved == "unknown" and b.start_unobserved != "unknown":
+                return (
+                    "counts an unobserved start from the first observation, where the base "
+                    "treats it as unknown"
+                )
             shorter_or_equal = (
                 b.for_at_least.total_months <= a.for_at_least.total_months
                 and b.for_at_least.days <= a.for_at_least.days
@@ -1208,7 +1257,23 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
                 f"percent_bands {wanted_bands} instead of the base's {bands}: how vendor bands "
                 "are read is the base's methodology",
             )
-    data = DataSettings(max_age_days=max_age, providers=providers, percent_bands=bands)
+    by_subject = dict(base.data.max_age_days_by_subject)
+    if data_set and _is_set(overlay.data, "max_age_days_by_subject"):
+        for subject, wanted in overlay.data.max_age_days_by_subject.items():
+            current = base.data.max_age_days_by_subject.get(subject, base.data.max_age_days)
+            loc = ("data", "max_age_days_by_subject", subject)
+            if wanted > current:
+                refuse(loc, f"{subject} data: {wanted} days accepts older data than {current}")
+            elif wanted < current and not blocks:
+                refuse(loc, "shortening a data age turns data into unknown, which this allows")
+            else:
+                by_subject[subject] = wanted
+    data = DataSettings(
+        max_age_days=max_age,
+        max_age_days_by_subject=by_subject,
+        providers=providers,
+        percent_bands=bands,
+    )
 
     propagation_set = _is_set(overlay, "propagation")
     to_parent = base.propagation.subsidiary_to_parent
@@ -1266,6 +1331,7 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
         providers={m: tuple(p) for m, p in providers.items()},
         max_age_days=max_age,
         unknown_blocks=blocks,
+        max_age_by_subject=_by_subject(by_subject),
     )
     base_ctx = DataContext.of(base)
 

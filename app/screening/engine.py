@@ -187,6 +187,19 @@ class _Context:
     issuer_kinds: dict[int, frozenset[str]] = field(default_factory=dict)  # by id(rule)
     # by rule id; None: not a rule of the policy (a list entry), which covers every class
     asset_classes: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    # A look back at the data as it stood on ``day`` (an inclusion's decision date): a duration
+    # counts as established once its value held, the time it has lasted since is no new fact.
+    looking_back: bool = False
+    past: dict[dt.date, _Context] = field(default_factory=dict)
+
+    def as_of_day(self, day: dt.date) -> _Context:
+        """This context looking back at the data dated on or before ``day``, judged on ``day``."""
+        past = self.past.get(day)
+        if past is None:
+            past = self.past[day] = _Context(
+                self.policy, self.snapshot, day, self.data, self.policy_keys, looking_back=True
+            )
+        return past
 
     def threshold(self, atom: Threshold) -> tuple[Any, str]:
         """An atom's parsed threshold and its text, parsed once per evaluation run."""
@@ -377,41 +390,56 @@ def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
     needed = f"{format_value(target)} for at least {atom.for_at_least.text()}"
     if _parsed(metric.name, point.value) != target:
         return _Outcome(Truth.false, ((point, "for_at_least", needed),))
-    start: dt.date | None = None
+    if ctx.looking_back:
+        return _Outcome(Truth.true, ((point, "==", format_value(target)),))
+    latest_start = atom.for_at_least.before(ctx.day)
     evidence: list[Evidence | _Pending] = [(point, "for_at_least", needed)]
     if atom.since_metric is not None:
         since, _ = _fact(ctx, issuer, METRICS[atom.since_metric], atom)
         if since is not None:
+            evidence.append((since, "<=", latest_start.isoformat()))
             start = dt.date.fromisoformat(since.value)
-            latest_start = atom.for_at_least.before(ctx.day).isoformat()
-            evidence.append((since, "<=", latest_start))
-    if start is None:
-        # From the history: the as-of of the earliest fact in the current unbroken run.
-        history = [
-            p
-            for p in _points(ctx, issuer, metric)
-            if p.provider == point.provider
-            and (p.as_of, p.dataset_id) <= (point.as_of, point.dataset_id)
-        ]
-        history.sort(key=lambda p: (p.as_of, p.dataset_id))
-        start = point.as_of
-        for earlier in reversed(history):
-            if _parsed(metric.name, earlier.value) != target:
-                break
-            start = earlier.as_of
-        evidence.append(
-            Evidence(
-                provider=point.provider,
-                metric=f"{metric.name} (history)",
-                value=f"{format_value(target)} since {start.isoformat()}",
-                comparison="<=",
-                threshold=atom.for_at_least.before(ctx.day).isoformat(),
-                as_of=point.as_of,
-                dataset_id=point.dataset_id,
-            )
+            return _Outcome(_TRUE_OUTCOMES[start <= latest_start], tuple(evidence))
+    # From the history: the as-of of the earliest fact in the current unbroken run. When that
+    # run reaches back to the provider's first fact, the value may have held for longer.
+    history = [
+        p
+        for p in _points(ctx, issuer, metric)
+        if p.provider == point.provider
+        and (p.as_of, p.dataset_id) <= (point.as_of, point.dataset_id)
+    ]
+    history.sort(key=lambda p: (p.as_of, p.dataset_id))
+    start = point.as_of
+    observed = False  # an earlier, different value dates the start of the run
+    for earlier in reversed(history):
+        if _parsed(metric.name, earlier.value) != target:
+            observed = True
+            break
+        start = earlier.as_of
+    since_text = f"since {start.isoformat()}" if observed else f"first seen {start.isoformat()}"
+    evidence.append(
+        Evidence(
+            provider=point.provider,
+            metric=f"{metric.name} (history)",
+            value=f"{format_value(target)} {since_text}",
+            comparison="<=",
+            threshold=latest_start.isoformat(),
+            as_of=point.as_of,
+            dataset_id=point.dataset_id,
         )
-    truth = _TRUE_OUTCOMES[start <= atom.for_at_least.before(ctx.day)]
-    return _Outcome(truth, tuple(evidence))
+    )
+    if start <= latest_start or observed or atom.start_unobserved == "first_observation":
+        return _Outcome(_TRUE_OUTCOMES[start <= latest_start], tuple(evidence))
+    what = f"no {atom.since_metric}, and " if atom.since_metric else ""
+    return _Outcome(
+        Truth.unknown,
+        tuple(evidence),
+        (
+            f"{metric.name} {format_value(target)} since an unknown date: {what}the first "
+            f"observation ({start.isoformat()}) is already {format_value(target)}, so it may "
+            f"have lasted {atom.for_at_least.text()} (needed from {latest_start.isoformat()})",
+        ),
+    )
 
 
 def _condition(ctx: _Context, issuer: IssuerNode, condition: Condition) -> _Outcome:
@@ -473,12 +501,71 @@ def _rule_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[Reason, ...]:
     return ctx.own_cache[issuer.issuer_id]
 
 
-def _op_holds(op: str, value: Decimal | None, threshold: float) -> bool:
-    return value is not None and _COMPARE[op](value, Decimal(str(threshold)))
+def _op_holds(op: str, value: Decimal, threshold: float) -> bool:
+    return _COMPARE[op](value, Decimal(str(threshold)))
+
+
+# What travels from a subsidiary to its parent: its hits, and the inclusions and exceptions
+# that lifted hits of its (so the parent's decision shows why nothing travelled). Not its
+# missing data: vendors assess a group at its listed parent, and most subsidiaries have no
+# data of their own; the parent is judged on its own data, fail closed there.
+_TO_PARENT = frozenset({"exclude", "watch", "readmitted", "excepted"})
+# What travels from a state owner: exclusions, and exclusions it cannot decide (the owner
+# country's data missing or stale: unknown, three-valued like the sovereign's own rules).
+_FROM_STATE = frozenset({"exclude", "unknown"})
+# What a hit becomes over a link that cannot be established (a control or ownership
+# percentage missing): undecided, which for an exclusion is unknown (fail closed) and for a
+# watch is reported only.
+_LINK_UNKNOWN = {"exclude": "unknown", "watch": "undecided", "unknown": "unknown"}
+
+
+def _link_evidence(issuer: IssuerNode, field: str, value: Decimal, op: str, pct: float) -> Evidence:
+    """The ownership or control percentage a hit travelled by, as the issuer record states it."""
+    return Evidence(
+        provider="internal",
+        metric=field,
+        value=format_value(value),
+        comparison=op,
+        threshold=format_value(Decimal(str(pct))),
+        as_of=None,
+        dataset_id=issuer.dataset_id,
+        source_row=issuer.source_row,
+        source_field=f"issuer {issuer.issuer_id}",
+    )
+
+
+def _travel(reason: Reason, via: Via, link: Evidence | None) -> Reason:
+    """``reason`` one hop further along a chain, with the link's percentage as evidence."""
+    evidence = reason.evidence if link is None else (*reason.evidence, link)
+    return replace(reason, via=(via, *reason.via), evidence=evidence)
+
+
+def _unlinked(reason: Reason, via: Via, why: str) -> Reason | None:
+    """``reason`` over a link that cannot be established: undecided (None: nothing travels)."""
+    outcome = _LINK_UNKNOWN.get(reason.outcome)
+    if outcome is None:
+        return None
+    detail = f"{why}; {reason.rule_id} {reason.outcome}s it" + (
+        f" ({reason.detail})" if reason.detail else ""
+    )
+    return replace(reason, outcome=outcome, via=(via, *reason.via), detail=detail)
+
+
+def _travels(ctx: _Context, reason: Reason, outcomes: frozenset[str]) -> bool:
+    if reason.outcome not in outcomes:
+        return False
+    rule = ctx.policy.rule(reason.rule_id)
+    return rule.propagate if rule is not None else True  # list entries travel
 
 
 def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> list[Reason]:
-    """Hits of controlled subsidiaries (and theirs), when the policy has a group rule."""
+    """What controlled subsidiaries' judgements say about their parent (seed 003 section 27).
+
+    A subsidiary's hits travel as it is finally judged: its rule hits, its exclusion and watch
+    list entries, its own subsidiaries' hits, after its inclusions and exceptions (so a
+    readmission travels too, and shows). A link without a control percentage is not established
+    control: the hits become undecided (an exclusion: unknown).
+    """
     rule = ctx.policy.propagation.subsidiary_to_parent
     if rule is None:
         return []
@@ -487,31 +574,52 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
         child = ctx.snapshot.issuers.get(child_id)
         if child is None or child_id in seen:
             continue
-        if not _op_holds(rule.op, child.parent_control_pct, rule.control_pct):
-            continue
-        hits = [*_rule_reasons(ctx, child), *_group_reasons(ctx, child, seen | {child_id})]
-        for hit in hits:
-            policy_rule = ctx.policy.rule(hit.rule_id)
-            if hit.outcome in ("exclude", "watch") and policy_rule and policy_rule.propagate:
-                found.append(hit.travelled(Via(child_id, "subsidiary")))
+        via = Via(child_id, "subsidiary")
+        hits = [
+            r
+            for r in _issuer_reasons(ctx, child, seen | {child_id})
+            if _travels(ctx, r, _TO_PARENT)
+        ]
+        pct = child.parent_control_pct
+        if pct is None:
+            why = (
+                f"control of {issuer.issuer_id} over its subsidiary {child_id} is not "
+                "established: the issuer record gives no control percentage"
+            )
+            found.extend(r for h in hits if (r := _unlinked(h, via, why)) is not None)
+        elif _op_holds(rule.op, pct, rule.control_pct):
+            link = _link_evidence(child, "parent_control_pct", pct, rule.op, rule.control_pct)
+            found.extend(_travel(h, via, link) for h in hits)
     return found
 
 
 def _state_reasons(ctx: _Context, issuer: IssuerNode) -> list[Reason]:
-    """Exclusion of a company owned (op pct) by a country this policy excludes."""
+    """A company owned (op pct) by a country this policy excludes, or may exclude: the
+    sovereign's exclusions travel, and so do its undecidable ones (missing country data is
+    unknown here as it is for the sovereign). An owner without a percentage is undecided."""
     rule = ctx.policy.propagation.state_owner
     if rule is None or issuer.kind == "sovereign" or issuer.state_owner_country is None:
         return []
-    if not _op_holds(rule.op, issuer.state_owner_pct, rule.pct):
+    pct = issuer.state_owner_pct
+    if pct is not None and not _op_holds(rule.op, pct, rule.pct):
         return []
     found: list[Reason] = []
     for sovereign in ctx.snapshot.sovereign_nodes(issuer.state_owner_country):
-        reasons = _issuer_reasons(ctx, sovereign, frozenset({issuer.issuer_id}))
-        for reason in reasons:
-            policy_rule = ctx.policy.rule(reason.rule_id)
-            travels = policy_rule.propagate if policy_rule else True  # list entries travel
-            if reason.outcome == "exclude" and travels:
-                found.append(reason.travelled(Via(sovereign.issuer_id, "state_owner")))
+        via = Via(sovereign.issuer_id, "state_owner")
+        hits = [
+            r
+            for r in _issuer_reasons(ctx, sovereign, frozenset({issuer.issuer_id}))
+            if _travels(ctx, r, _FROM_STATE)
+        ]
+        if pct is None:
+            why = (
+                f"{issuer.issuer_id} names {issuer.state_owner_country} as its state owner "
+                "without an ownership percentage"
+            )
+            found.extend(r for h in hits if (r := _unlinked(h, via, why)) is not None)
+        else:
+            link = _link_evidence(issuer, "state_owner_pct", pct, rule.op, rule.pct)
+            found.extend(_travel(h, via, link) for h in hits)
     return found
 
 
@@ -630,19 +738,9 @@ def _lift(
                         )
                     )
             continue
-        # Inclusion: lifts rule outcomes, and exclusion entries decided no later than it.
-        kept = [
-            r
-            for r in result
-            if r.rule_id.startswith("list:")
-            and not (
-                r.rule_id == "list:exclusion"
-                and r.evidence
-                and r.evidence[0].as_of is not None
-                and r.evidence[0].as_of <= entry.decided_on
-            )
-        ]
-        if len(kept) != len(result):
+        # Inclusion: lifts only the hits it was decided for (below); never missing data.
+        lifted = [r for r in result if _readmits(ctx, entry, r)]
+        if lifted:
             notes.append(
                 Reason(
                     rule_id="list:inclusion",
@@ -650,12 +748,40 @@ def _lift(
                     outcome="readmitted",
                     via=via,
                     evidence=(_entry_evidence(entry),),
-                    detail="lifts "
-                    + ", ".join(sorted({r.rule_id for r in result} - {r.rule_id for r in kept})),
+                    detail="lifts " + ", ".join(sorted({r.rule_id for r in lifted})),
                 )
             )
-        result = kept
+            result = [r for r in result if r not in lifted]
     return [*result, *notes]
+
+
+def _readmits(ctx: _Context, entry: ListEntryPoint, reason: Reason) -> bool:
+    """Whether an inclusion entry lifts ``reason`` (seed 003: an excluded company can be
+    readmitted by decision). It lifts a hit (exclude or watch) of a rule it names, or a hit
+    already established by evidence dated on or before its ``decided_on``: an exclusion entry
+    decided no later than it, or a rule whose condition held on the data as it stood that day.
+    A later hit (new evidence), and missing or undecidable data, are never lifted."""
+    if reason.outcome not in ("exclude", "watch"):
+        return False
+    if reason.rule_id in entry.rule_ids:
+        return True
+    if reason.rule_id.startswith("list:"):
+        decided = reason.evidence[0].as_of if reason.evidence else None
+        return decided is not None and decided <= entry.decided_on
+    rule = ctx.policy.rule(reason.rule_id)
+    origin = _node(ctx, reason.via[-1].issuer_id) if reason.via else None
+    if rule is None or origin is None:
+        return False
+    past = ctx.as_of_day(entry.decided_on)
+    return _condition(past, origin, rule.when).truth is Truth.true
+
+
+def _node(ctx: _Context, issuer_id: str) -> IssuerNode | None:
+    """An issuer of the snapshot, or the stand-in for a country without a sovereign issuer."""
+    node = ctx.snapshot.issuers.get(issuer_id)
+    if node is None and issuer_id.startswith("country:"):
+        node = next(iter(ctx.snapshot.sovereign_nodes(issuer_id.removeprefix("country:"))))
+    return node
 
 
 def _issuer_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> tuple[Reason, ...]:

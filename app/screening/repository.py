@@ -52,6 +52,8 @@ def _issuer_node(record: IssuerRecord) -> IssuerNode:
         parent_control_pct=record.parent_control_pct,
         state_owner_country=record.state_owner_country,
         state_owner_pct=record.state_owner_pct,
+        dataset_id=record.dataset_id,
+        source_row=record.source_row,
     )
 
 
@@ -77,6 +79,8 @@ _ISSUER_COLUMNS = (
     IssuerRecord.parent_control_pct,
     IssuerRecord.state_owner_country,
     IssuerRecord.state_owner_pct,
+    IssuerRecord.dataset_id,
+    IssuerRecord.source_row,
 )
 _INSTRUMENT_COLUMNS = (
     InstrumentRecord.isin,

@@ -36,6 +36,9 @@ class IssuerNode:
     parent_control_pct: Decimal | None = None
     state_owner_country: str | None = None
     state_owner_pct: Decimal | None = None
+    # Where this issuer record came from (evidence for the control and ownership percentages).
+    dataset_id: int | None = None
+    source_row: int | None = None
     virtual: bool = False  # a sovereign stood in for a country no sovereign issuer was loaded for
 
 
@@ -103,6 +106,8 @@ class ListEntryPoint:
     expires_on: dt.date | None
     dataset_id: int
     source_row: int
+    # The rule ids an inclusion or exception entry names (empty: none named).
+    rule_ids: tuple[str, ...] = ()
 
     def active(self, day: dt.date) -> bool:
         return self.decided_on <= day and (self.expires_on is None or day < self.expires_on)
