@@ -352,3 +352,101 @@ async def every_decision_replays_identically(desk: Desk, sessionmaker: Any) -> A
             recomputed = await recompute(session, original)
             expected = {k: v for k, v in original.items() if k not in ("decision_id", "decided_at")}
             assert recomputed == expected
+
+
+# ------------------------------------------------------------ fail closed (issue 10, section 1)
+
+
+async def test_state_owner_without_country_data_is_unknown_naming_the_data(desk: Desk) -> None:
+    """Equinor is 67 % owned by Norway; nothing about Norway is loaded: unknown, not allowed."""
+    await desk.clean("EQUINOR")
+    decision = await desk.check("NO0010096985")
+    assert decision["verdict"] == "unknown"
+    assert decision["may_hold"] is False
+    assert {r["outcome"] for r in decision["reasons"]} == {"unknown"}
+    for reason in decision["reasons"]:
+        assert reason["via"][0]["relation"] == "state_owner"
+        ownership = reason["evidence"][-1]
+        assert (ownership["metric"], ownership["value"], ownership["threshold"]) == (
+            "state_owner_pct",
+            "67",
+            "50",
+        )
+    assert "country NO" in " ".join(r["detail"] or "" for r in decision["reasons"])
+
+
+async def test_group_rule_carries_a_subsidiary_list_exclusion_with_its_control(
+    desk: Desk, client: httpx.AsyncClient
+) -> None:
+    """dk-pension: the funds exclude Shell's 100 % subsidiary; Shell violates too (seed 003
+    section 27), and the reason shows the control percentage and where it was read."""
+    await desk.clean("SHELL")
+    assert (await desk.check("GB00BP6MXD84", "dk-pension"))["verdict"] == "allowed"
+    await load_ok(
+        client,
+        desk.steward,
+        "list-entries",
+        "policy,issuer_ref,list,reason,decided_on\n"
+        "dk-pension,SHELL-EP84,exclusion,Funds' decision,2025-06-01\n",
+    )
+    decision = await desk.check("GB00BP6MXD84", "dk-pension")
+    assert decision["verdict"] == "excluded"
+    (reason,) = decision["reasons"]
+    assert reason["rule_id"] == "list:exclusion"
+    assert [v["relation"] for v in reason["via"]] == ["subsidiary", "self"]
+    control = reason["evidence"][-1]
+    assert (control["metric"], control["value"], control["comparison"], control["threshold"]) == (
+        "parent_control_pct",
+        "100",
+        ">",
+        "50",
+    )
+    listed = await client.get(
+        "/v1/datasets", params={"kind": "issuers"}, headers=bearer(desk.steward)
+    )
+    assert control["dataset_id"] in {d["id"] for d in listed.json()}
+
+
+async def test_norms_flag_without_a_start_date_is_unknown(desk: Desk) -> None:
+    await desk.clean("SHELL", norms__status="non_compliant")
+    decision = await desk.check("GB00BP6MXD84")
+    assert decision["verdict"] == "unknown"
+    assert ("norms-violators", "unknown") in rule_ids(decision)
+    assert ("norms-engagement", "watch") in rule_ids(decision)
+
+
+async def test_a_readmission_does_not_lift_a_later_weapons_flag(desk: Desk) -> None:
+    await desk.clean("SHELL", norms__status="non_compliant")
+    await desk.facts("SHELL", "robeco", {"norms.non_compliant_since": "2020-01-01"})
+    assert (await desk.check("GB00BP6MXD84"))["verdict"] == "excluded"
+    decided = (dt.date.fromisoformat(FRESH) + dt.timedelta(days=1)).isoformat()
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        "policy,issuer_ref,list,reason,decided_on\n"
+        f"rpf,SHELL,inclusion,Sufficient engagement progress,{decided}\n",
+    )
+    decision = await desk.check("GB00BP6MXD84")
+    assert decision["verdict"] == "allowed"
+    assert rule_ids(decision) == {("list:inclusion", "readmitted")}
+    await desk.facts(
+        "SHELL",
+        "sustainalytics",
+        {"controversial_weapons.involved": "true"},
+        as_of=today().isoformat(),
+    )
+    decision = await desk.check("GB00BP6MXD84")
+    assert decision["verdict"] == "excluded"
+    assert ("controversial-weapons", "exclude") in rule_ids(decision)
+
+
+async def test_company_data_a_year_old_is_unknown(desk: Desk) -> None:
+    old = (today() - dt.timedelta(days=390)).isoformat()
+    for (metric, provider), value in CLEAN.items():
+        await desk.facts("BATS", provider, {metric: value}, as_of=old)
+    decision = await desk.check("GB0002875804")
+    assert decision["verdict"] == "unknown"
+    assert all(
+        "stale" in (r["detail"] or "") for r in decision["reasons"] if r["outcome"] == "unknown"
+    )
