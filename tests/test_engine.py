@@ -724,3 +724,36 @@ def test_rpf_country_data_ages_yearly(days: int, verdict: str) -> None:
     aged = {"XF": [f._replace(as_of=DAY - dt.timedelta(days=days)) for f in facts["XF"]]}
     snapshot = universe(sovereign("XF"), country_facts=aged)
     assert judge(RPF, snapshot, "ISIN-SOV-XF").verdict == verdict
+
+
+def test_a_derivative_on_an_unknown_underlying_is_unknown() -> None:
+    snapshot = universe(
+        company("BANK"),
+        facts={"BANK": clean_company_facts()},
+        instruments=[InstrumentNode("OPT-X", "BANK", "derivative", underlying_isin="XS0000000009")],
+    )
+    result = judge(RPF, snapshot, "OPT-X")
+    assert result.verdict == "unknown"
+    (reason,) = result.reasons
+    assert reason.rule_id == "data:underlying"
+    assert reason.detail is not None
+    assert "XS0000000009" in reason.detail
+
+
+def test_an_exception_never_lifts_missing_data() -> None:
+    """a.s.r.'s Dutch defence exception lifts the defence hit, not the lack of defence data."""
+    dutch = company("DEF", "NL")
+    exception = entry(
+        "exception",
+        dt.date(2025, 1, 15),
+        "asr",
+        "DEF",
+        reason="nl-defence: own account, board approval",
+        reference="BOARD-2025-001",
+        expires_on=dt.date(2026, 1, 15),
+    )
+    no_defence_data = [f for f in asr_defence_facts() if f.metric != "defence.involved"]
+    snapshot = universe(dutch, facts={"DEF": no_defence_data}, entries=[exception])
+    result = judge(ASR, snapshot, "ISIN-DEF")
+    assert result.verdict == "unknown"
+    assert ("defence-risk", "unknown") in fired(result)

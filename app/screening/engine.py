@@ -724,7 +724,12 @@ def _lift(
             for exception in declared:
                 if not _exception_holds(ctx, issuer, exception, entry, fired):
                     continue
-                lifted = [r for r in result if r.rule_id in exception.lifts]
+                # Hits only: an exception is no licence to hold without the data.
+                lifted = [
+                    r
+                    for r in result
+                    if r.rule_id in exception.lifts and r.outcome in ("exclude", "watch")
+                ]
                 if lifted:
                     result = [r for r in result if r.rule_id not in exception.lifts]
                     notes.append(
@@ -820,7 +825,19 @@ def _instrument_reasons(
     underlying = instrument.underlying_isin
     if ctx.policy.propagation.underlying and underlying and underlying not in seen:
         below = _instrument_reasons(ctx, underlying, seen | {isin})
-        if below is not None:
+        if below is None:
+            # The instrument takes its underlying's verdict, which cannot be known: unknown.
+            reasons.append(
+                Reason(
+                    rule_id="data:underlying",
+                    title="Underlying not known",
+                    outcome="unknown",
+                    via=(Via(instrument.issuer_id, "self"),),
+                    detail=f"{isin} is written on {underlying}, but no instrument with that "
+                    f"ISIN (or its issuer) is known at data version {ctx.snapshot.data_version}",
+                )
+            )
+        else:
             under_issuer = ctx.snapshot.instruments[underlying].issuer_id
             reasons += [
                 r.travelled(Via(under_issuer, "underlying"))
