@@ -372,7 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             else:
                 exported = asyncio.run(_export_policy(settings, args.key, args.version))
-                print(exported.decode("utf-8"))
+                # The bytes the version's sha256 covers and nothing else (no newline added):
+                # `mayhold policies export KEY N | sha256sum` is the auditor's check.
+                sys.stdout.buffer.write(exported)
+                sys.stdout.buffer.flush()
         elif args.command == "decisions":
             print(
                 asyncio.run(
