@@ -34,7 +34,6 @@ from app.kit.time import utcnow
 from app.lists import formats as list_formats
 from app.lists import service as lists_service
 from app.policies import service as policy_service
-from app.policies.document import PolicyDocument, canonical_json, document_sha256
 
 log = get_logger("mayhold.cli")
 
@@ -145,13 +144,10 @@ async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session:
-            _, row = await policy_service.get_version(session, key, version)
+            _, canonical = await policy_service.export_version(session, key, version)
+            return canonical
     finally:
         await database.dispose()
-    document = PolicyDocument.model_validate(row.document)
-    if document_sha256(document) != row.sha256:
-        raise ValueError(f"version {version} of {key!r} does not match its stored sha256")
-    return canonical_json(document)
 
 
 async def _checkpoint(
