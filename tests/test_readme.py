@@ -4,26 +4,29 @@ databases. Both dialects."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 import os
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.demo import load_demo
 from app.kit.db import Database
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
-from tests.support.calendar import stable_today
+from tests.support.calendar import stable_today, today
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.processes import BIN, mayhold, shell
+from tests.support.processes import BIN, free_port, mayhold, serve, shell
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -35,6 +38,18 @@ def readme_block(after: str) -> str:
     match = re.search(r"^```[a-z]*\n(.*?)^```", text[start:], re.DOTALL | re.MULTILINE)
     assert match, f"no code block after {after!r} in README.md"
     return match.group(1)
+
+
+def date_shim(directory: Path) -> Path:
+    """A directory holding a `date` that answers for the night in $NIGHT (the real `date`,
+    told the day): nights are told apart by the file names `date` gives them."""
+    shims = directory / "bin"
+    shims.mkdir()
+    real_date = shutil.which("date")
+    assert real_date
+    (shims / "date").write_text(f'#!/bin/sh\nexec {real_date} -d "$NIGHT" "$@"\n')
+    (shims / "date").chmod(0o755)
+    return shims
 
 
 @dataclass(frozen=True)
@@ -115,14 +130,7 @@ async def test_the_readme_crontab_line_night_after_night(dialect: str, tmp_path:
     lists = tmp_path / "lists"
     lists.mkdir()
     command = crontab.command.replace(CRON_DIRECTORY, str(lists))
-    # Nights are told apart by `date` (the file names): a `date` that answers for the night
-    # being simulated, otherwise the real one.
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    real_date = shutil.which("date")
-    assert real_date
-    (shims / "date").write_text(f'#!/bin/sh\nexec {real_date} -d "$NIGHT" "$@"\n')
-    (shims / "date").chmod(0o755)
+    shims = date_shim(tmp_path)
     token_file = lists / "rpf.token"
     today = stable_today(dt.timedelta(minutes=3))  # list tokens carry the day
 
@@ -228,3 +236,137 @@ async def test_the_readme_crontab_line_night_after_night(dialect: str, tmp_path:
         assert code == 0, stderr
         assert read_csv(lists / "rpf-2031-01-06.csv")[0][0] == "issuer_id"
         assert not [p for p in lists.iterdir() if p.name.startswith(".")]  # no .part left
+
+
+# ------------------------------------------------------------------- against a running service
+
+
+@asynccontextmanager
+async def served(url: str) -> AsyncIterator[str]:
+    """`mayhold serve` on the database; its base URL once it answers."""
+    process, port = serve(url)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, "mayhold serve exited"
+                assert time.monotonic() < deadline, "mayhold serve did not start"
+                await asyncio.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_the_readme_recipes_against_a_running_service(dialect: str, tmp_path: Path) -> None:
+    """The auditor's check of a decision (curl, jq, printf, sha256sum), the custodian's nightly
+    curl job, and a loaded file's sha256: each as the README writes it, against `mayhold serve`."""
+    for tool in ("curl", "jq", "sha256sum"):
+        assert shutil.which(tool), f"the README's recipes need {tool} (apt-get install {tool})"
+    async with small_demo(dialect, tmp_path) as (url, examples):
+        key = mayhold(url, "keys", "create", "--name", "auditor", "--scopes", "admin")
+        assert key.returncode == 0, key.stderr
+        auth = {"Authorization": f"Bearer {key.stdout.splitlines()[-1]}"}
+        async with served(url) as base, httpx.AsyncClient(base_url=base, headers=auth) as client:
+            # A decision, re-hashed by the README's shell recipe.
+            checked = await client.post(
+                "/v1/checks",
+                json={"policy": "rpf", "instruments": sorted(examples.values())},
+                headers={"X-Request-ID": "order-17"},
+            )
+            assert checked.status_code == 200, checked.text
+            recipe = readme_block("An auditor can check a decision with nothing but a shell")
+            for decision in checked.json()["decisions"][:3]:
+                stored = (await client.get(f"/v1/decisions/{decision['decision_id']}")).json()
+                environment = {"BASE": base, "KEY": auth["Authorization"].split()[1]}
+                ran = shell(recipe, {**environment, "ID": decision["decision_id"]})
+                assert ran.returncode == 0, ran.stderr
+                assert ran.stdout == f"{stored['audit']['hash']}  -\n"
+            verified = (await client.get("/v1/decisions/verify")).json()
+            assert verified["ok"], verified
+
+            # A file loaded over HTTP (raw body, multipart): its sha256 is the file's.
+            data = Path(__file__).parent / "fixtures" / "datasets" / "msci_esg.csv"
+            digest = shell(f"sha256sum {data}").stdout.split()[0]
+            raw = await client.post(
+                "/v1/datasets",
+                params={"kind": "msci-esg", "as_of": "2025-06-30"},
+                content=data.read_bytes(),
+                headers={"Content-Type": "text/csv"},
+            )
+            assert raw.status_code in (200, 201), raw.text
+            assert raw.json()["sha256"] == digest
+            multipart = await client.post(
+                "/v1/datasets",
+                params={"kind": "msci-esg", "as_of": "2025-06-30"},
+                files={"file": ("msci.csv", data.read_bytes(), "text/csv")},
+            )
+            assert multipart.status_code == 200, multipart.text  # the same bytes: the same load
+            assert multipart.json()["sha256"] == digest
+            listed = (await client.get(f"/v1/datasets/{raw.json()['id']}")).json()
+            assert listed["sha256"] == digest
+
+            # The custodian's nightly curl job: the whole list, a delta, a failed night (the
+            # service unreachable) that changes nothing, the recovery.
+            job = readme_block("A custodian's nightly job").replace(
+                "https://mayhold.internal", base
+            )
+            custodian = tmp_path / "custodian"
+            custodian.mkdir()
+            shims = date_shim(tmp_path)
+
+            def night(day: str, job: str = job) -> tuple[int, str]:
+                environment = {
+                    "KEY": auth["Authorization"].split()[1],
+                    "NIGHT": day,
+                    "PATH": f"{shims}{os.pathsep}/usr/bin:/bin",
+                }
+                ran = shell(job, environment, cwd=str(custodian))
+                return ran.returncode, ran.stderr
+
+            def visible() -> dict[str, bytes]:
+                return {
+                    p.name: p.read_bytes()
+                    for p in sorted(custodian.iterdir())
+                    if not p.name.startswith(".")
+                }
+
+            assert night("2031-01-01") == (0, "")
+            whole = await client.get("/v1/lists/rpf", params={"level": "instrument"})
+            assert (custodian / "rpf-2031-01-01.csv").read_bytes() == whole.content
+            assert (custodian / "rpf.token").read_text() == whole.headers["x-list-token"] + "\n"
+
+            clean = examples["clean company"]
+            facts = tmp_path / "tobacco.csv"
+            facts.write_text(
+                f"issuer_ref,metric,value,as_of\n{clean},revenue_pct.tobacco,99,{today()}\n"
+            )
+            loaded = await client.post(
+                "/v1/datasets",
+                params={"kind": "facts", "provider": "iss", "as_of": str(today())},
+                content=facts.read_bytes(),
+            )
+            assert loaded.status_code == 201, loaded.text
+            assert night("2031-01-02") == (0, "")
+            _, delta = read_csv(custodian / "rpf-2031-01-02.csv")
+            assert clean in {r["isin"] for r in delta if r["change"] == "added"}
+
+            before = visible()
+            code, _ = night("2031-01-03", job.replace(base, f"http://127.0.0.1:{free_port()}"))
+            assert code != 0
+            assert visible() == before
+
+            assert night("2031-01-04") == (0, "")
+            _, nothing = read_csv(custodian / "rpf-2031-01-04.csv")
+            assert nothing == []  # nothing changed since night 2's list
+            before = visible()
+            assert night("2031-01-04")[0] != 0  # that day's file is there: not replaced
+            assert visible() == before
