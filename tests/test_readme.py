@@ -370,3 +370,23 @@ async def test_the_readme_recipes_against_a_running_service(dialect: str, tmp_pa
             before = visible()
             assert night("2031-01-04")[0] != 0  # that day's file is there: not replaced
             assert visible() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_the_readme_running_it_for_real_block(dialect: str, tmp_path: Path) -> None:
+    """ "Running it for real", as written, but for installing (done) and serving (a server:
+    tests/test_cli.py): migrate, then a key printed alone on the last line."""
+    block = readme_block("## Running it for real")
+    lines = [line.split("#")[0].rstrip() for line in block.splitlines()]
+    assert lines[0] == "pip install -e ."
+    assert lines[-1].startswith("mayhold serve ")
+    assert lines[1].startswith("export MAYHOLD_DATABASE_URL=")
+    async with scratch_database(dialect, tmp_path) as url:
+        script = "\n".join(["set -e", f"export MAYHOLD_DATABASE_URL={url}", *lines[2:-1]])
+        ran = shell(script, {"MAYHOLD_LOG_LEVEL": "WARNING"}, cwd=str(tmp_path))
+        assert ran.returncode == 0, ran.stderr
+        key = ran.stdout.splitlines()[-1]
+        assert re.fullmatch(r"mh_[0-9a-f]+_[A-Za-z0-9_-]+", key), ran.stdout
+        listed = mayhold(url, "keys", "list")
+        assert listed.stdout.startswith("oms-desk-1\tcheck\t")
