@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import errno
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth import service as auth_service
 from app.auth.schemas import Actor, IssuedKey
@@ -21,7 +25,8 @@ from app.datasets.schemas import DatasetKind, DatasetRead
 from app.decisions import service as decisions_service
 from app.demo import load_demo
 from app.kit.db import READ_ONLY_OPTION, Database, create_engine
-from app.kit.errors import AppError
+from app.kit.errors import AppError, InvalidInput, NotFound
+from app.kit.files import AtomicFile
 from app.kit.logging import configure_logging, get_logger
 from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
 from app.kit.settings import Settings, get_settings
@@ -29,7 +34,6 @@ from app.kit.time import utcnow
 from app.lists import formats as list_formats
 from app.lists import service as lists_service
 from app.policies import service as policy_service
-from app.policies.document import PolicyDocument, canonical_json, document_sha256
 
 log = get_logger("mayhold.cli")
 
@@ -140,13 +144,10 @@ async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session:
-            _, row = await policy_service.get_version(session, key, version)
+            _, canonical = await policy_service.export_version(session, key, version)
+            return canonical
     finally:
         await database.dispose()
-    document = PolicyDocument.model_validate(row.document)
-    if document_sha256(document) != row.sha256:
-        raise ValueError(f"version {version} of {key!r} does not match its stored sha256")
-    return canonical_json(document)
 
 
 async def _checkpoint(
@@ -174,16 +175,34 @@ async def _export_list(
     fmt: list_formats.ListFormat,
     level: lists_service.Level,
     as_of: dt.datetime | None,
-    since: str | None,
+    since: _Since | None,
     out: BinaryIO,
 ) -> str:
-    """``mayhold lists export``: the endpoint's list, written to ``out``; returns its token."""
+    """``mayhold lists export``: the endpoint's list, written to ``out``; returns its token.
+
+    A token read from ``--since-file`` that the service refuses (truncated, another database's,
+    dated after today...) gives the whole list instead, said on standard error: the custodian's
+    state is then unknown, and the whole list is the one answer that is right whatever it is.
+    A token given with ``--since`` is refused as the endpoint refuses it (exit 1).
+    """
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session:
             await session.connection(execution_options={READ_ONLY_OPTION: True})
-            plan = await lists_service.plan_list(session, policy, level, as_of, since)
+            token = since.token if since is not None else None
+            try:
+                plan = await lists_service.plan_list(session, policy, level, as_of, token)
+            except (InvalidInput, NotFound) as exc:
+                if since is None or since.path is None:
+                    raise
+                # Without the token: an error here (an unknown policy) is the real one.
+                plan = await lists_service.plan_list(session, policy, level, as_of, None)
+                print(
+                    f"mayhold: the token in {since.path} cannot be used ({exc.detail}); "
+                    "writing the whole list instead",
+                    file=sys.stderr,
+                )
             export = await lists_service.load_list(session, plan)
         async for chunk in list_formats.render(fmt, export):
             out.write(chunk)
@@ -191,6 +210,55 @@ async def _export_list(
         return plan.token
     finally:
         await database.dispose()
+
+
+@dataclass(frozen=True)
+class _Since:
+    """The ``since`` token of a list export, and the file it was read from (if any)."""
+
+    token: str
+    path: Path | None
+
+
+def _since(token: str | None, path: Path | None) -> _Since | None:
+    """``--since TOKEN``, or ``--since-file PATH``: a missing or blank file (the first night)
+    means no token, the whole list."""
+    if token is not None:
+        return _Since(token, None)
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    return _Since(text, path) if text else None
+
+
+def _lists_export(settings: Settings, args: argparse.Namespace) -> None:
+    """Write the list (to ``--out`` or standard output), then ``--token-file``; see
+    ``_parser`` for the guarantees. Raises on any failure, leaving both files as they were."""
+    out_path: Path | None = args.out
+    if out_path is not None and out_path.exists():  # fail before the work; commit checks again
+        raise FileExistsError(errno.EEXIST, "exists; not replacing it", str(out_path))
+    since = _since(args.since, args.since_file)
+    with contextlib.ExitStack() as files:
+        out = None if out_path is None else files.enter_context(AtomicFile(out_path, replace=False))
+        stream = sys.stdout.buffer if out is None else out.file
+        token = asyncio.run(
+            _export_list(settings, args.policy, args.format, args.level, args.as_of, since, stream)
+        )
+        token_file = None
+        if args.token_file is not None:
+            # Written in full before the list is committed (a full disk fails the night here,
+            # with nothing changed), renamed into place after it: the token never names a
+            # list the custodian was not given.
+            token_file = files.enter_context(AtomicFile(args.token_file, replace=True))
+            token_file.file.write(f"{token}\n".encode())
+        if out is not None:
+            out.commit()
+        if token_file is not None:
+            token_file.commit()
+    print(f"list token: {token}", file=sys.stderr)
 
 
 async def _prepare_demo(settings: Settings) -> tuple[IssuedKey, dict[str, str]]:
@@ -307,9 +375,26 @@ def _parser() -> argparse.ArgumentParser:
     export_list.add_argument(
         "--as-of", type=_timestamp, help="RFC 3339 time, e.g. 2026-06-30T00:00:00Z (default now)"
     )
-    export_list.add_argument("--since", help="a list token: only the rows changed since then")
+    since = export_list.add_mutually_exclusive_group()
+    since.add_argument("--since", help="a list token: only the rows changed since then")
+    since.add_argument(
+        "--since-file",
+        type=Path,
+        help="read the --since token from this file (a --token-file of an earlier run); a "
+        "missing or empty file means the whole list (the first run), and so does a token the "
+        "service cannot use (said on standard error)",
+    )
     export_list.add_argument(
-        "--token-file", type=Path, help="also write this list's token there (for the next --since)"
+        "--token-file",
+        type=Path,
+        help="also write this list's token there (for the next --since-file), replacing it "
+        "atomically and only once the list is written",
+    )
+    export_list.add_argument(
+        "--out",
+        type=Path,
+        help="write the list to this new file instead of standard output: it appears complete "
+        "or not at all, and an existing file is never replaced (exit 1)",
     )
     return parser
 
@@ -372,7 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             else:
                 exported = asyncio.run(_export_policy(settings, args.key, args.version))
-                print(exported.decode("utf-8"))
+                # The bytes the version's sha256 covers and nothing else (no newline added):
+                # `mayhold policies export KEY N | sha256sum` is the auditor's check.
+                sys.stdout.buffer.write(exported)
+                sys.stdout.buffer.flush()
         elif args.command == "decisions":
             print(
                 asyncio.run(
@@ -380,25 +468,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         elif args.command == "lists":
-            token = asyncio.run(
-                _export_list(
-                    settings,
-                    args.policy,
-                    args.format,
-                    args.level,
-                    args.as_of,
-                    args.since,
-                    sys.stdout.buffer,
-                )
-            )
-            if args.token_file is not None:
-                args.token_file.write_text(token + "\n", encoding="utf-8")
-            print(f"list token: {token}", file=sys.stderr)
+            _lists_export(settings, args)
     except AppError as exc:
         _print_error(exc)
         return 1
     except (ValueError, OSError) as exc:
         print(f"mayhold: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        # The database unreachable, missing or refusing us: one line saying so, not a traceback.
+        cause = getattr(exc, "orig", None) or exc
+        print(f"mayhold: database error: {cause}", file=sys.stderr)
         return 1
     return 0
 

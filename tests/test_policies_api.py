@@ -4,6 +4,7 @@ the version in force, overlays and diffs."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from typing import Any
 
@@ -967,3 +968,26 @@ async def test_diff_shows_rules_added_removed_and_changed_field_by_field(
     same = (await client.get("/v1/policies/rpf/versions/1/diff?against=1", headers=reader)).json()
     assert same["identical"] is True
     assert_problem(await client.get("/v1/policies/rpf/versions/1/diff", headers=reader), 422)
+
+
+@pytest.mark.parametrize("key", SHIPPED)
+async def test_the_document_endpoint_gives_exactly_the_hashed_bytes(
+    client: httpx.AsyncClient, writer: dict[str, str], reader: dict[str, str], key: str
+) -> None:
+    """What an auditor verifies with `curl .../document | sha256sum`: the body's SHA-256 is the
+    version's published sha256 (floats such as `pct: 50.0` kept as hashed, nothing added)."""
+    document = shipped_path(key).read_bytes()
+    created = await post_document(client, key, document, writer, "application/yaml")
+    assert created.status_code == 201, created.text
+    published = (await client.get(f"/v1/policies/{key}/versions/1", headers=reader)).json()
+    response = await client.get(f"/v1/policies/{key}/versions/1/document", headers=reader)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert hashlib.sha256(response.content).hexdigest() == published["sha256"]
+    assert response.headers["etag"] == f'"{published["sha256"]}"'
+    assert json.loads(response.content) == published["document"]
+
+    assert_problem(await client.get(f"/v1/policies/{key}/versions/9/document", headers=reader), 404)
+    assert_problem(await client.get("/v1/policies/nope/versions/1/document", headers=reader), 404)
+    assert_problem(await client.get(f"/v1/policies/{key}/versions/x/document", headers=reader), 422)
+    assert_problem(await client.get(f"/v1/policies/{key}/versions/1/document"), 401)

@@ -9,7 +9,7 @@ import pytest
 from app.policies.document import document_sha256, parse_document
 from tests.support.databases import DIALECTS, scratch_database
 from tests.support.policies import SHIPPED, shipped, shipped_path
-from tests.support.processes import mayhold
+from tests.support.processes import mayhold, shell
 
 
 @pytest.mark.slow
@@ -26,7 +26,7 @@ async def test_load_and_export_the_shipped_policies(dialect: str, tmp_path: Path
 
         exported = mayhold(url, "policies", "export", "rpf", "1")
         assert exported.returncode == 0, exported.stderr
-        canonical = exported.stdout.rstrip("\n").encode("utf-8")
+        canonical = exported.stdout.encode("utf-8")
         sha = document_sha256(parse_document(shipped("rpf")))
         assert hashlib.sha256(canonical).hexdigest() == sha
         assert json.loads(canonical)["key"] == "rpf"
@@ -47,3 +47,19 @@ async def test_load_and_export_the_shipped_policies(dialect: str, tmp_path: Path
         rejected = mayhold(url, "policies", "load", str(bad))
         assert rejected.returncode == 1
         assert "body.rules.0.when.value: 500 is above 100" in rejected.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_export_piped_to_sha256sum_is_the_versions_hash(dialect: str, tmp_path: Path) -> None:
+    """The README's check, as an auditor types it: the export's bytes are exactly those the
+    version's sha256 covers (no newline or anything else added)."""
+    async with scratch_database(dialect, tmp_path) as url:
+        assert mayhold(url, "migrate").returncode == 0
+        loaded = mayhold(url, "policies", "load", str(shipped_path("rpf")))
+        assert loaded.returncode == 0, loaded.stderr
+        published = dict(part.split("=", 1) for part in loaded.stdout.split())["sha256"]
+
+        piped = shell("mayhold policies export rpf 1 | sha256sum", {"MAYHOLD_DATABASE_URL": url})
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == f"{published}  -\n"

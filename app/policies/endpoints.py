@@ -249,6 +249,28 @@ async def get_version(
     return _read(policy, row)
 
 
+@router.get(
+    "/{key}/versions/{version}/document",
+    response_class=Response,
+    summary="One version's canonical JSON: exactly the bytes its sha256 covers",
+    description=(
+        "The version's document as hashed: the fields its author gave, JSON with sorted keys "
+        "and compact separators, UTF-8, nothing added (no trailing newline), so "
+        "`curl ... | sha256sum` prints the version's `sha256`. The `ETag` is that sha256. "
+        "The same bytes as `mayhold policies export KEY VERSION`."
+    ),
+    responses={
+        200: {"content": {"application/json": _DOCUMENT}, "description": "The canonical JSON."},
+        **problem_responses(401, 404),
+    },
+)
+async def get_version_document(
+    key: str, version: int, _: CurrentPrincipal, session: DbSession
+) -> Response:
+    sha256, canonical = await service.export_version(session, key, version)
+    return Response(canonical, media_type="application/json", headers={"ETag": f'"{sha256}"'})
+
+
 def _changes(changes: Sequence[FieldChange]) -> list[FieldChangeRead]:
     return [
         FieldChangeRead(path=c.path, change=c.change, before=c.before, after=c.after)

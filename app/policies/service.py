@@ -7,6 +7,7 @@ fixed base, the base's approved version an overlay is checked against, numbering
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from app.policies.diff import DocumentDiff, diff_documents
 from app.policies.document import (
     PolicyDocument,
     PolicyDocumentInvalid,
+    canonical_json,
     document_data,
     document_sha256,
     effective_document,
@@ -399,6 +401,19 @@ async def get_version(session: AsyncSession, key: str, number: int) -> tuple[Pol
     repository = PolicyRepository(session)
     policy = await _policy(repository, key)
     return policy, await _version(repository, policy, number)
+
+
+async def export_version(session: AsyncSession, key: str, number: int) -> tuple[str, bytes]:
+    """A version's sha256 and its canonical JSON: exactly the bytes the sha256 covers (UTF-8,
+    no trailing newline), so that ``sha256sum`` of them is the published hash. The stored
+    document is hashed again first: ``ValueError`` if it no longer matches (it cannot, short of
+    tampering with the database: approved versions are guarded by triggers). 404 as
+    ``get_version``."""
+    _, version = await get_version(session, key, number)
+    canonical = canonical_json(PolicyDocument.model_validate(version.document))
+    if hashlib.sha256(canonical).hexdigest() != version.sha256:
+        raise ValueError(f"version {number} of {key!r} does not match its stored sha256")
+    return version.sha256, canonical
 
 
 async def get_in_force(

@@ -21,6 +21,27 @@ def mayhold(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     )
 
 
+def shell(
+    command: str, env: dict[str, str] | None = None, *, cwd: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a shell command line as a user types it (``/bin/sh -c``), with this interpreter's
+    ``mayhold`` first on PATH; ``env`` adds to (or overrides) this process's environment."""
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        env={**os.environ, "PATH": path, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# Where this interpreter's console scripts (``mayhold``) are: the virtualenv's bin directory.
+BIN = os.path.dirname(sys.executable)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
