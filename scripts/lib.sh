@@ -21,3 +21,19 @@ ensure_venv() {  # $1: what to install, e.g. "." or ".[dev]"
   fi
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --editable "$1"
 }
+
+ensure_tools() {  # command-line tools the README's recipes (and their tests) use: curl, jq
+  local missing=()
+  for tool in curl jq; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "install ${missing[*]} (the README's recipes and their tests use them)" >&2
+    return 1
+  fi
+}

@@ -7,6 +7,7 @@ source scripts/lib.sh
 source scripts/ensure_postgres.sh
 
 ensure_venv ".[dev]"
+ensure_tools
 ensure_postgres
 echo "== postgres: ${MAYHOLD_TEST_POSTGRES_URL}"
 
