@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import Dataset
 from app.models.base import Base
+from app.screening.snapshot import EmbargoLoad
 
 # Any constant will do: it names "the dataset loads" among Postgres advisory locks.
 _LOAD_LOCK_KEY = 0x6D61_7968_6F6C_64  # "mayhold"
@@ -93,6 +94,21 @@ async def data_version(session: AsyncSession, at: dt.datetime | None = None) -> 
     if at is not None:
         query = query.where(Dataset.loaded_at <= at)
     return (await session.execute(query)).scalar_one() or 0
+
+
+async def arms_embargo_loads(session: AsyncSession, version: int) -> list[EmbargoLoad]:
+    """Every arms-embargoes load known at data ``version``: (dataset id, provider, as_of).
+
+    Which of them is each provider's current list on a day is ``current_embargo_loads``'s
+    decision (the newest provider date), never the load order; the screening snapshot and
+    /v1/countries both read the loads here.
+    """
+    rows = await session.execute(
+        select(Dataset.id, Dataset.provider, Dataset.as_of).where(
+            Dataset.kind == "arms-embargoes", Dataset.id <= version
+        )
+    )
+    return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
 
 
 def stage_name() -> str:

@@ -16,11 +16,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.datasets.repository import data_version
+from app.datasets.repository import arms_embargo_loads, data_version
 from app.kit.bulk import fetch_plain
 from app.models import (
     ArmsEmbargo,
-    Dataset,
     Fact,
     InstrumentRecord,
     IssuerRecord,
@@ -28,7 +27,6 @@ from app.models import (
 )
 from app.screening.snapshot import (
     Embargo,
-    EmbargoLoad,
     FactPoint,
     InstrumentNode,
     IssuerNode,
@@ -319,16 +317,8 @@ class ScreeningRepository:
     async def _add_embargoes(
         self, snapshot: Snapshot, version: int, *, everywhere: bool = False
     ) -> None:
-        loads = (
-            await self.session.execute(
-                select(Dataset.id, Dataset.provider, Dataset.as_of).where(
-                    Dataset.kind == "arms-embargoes", Dataset.id <= version
-                )
-            )
-        ).all()
-        snapshot.embargo_loads = tuple(
-            EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in loads
-        )
+        loads = await arms_embargo_loads(self.session, version)
+        snapshot.embargo_loads = tuple(loads)
         countries = sorted(
             {n.country for n in snapshot.issuers.values()}
             | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
