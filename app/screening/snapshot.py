@@ -149,7 +149,7 @@ class Snapshot:
     country_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
     embargo_loads: tuple[EmbargoLoad, ...] = ()
     embargoes: dict[str, tuple[Embargo, ...]] = field(default_factory=dict)
-    # (policy key, issuer_id) -> entries from the latest list-entries load naming the policy
+    # (policy key, issuer_id) -> the entries in force (datasets.repository.list_entries_in_force)
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
     subsidiaries: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sovereigns: dict[str, tuple[str, ...]] = field(default_factory=dict)
