@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, get_args
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,7 +21,7 @@ from app.auth import service as auth_service
 from app.auth.schemas import Actor, IssuedKey
 from app.auth.scopes import Scope, parse_scopes
 from app.datasets import service as datasets_service
-from app.datasets.schemas import DatasetKind, DatasetRead
+from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
 from app.decisions import service as decisions_service
 from app.demo import load_demo
 from app.kit.db import READ_ONLY_OPTION, Database, create_engine
@@ -100,15 +100,29 @@ async def _list_keys(settings: Settings) -> list[str]:
 
 
 async def _ingest(
-    settings: Settings, kind: DatasetKind, path: str, provider: str | None, as_of: dt.date | None
+    settings: Settings,
+    kind: DatasetKind,
+    path: str,
+    provider: str | None,
+    as_of: dt.date | None,
+    mode: ListMode | None = None,
+    policy: str | None = None,
 ) -> tuple[DatasetRead, bool]:
+    """``mayhold ingest``: exactly ``POST /v1/datasets`` with the same parameters."""
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     upload = datasets_service.spool_path(path)
     try:
         async with database.sessionmaker() as session, session.begin():
             dataset, created = await datasets_service.load_dataset(
-                session, Actor.command_line(), kind, upload, provider=provider, as_of=as_of
+                session,
+                Actor.command_line(),
+                kind,
+                upload,
+                provider=provider,
+                as_of=as_of,
+                mode=mode,
+                policy=policy,
             )
             return DatasetRead.model_validate(dataset, from_attributes=True), created
     finally:
@@ -328,6 +342,14 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--kind", required=True, choices=[k.value for k in DatasetKind])
     ingest.add_argument("--provider", help="who published the data (default per kind)")
     ingest.add_argument("--as-of", type=dt.date.fromisoformat, help="provider as-of YYYY-MM-DD")
+    ingest.add_argument(
+        "--mode",
+        choices=list(get_args(ListMode)),
+        help="list-entries only: append to the policies' lists (default) or replace them",
+    )
+    ingest.add_argument(
+        "--policy", help="list-entries only: the one policy the file is (part of) the list of"
+    )
     ingest.add_argument("file")
 
     keys = commands.add_parser("keys", help="manage API keys")
@@ -420,11 +442,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"database migrated to head ({settings.dialect})")
         elif args.command == "ingest":
             loaded, created = asyncio.run(
-                _ingest(settings, DatasetKind(args.kind), args.file, args.provider, args.as_of)
+                _ingest(
+                    settings,
+                    DatasetKind(args.kind),
+                    args.file,
+                    args.provider,
+                    args.as_of,
+                    args.mode,
+                    args.policy,
+                )
             )
             print(loaded.model_dump_json(indent=2))
             if not created:
-                print("(these bytes were loaded before: nothing new written)", file=sys.stderr)
+                print(
+                    "(these bytes were loaded before with the same parameters: nothing new "
+                    "written)",
+                    file=sys.stderr,
+                )
         elif args.command == "keys":
             if args.keys_command == "create":
                 try:

@@ -114,3 +114,31 @@ async def test_ingest_loads_like_the_endpoint_and_reports_row_errors(
         rejected = mayhold(url, "ingest", "--kind", "instruments", str(bad))
         assert rejected.returncode == 1
         assert "row 2, isin: 'US7181721091' is not a valid ISIN" in rejected.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_ingest_appends_or_replaces_a_policys_list(dialect: str, tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "datasets"
+    async with scratch_database(dialect, tmp_path) as url:
+        assert mayhold(url, "migrate").returncode == 0
+        for kind in ("issuers", "instruments"):
+            universe = mayhold(url, "ingest", "--kind", kind, str(fixtures / f"{kind}.csv"))
+            assert universe.returncode == 0, universe.stderr
+        lists = fixtures / "list_entries.csv"
+        appended = mayhold(url, "ingest", "--kind", "list-entries", str(lists))
+        assert appended.returncode == 0, appended.stderr
+        assert json.loads(appended.stdout)["mode"] == "append"
+
+        header = tmp_path / "revoked.csv"
+        header.write_text("policy,issuer_ref,list,reason,decided_on\n")
+        args = ("--kind", "list-entries", "--mode", "replace", "--policy", "rpf", str(header))
+        emptied = mayhold(url, "ingest", *args)
+        assert emptied.returncode == 0, emptied.stderr
+        dataset = json.loads(emptied.stdout)
+        assert (dataset["rows"], dataset["mode"], dataset["policy"]) == (0, "replace", "rpf")
+        assert dataset["summary"]["removed"]["count"] == 2  # rpf's two entries; asr's stay
+
+        wrong = mayhold(url, "ingest", "--kind", "issuers", "--mode", "replace", str(header))
+        assert wrong.returncode == 1
+        assert "list-entries loads only" in wrong.stderr

@@ -1,11 +1,15 @@
 """The schema is built by the migrations, and the models agree with them (``alembic check``)."""
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from alembic import command
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from app.kit.db import create_engine
 from app.kit.migrations import alembic_config, upgrade_to_head
 from app.kit.settings import Settings
 from tests.support.databases import DIALECTS, scratch_database
@@ -28,3 +32,58 @@ async def test_models_match_migrations_and_downgrade_round_trips(
 
         # Alembic runs its own event loop; keep it off the test's loop.
         await asyncio.to_thread(round_trip)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_existing_list_entries_loads_become_replacements_of_each_policy_they_name(
+    dialect: str, tmp_path: Path
+) -> None:
+    """Before append/replace, every list-entries load was the complete list of each policy it
+    named: a database migrated with loads in it keeps exactly that meaning, and its datasets
+    stay append-only (SQLite rebuilds the table to change its unique key)."""
+    async with scratch_database(dialect, tmp_path) as url:
+        settings = Settings(database_url=url)
+        config = alembic_config(settings)
+        await asyncio.to_thread(command.upgrade, config, "20261122_decision_checkpoints")
+        engine = create_engine(url)
+        at = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+        loaded_at: object = at if dialect == "postgresql" else "2026-11-01 09:00:00.000000"
+        async with engine.begin() as conn:
+            for dataset_id, kind in ((1, "issuers"), (2, "list-entries"), (3, "list-entries")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO datasets (id, kind, provider, as_of, sha256, rows, loaded_at,"
+                        " loaded_by, summary) VALUES (:id, :kind, 'internal', '2026-11-01', :sha,"
+                        " 1, :at, 'steward', '{}')"
+                    ),
+                    {"id": dataset_id, "kind": kind, "sha": f"{dataset_id:064d}", "at": loaded_at},
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO issuer_records (dataset_id, source_row, issuer_id, name, kind,"
+                    " country) VALUES (1, 2, 'PMI', 'Philip Morris', 'company', 'US')"
+                )
+            )
+            for dataset_id, row, policy in ((2, 2, "rpf"), (2, 3, "asr"), (3, 2, "rpf")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO list_entries (dataset_id, source_row, policy_key, issuer_ref,"
+                        " issuer_id, list, reason, decided_on) VALUES (:d, :r, :p, 'PMI', 'PMI',"
+                        " 'exclusion', 'board', '2026-10-01')"
+                    ),
+                    {"d": dataset_id, "r": row, "p": policy},
+                )
+        await asyncio.to_thread(upgrade_to_head, settings)
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT id, mode FROM datasets"))
+            modes = {row.id: row.mode for row in found}
+            assert modes == {1: "", 2: "replace", 3: "replace"}
+            rows = await conn.execute(text("SELECT dataset_id, policy_key FROM list_replacements"))
+            replacements = {(d, p) for d, p in rows}
+            assert replacements == {(2, "rpf"), (2, "asr"), (3, "rpf")}
+        for statement in ("UPDATE datasets SET rows = rows", "DELETE FROM datasets"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                async with engine.begin() as conn:
+                    await conn.execute(text(statement))
+        await engine.dispose()
+        await asyncio.to_thread(command.check, config)

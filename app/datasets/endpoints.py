@@ -11,7 +11,7 @@ from app.auth.dependencies import Authorize, CurrentPrincipal
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.datasets import service
-from app.datasets.schemas import DatasetKind, DatasetRead
+from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
 from app.kit.db import DbSession
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.openapi import problem_responses
@@ -68,11 +68,18 @@ async def _upload(request: Request) -> service.Upload:
     description=(
         "Validates every row, then writes every row, or writes nothing: a file with any bad "
         "row is rejected with 422 and the first 100 row errors (`row`, `column`, `msg`). "
-        "The same bytes loaded again for the same kind answer 200 with the existing dataset."
+        "The same bytes loaded again with the same parameters (kind, provider, as_of, and for "
+        "list-entries mode and policy) answer 200 with the existing dataset; with any other "
+        "parameter they are a new dataset (201). Without as_of (kinds that allow it) the "
+        "load's date is the as_of. list-entries: `mode=append` (the default) adds the entries "
+        "to each policy's list; `mode=replace` makes the file the complete list of each policy "
+        "it names, or of `policy` when given (every row must then name it; a header-only file "
+        "empties that policy's list); a replace dated before the policy's current list is a "
+        "409. The `summary` says what changed against the list before."
     ),
     responses={
         200: {"model": DatasetRead, "description": "Already loaded: the existing dataset."},
-        **problem_responses(401, 403),
+        **problem_responses(401, 403, 409),
     },
     openapi_extra=_UPLOAD_DOC,
 )
@@ -84,11 +91,26 @@ async def create_dataset(
     kind: Annotated[DatasetKind, Query(description="The file's format.")],
     provider: Annotated[str | None, Query(description="Who published the data.")] = None,
     as_of: Annotated[dt.date | None, Query(description="The provider's as-of date.")] = None,
+    mode: Annotated[
+        ListMode | None,
+        Query(description="list-entries only: append (default) or replace the list."),
+    ] = None,
+    policy: Annotated[
+        str | None,
+        Query(description="list-entries only: the one policy this file is (part of) the list of."),
+    ] = None,
 ) -> DatasetRead:
     upload = await _upload(request)
     try:
         dataset, created = await service.load_dataset(
-            session, principal.actor, kind, upload, provider=provider, as_of=as_of
+            session,
+            principal.actor,
+            kind,
+            upload,
+            provider=provider,
+            as_of=as_of,
+            mode=mode,
+            policy=policy,
         )
     finally:
         upload.discard()

@@ -3,12 +3,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Select, Table, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import Dataset
+from app.models import Dataset, ListEntry, ListReplacement
 from app.models.base import Base
+from app.screening.snapshot import EmbargoLoad
 
 # Any constant will do: it names "the dataset loads" among Postgres advisory locks.
 _LOAD_LOCK_KEY = 0x6D61_7968_6F6C_64  # "mayhold"
@@ -36,9 +38,20 @@ class DatasetRepository:
         current = await self.session.execute(select(func.max(Dataset.id)))
         return (current.scalar_one() or 0) + 1
 
-    async def get_by_content(self, kind: str, sha256: str) -> Dataset | None:
+    async def get_same_load(
+        self, kind: str, sha256: str, provider: str, as_of: dt.date, mode: str, policy: str
+    ) -> Dataset | None:
+        """The dataset these bytes were loaded as with exactly these parameters, if any (the
+        datasets' unique key: contract, "Loads that replace a list")."""
         result = await self.session.execute(
-            select(Dataset).where(Dataset.kind == kind, Dataset.sha256 == sha256)
+            select(Dataset).where(
+                Dataset.kind == kind,
+                Dataset.sha256 == sha256,
+                Dataset.provider == provider,
+                Dataset.as_of == as_of,
+                Dataset.mode == mode,
+                Dataset.policy == policy,
+            )
         )
         return result.scalar_one_or_none()
 
@@ -93,6 +106,104 @@ async def data_version(session: AsyncSession, at: dt.datetime | None = None) -> 
     if at is not None:
         query = query.where(Dataset.loaded_at <= at)
     return (await session.execute(query)).scalar_one() or 0
+
+
+async def arms_embargo_loads(session: AsyncSession, version: int) -> list[EmbargoLoad]:
+    """Every arms-embargoes load known at data ``version``: (dataset id, provider, as_of).
+
+    Which of them is each provider's current list on a day is ``current_embargo_loads``'s
+    decision (the newest provider date), never the load order; the screening snapshot and
+    /v1/countries both read the loads here.
+    """
+    rows = await session.execute(
+        select(Dataset.id, Dataset.provider, Dataset.as_of).where(
+            Dataset.kind == "arms-embargoes", Dataset.id <= version
+        )
+    )
+    return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+
+
+# A ListEntryPoint's fields, in order.
+LIST_ENTRY_COLUMNS = (
+    ListEntry.policy_key,
+    ListEntry.issuer_id,
+    ListEntry.list,
+    ListEntry.reason,
+    ListEntry.decided_on,
+    ListEntry.reference,
+    ListEntry.review_on,
+    ListEntry.expires_on,
+    ListEntry.dataset_id,
+    ListEntry.source_row,
+)
+
+
+def list_entries_in_force(
+    version: int, policy_keys: Sequence[str], issuer_ids: Sequence[str] | None = None
+) -> Select[*tuple[Any, ...]]:
+    """The entries of each of ``policy_keys`` in force at data ``version``, in
+    ``LIST_ENTRY_COLUMNS`` (optionally only those about ``issuer_ids``).
+
+    The one definition of a policy's list (contract, "Loads that replace a list"; checks, the
+    compiled index, custodian lists and the summaries of list loads all read it here): the
+    entries of the policy's newest replacing load at ``version`` (``list_replacements``; none:
+    from the first load), plus every entry appended after it up to ``version``; of several
+    entries for the same (issuer, list) the newest load's wins (an appended entry updates the
+    one it repeats: a renewed exception, a new reason). A replacing load's list may be empty.
+    Bitemporal by construction: everything is bounded by ``version``, so a decision replayed
+    at an old data version sees the list exactly as it was.
+    """
+    keys = sorted(set(policy_keys))
+    replaced = (
+        select(
+            ListReplacement.policy_key.label("policy_key"),
+            func.max(ListReplacement.dataset_id).label("since_id"),
+        )
+        .where(ListReplacement.policy_key.in_(keys), ListReplacement.dataset_id <= version)
+        .group_by(ListReplacement.policy_key)
+        .subquery("replaced")
+    )
+    newest = (
+        select(
+            ListEntry.policy_key.label("policy_key"),
+            ListEntry.issuer_id.label("issuer_id"),
+            ListEntry.list.label("list"),
+            func.max(ListEntry.dataset_id).label("dataset_id"),
+        )
+        .outerjoin(replaced, replaced.c.policy_key == ListEntry.policy_key)
+        .where(
+            ListEntry.policy_key.in_(keys),
+            ListEntry.dataset_id <= version,
+            ListEntry.dataset_id >= func.coalesce(replaced.c.since_id, 0),
+        )
+        .group_by(ListEntry.policy_key, ListEntry.issuer_id, ListEntry.list)
+    )
+    if issuer_ids is not None:
+        newest = newest.where(ListEntry.issuer_id.in_(sorted(set(issuer_ids))))
+    current = newest.subquery("newest")
+    return select(*LIST_ENTRY_COLUMNS).join(
+        current,
+        and_(
+            ListEntry.policy_key == current.c.policy_key,
+            ListEntry.issuer_id == current.c.issuer_id,
+            ListEntry.list == current.c.list,
+            ListEntry.dataset_id == current.c.dataset_id,
+        ),
+    )
+
+
+def newest_list_replacements(version: int, policy_keys: Sequence[str]) -> Select[*tuple[Any, ...]]:
+    """Per policy of ``policy_keys``, its replacing list-entries loads at ``version``:
+    (policy_key, dataset id, as_of), newest load first."""
+    return (
+        select(ListReplacement.policy_key, Dataset.id, Dataset.as_of)
+        .join(Dataset, Dataset.id == ListReplacement.dataset_id)
+        .where(
+            ListReplacement.policy_key.in_(sorted(set(policy_keys))),
+            ListReplacement.dataset_id <= version,
+        )
+        .order_by(ListReplacement.policy_key, Dataset.id.desc())
+    )
 
 
 def stage_name() -> str:

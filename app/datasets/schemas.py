@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from app.kit.schemas import Schema
 
@@ -21,6 +21,11 @@ class DatasetKind(StrEnum):
     list_entries = "list-entries"
 
 
+# How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):
+# ``append`` adds its entries; ``replace`` makes the file the complete list.
+ListMode = Literal["append", "replace"]
+
+
 class DatasetRead(Schema):
     id: int = Field(description="Also the data version: loads are numbered in the order made.")
     kind: DatasetKind
@@ -32,5 +37,22 @@ class DatasetRead(Schema):
     loaded_by: str = Field(description="The API key name, or cli:<user>, that loaded it.")
     source_name: str | None
     summary: dict[str, Any] = Field(
-        description="Rows set aside without rejecting the file (e.g. territories), with counts."
+        description=(
+            "Rows set aside without rejecting the file (e.g. territories), with counts; for "
+            "list-entries, what the load changed against the list before: `added`, `removed`, "
+            "`changed` (each `{count, examples: [{issuer_id, list, policy}]}`) and `unchanged`."
+        )
     )
+    mode: ListMode | None = Field(
+        default=None, description="list-entries only: append or replace (else null)."
+    )
+    policy: str | None = Field(
+        default=None,
+        description="list-entries only: the policy the load was restricted to (`?policy=`).",
+    )
+
+    @field_validator("mode", "policy", mode="before")
+    @classmethod
+    def _none_when_empty(cls, value: Any) -> Any:
+        # Stored as '' for kinds without them (see ``Dataset``).
+        return value or None

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.schemas import Actor
 from app.datasets.adapters import ADAPTERS
 from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, stage_table
+from app.datasets.adapters.list_entries import POLICY_KEY
 from app.datasets.parsing import BatchReader, open_csv
 from app.datasets.repository import DatasetRepository, stage_name
-from app.datasets.schemas import DatasetKind
+from app.datasets.schemas import DatasetKind, ListMode
 from app.kit.bulk import bulk_insert
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.kit.logging import get_logger
@@ -85,6 +86,30 @@ def _provider(kind: DatasetKind, given: str | None) -> str:
 ANALYZE_FROM_ROWS = 10_000
 
 
+def _list_parameters(
+    kind: DatasetKind, mode: ListMode | None, policy: str | None
+) -> tuple[str, str]:
+    """(mode, policy) as stored: list-entries only (default append), '' for other kinds."""
+    if kind is not DatasetKind.list_entries:
+        given = [name for name, value in (("mode", mode), ("policy", policy)) if value is not None]
+        if given:
+            raise InvalidInput(
+                f"{' and '.join(given)} apply to list-entries loads only, not to {kind}: "
+                "drop them, or load the file as kind=list-entries.",
+                errors=[
+                    FieldError(loc=("query", name), msg="only for kind=list-entries")
+                    for name in given
+                ],
+            )
+        return "", ""
+    if policy is not None and not POLICY_KEY.match(policy):
+        raise InvalidInput(
+            f"policy={policy!r} is not a policy key (e.g. rpf, dk-pension).",
+            errors=[FieldError(loc=("query", "policy"), msg="not a policy key")],
+        )
+    return mode or "append", policy or ""
+
+
 async def load_dataset(
     session: AsyncSession,
     actor: Actor,
@@ -93,8 +118,24 @@ async def load_dataset(
     *,
     provider: str | None,
     as_of: dt.date | None,
+    mode: ListMode | None = None,
+    policy: str | None = None,
 ) -> tuple[Dataset, bool]:
-    """Load a file; returns the dataset and whether it is new (False: same bytes seen before)."""
+    """Load a file; returns the dataset and whether it is new (False: the same load again).
+
+    A load is its bytes *and* its parameters (contract, "Loads that replace a list"): kind,
+    provider, as_of and, for list-entries, ``mode`` and ``policy``. The same bytes with the same
+    parameters answer the existing dataset (a retried upload writes nothing twice); with any
+    other parameter they are a new statement and a new dataset (a vendor's byte-identical
+    monthly re-export dated anew, the same file from another provider).
+
+    ``as_of`` omitted (kinds that allow it) means the load's date, today in UTC: it counts as
+    that date exactly as if given, so the same bytes without as_of answer the existing dataset
+    on the day they were loaded and are recorded anew, dated that day, on a later day.
+
+    Errors: 422 (``InvalidInput``) for bad parameters or rows, nothing written; 409
+    (``Conflict``) for a list-entries replace older than the policy's current list.
+    """
     adapter = ADAPTERS[kind]()
     provider = _provider(kind, provider)
     if as_of is None and adapter.as_of_required:
@@ -102,15 +143,26 @@ async def load_dataset(
             f"A {kind} load needs ?as_of=YYYY-MM-DD: the provider's as-of date for this file.",
             errors=[FieldError(loc=("query", "as_of"), msg="required for this kind")],
         )
+    list_mode, list_policy = _list_parameters(kind, mode, policy)
+    dated = as_of or utcnow().date()
     repository = DatasetRepository(session)
     await repository.lock_loads()
-    existing = await repository.get_by_content(kind, upload.sha256)
+    existing = await repository.get_same_load(
+        kind.value, upload.sha256, provider, dated, list_mode, list_policy
+    )
     if existing is not None:
         return existing, False
 
     # Ids are allocated under the load lock: dense, in load order (an id is a data version).
     dataset_id = await repository.next_id()
-    ctx = LoadContext(provider=provider, as_of=as_of)
+    ctx = LoadContext(
+        provider=provider,
+        as_of=as_of,
+        dated=dated,
+        dataset_id=dataset_id,
+        mode=list_mode,
+        policy=list_policy,
+    )
     csvfile = open_csv(upload.path, adapter, ctx)  # header errors surface before any work
     batches = BatchReader(csvfile, adapter, ctx)
     stage = stage_table(stage_name(), adapter)
@@ -161,9 +213,14 @@ async def load_dataset(
             "Nothing was loaded; fix the rows listed in `errors` and load the file again.",
             errors=errors[:MAX_ROW_ERRORS],
         )
-    if parsed.rows == 0:
+    if parsed.rows == 0 and not adapter.allows_no_rows(ctx):
+        hint = (
+            " To empty a policy's list, load a header-only file with mode=replace&policy=KEY."
+            if kind is DatasetKind.list_entries
+            else ""
+        )
         raise InvalidInput(
-            "The file was rejected: it has a header but no data rows. Nothing was loaded.",
+            "The file was rejected: it has a header but no data rows. Nothing was loaded." + hint,
             errors=[FieldError.in_file(2, None, "no data rows")],
         )
     if parsed.skipped:
@@ -174,7 +231,7 @@ async def load_dataset(
             id=dataset_id,
             kind=kind.value,
             provider=provider,
-            as_of=as_of or utcnow().date(),
+            as_of=dated,
             sha256=upload.sha256,
             rows=parsed.rows,
             loaded_at=utcnow(),
@@ -182,6 +239,8 @@ async def load_dataset(
             loaded_by_key_id=actor.key_id,
             source_name=upload.name,
             summary=ctx.summary,
+            mode=list_mode,
+            policy=list_policy,
         )
     )
     if not adapter.publishes_in_batches:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.datasets.repository import data_version
+from app.datasets.repository import arms_embargo_loads, data_version
 from app.models import ArmsEmbargo, Dataset, Fact, InstrumentRecord, IssuerRecord
 from app.screening.snapshot import EmbargoLoad
 
@@ -136,12 +136,7 @@ class IssuerRepository:
         )
 
     async def arms_embargo_loads(self, version: int) -> list[EmbargoLoad]:
-        rows = await self.session.execute(
-            select(Dataset.id, Dataset.provider, Dataset.as_of).where(
-                Dataset.kind == "arms-embargoes", Dataset.id <= version
-            )
-        )
-        return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+        return await arms_embargo_loads(self.session, version)
 
     async def arms_embargoes(
         self, country: str, dataset_ids: Iterable[int]

@@ -105,6 +105,6 @@ class CountryRead(Schema):
     sovereigns: list[IssuerLink] = Field(description="Sovereign issuers of this country.")
     facts: list[Evidence] = Field(description="Current value per metric and provider.")
     arms_embargoes: list[ArmsEmbargoRead] = Field(
-        description="From each provider's latest arms-embargoes load (its complete list)."
+        description="From each provider's current arms-embargoes list: its newest-dated load."
     )
     data_version: int

@@ -44,7 +44,12 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         # A transaction that may write takes the write lock up front (IMMEDIATE): two writers
         # queue instead of failing on a read-to-write lock upgrade. Read-only work begins
         # DEFERRED and, under WAL, never waits for a writer.
-        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            # No transaction at all (e.g. a migration's autocommit block, where a PRAGMA such
+            # as foreign_keys takes effect only outside a transaction).
+            return
+        read_only = options.get(READ_ONLY_OPTION, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 

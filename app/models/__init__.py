@@ -9,6 +9,7 @@ from app.models.dataset import (
     InstrumentRecord,
     IssuerRecord,
     ListEntry,
+    ListReplacement,
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
@@ -26,6 +27,7 @@ __all__ = [
     "InstrumentRecord",
     "IssuerRecord",
     "ListEntry",
+    "ListReplacement",
     "Policy",
     "PolicyVersion",
     "VersionStatus",

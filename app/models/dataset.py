@@ -5,17 +5,24 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK
 
 
 class Dataset(Base):
-    """One loaded file: its provenance, kept forever. Its id orders loads (the data version)."""
+    """One loaded file: its provenance, kept forever. Its id orders loads (the data version).
+
+    A load is identified by its bytes *and* the parameters it was loaded with: the same bytes
+    with another provider, as_of, or (list-entries) mode or policy are another statement, so
+    another dataset; only the same bytes with the same parameters are the same load (contract,
+    "Loads that replace a list"). ``mode`` and ``policy`` are '' for kinds without them (a
+    portable unique key: NULLs would never be equal to each other in it).
+    """
 
     __tablename__ = "datasets"
-    __table_args__ = (UniqueConstraint("kind", "sha256"),)
+    __table_args__ = (UniqueConstraint("kind", "sha256", "provider", "as_of", "mode", "policy"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -28,8 +35,13 @@ class Dataset(Base):
     loaded_by_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     source_name: Mapped[str | None] = mapped_column(String(300))
     # What the adapter set aside without rejecting the file (territories, unmatched vendor
-    # rows, non-state embargo targets), with counts and examples, so a steward can see it.
+    # rows, non-state embargo targets), with counts and examples, so a steward can see it;
+    # for list-entries, what the load changed in each policy's list (added, removed...).
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # list-entries only ('' otherwise): "append" or "replace", and the policy the load was
+    # restricted to (?policy=; '' when the file's rows name their policies).
+    mode: Mapped[str] = mapped_column(String(16), server_default=text("''"))
+    policy: Mapped[str] = mapped_column(String(64), server_default=text("''"))
 
 
 class IssuerRecord(Base):
@@ -123,7 +135,10 @@ class ArmsEmbargo(Base):
 class ListEntry(Base):
     """A decision of a policy owner about an issuer (exclusion, inclusion, focus, exception...).
 
-    For each policy, the latest list-entries load naming it is that policy's complete list.
+    Which entries are in force at a data version is decided in one place alone,
+    ``app.datasets.repository.list_entries_in_force``: a policy's list is its newest replacing
+    load (``ListReplacement``) plus the entries appended after it, the newest entry per
+    (issuer, list) winning.
     """
 
     __tablename__ = "list_entries"
@@ -141,3 +156,18 @@ class ListEntry(Base):
     reference: Mapped[str | None] = mapped_column(String(300))
     review_on: Mapped[dt.date | None]
     expires_on: Mapped[dt.date | None]
+
+
+class ListReplacement(Base):
+    """A list-entries load (``mode=replace``) that made its file the complete list of a policy.
+
+    One row per (load, policy it replaced): each policy its rows name, or the ``policy`` the
+    load was restricted to (then possibly with no entries at all: the list was emptied). Loads
+    without a row here appended to the list. Append-only, like the entries themselves.
+    """
+
+    __tablename__ = "list_replacements"
+    __table_args__ = (Index(None, "policy_key", "dataset_id"),)
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    policy_key: Mapped[str] = mapped_column(String(64), primary_key=True)

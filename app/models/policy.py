@@ -1,9 +1,10 @@
 """Policies and their versions.
 
 A version is written once. The only change ever made to a row is its approval (draft ->
-approved, setting the approval columns); an approved version is never changed or deleted. Three
-layers keep it so: the service never does it, an ORM guard here refuses it, and database
-triggers (see the ``policies`` migration) refuse it on Postgres and SQLite.
+approved, setting the approval columns); an approved version is never changed, and no version
+(nor policy) is ever deleted or truncated. Three layers keep it so: the service never does it,
+an ORM guard here refuses it, and database triggers (the ``policies`` and
+``policy_tables_append_only`` migrations) refuse it on Postgres and SQLite.
 """
 
 from __future__ import annotations
@@ -129,5 +130,7 @@ def _refuse_changes(_mapper: Mapper[Any], _connection: Connection, target: Polic
 
 @event.listens_for(PolicyVersion, "before_delete")
 def _refuse_delete(_mapper: Mapper[Any], _connection: Connection, target: PolicyVersion) -> None:
-    if target.status == VersionStatus.approved.value:
-        raise ImmutableVersionError(f"policy version {target.version} is approved")
+    # Drafts too: who proposed which document when is part of the approval record.
+    raise ImmutableVersionError(
+        f"policy version {target.version} is {target.status}: versions are never deleted"
+    )

@@ -16,19 +16,16 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.datasets.repository import data_version
+from app.datasets.repository import arms_embargo_loads, data_version, list_entries_in_force
 from app.kit.bulk import fetch_plain
 from app.models import (
     ArmsEmbargo,
-    Dataset,
     Fact,
     InstrumentRecord,
     IssuerRecord,
-    ListEntry,
 )
 from app.screening.snapshot import (
     Embargo,
-    EmbargoLoad,
     FactPoint,
     InstrumentNode,
     IssuerNode,
@@ -323,16 +320,8 @@ class ScreeningRepository:
     async def _add_embargoes(
         self, snapshot: Snapshot, version: int, *, everywhere: bool = False
     ) -> None:
-        loads = (
-            await self.session.execute(
-                select(Dataset.id, Dataset.provider, Dataset.as_of).where(
-                    Dataset.kind == "arms-embargoes", Dataset.id <= version
-                )
-            )
-        ).all()
-        snapshot.embargo_loads = tuple(
-            EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in loads
-        )
+        loads = await arms_embargo_loads(self.session, version)
+        snapshot.embargo_loads = tuple(loads)
         countries = sorted(
             {n.country for n in snapshot.issuers.values()}
             | {n.state_owner_country for n in snapshot.issuers.values() if n.state_owner_country}
@@ -366,37 +355,15 @@ class ScreeningRepository:
         *,
         everywhere: bool = False,
     ) -> None:
-        """Per policy, the entries of the latest list-entries load that names it."""
+        """Per policy, the entries in force at ``version`` (``list_entries_in_force``)."""
         if not policy_keys or not snapshot.issuers:
             return
-        latest = (
-            select(ListEntry.policy_key, func.max(ListEntry.dataset_id).label("dataset_id"))
-            .where(ListEntry.policy_key.in_(policy_keys), ListEntry.dataset_id <= version)
-            .group_by(ListEntry.policy_key)
-            .subquery()
+        query = list_entries_in_force(
+            version, policy_keys, None if everywhere else sorted(snapshot.issuers)
         )
-        query = select(ListEntry).join(
-            latest,
-            (ListEntry.policy_key == latest.c.policy_key)
-            & (ListEntry.dataset_id == latest.c.dataset_id),
-        )
-        if not everywhere:
-            query = query.where(ListEntry.issuer_id.in_(sorted(snapshot.issuers)))
         rows = await self.session.execute(query)
         grouped: dict[tuple[str, str], list[ListEntryPoint]] = {}
-        for row in rows.scalars():
-            grouped.setdefault((row.policy_key, row.issuer_id), []).append(
-                ListEntryPoint(
-                    policy_key=row.policy_key,
-                    issuer_id=row.issuer_id,
-                    list=row.list,
-                    reason=row.reason,
-                    decided_on=row.decided_on,
-                    reference=row.reference,
-                    review_on=row.review_on,
-                    expires_on=row.expires_on,
-                    dataset_id=row.dataset_id,
-                    source_row=row.source_row,
-                )
-            )
+        for row in rows:
+            point = ListEntryPoint(*row)
+            grouped.setdefault((point.policy_key, point.issuer_id), []).append(point)
         snapshot.list_entries = {k: tuple(v) for k, v in grouped.items()}

@@ -66,14 +66,23 @@ def in_force(since: dt.date | None, until: dt.date | None, day: dt.date) -> bool
 
 
 def current_embargo_loads(loads: Iterable[EmbargoLoad], day: dt.date) -> dict[str, EmbargoLoad]:
-    """Per provider, its latest arms-embargoes load dated by ``day``: its complete list then.
+    """Per provider, its arms-embargoes load with the newest provider date (``as_of``) on or
+    before ``day``: that provider's complete list then. Ties on ``as_of``: the later load.
 
-    The one place this rule lives (the engine and /v1/countries both use it): a lifted
-    embargo is simply absent from the provider's next load.
+    Lists follow the rule facts follow: the provider's date decides, not the load order, so an
+    older-dated file loaded later (a back-fill, an archive) never supersedes a newer list; it is
+    still recorded, and a day between the two dates reads it (contract, "Loads that replace a
+    list"). A lifted embargo is simply absent from the provider's next list.
+
+    The one place this rule lives: the engine (checks, lists and their ``since``) and
+    /v1/countries all read the current lists through it.
     """
     latest: dict[str, EmbargoLoad] = {}
-    for load in sorted(loads, key=lambda load: load.dataset_id):
-        if load.as_of <= day:
+    for load in loads:
+        if load.as_of > day:
+            continue
+        held = latest.get(load.provider)
+        if held is None or (load.as_of, load.dataset_id) > (held.as_of, held.dataset_id):
             latest[load.provider] = load
     return latest
 
@@ -145,7 +154,7 @@ class Snapshot:
     country_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
     embargo_loads: tuple[EmbargoLoad, ...] = ()
     embargoes: dict[str, tuple[Embargo, ...]] = field(default_factory=dict)
-    # (policy key, issuer_id) -> entries from the latest list-entries load naming the policy
+    # (policy key, issuer_id) -> the entries in force (datasets.repository.list_entries_in_force)
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
     subsidiaries: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sovereigns: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -49,7 +49,15 @@ MAX_ROW_ERRORS = 100
 @dataclass
 class LoadContext:
     provider: str
+    # The as_of the load was given (None: not given; a row may carry its own, see facts).
     as_of: dt.date | None
+    # The dataset's as_of: the one given, else the load's date (UTC).
+    dated: dt.date | None = None
+    # The id this load's dataset gets (its data version); the data before it is id - 1.
+    dataset_id: int = 0
+    # list-entries: "append" or "replace", and the policy the load is restricted to ('' none).
+    mode: str = ""
+    policy: str = ""
     # Filled in by adapters: what was set aside and why, stored with the dataset.
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +96,10 @@ class Adapter(ABC):
         self, conn: AsyncConnection, rows: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
         return []
+
+    def allows_no_rows(self, ctx: LoadContext) -> bool:
+        """Whether a header-only file is a meaningful load (by default: no, a 422)."""
+        return False
 
     # Where staged rows go when they go as they are (same column names), see ``publish``.
     target: ClassVar[type[Base] | None] = None

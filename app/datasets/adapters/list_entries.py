@@ -1,14 +1,24 @@
 """`list-entries`: the policy owner's own decisions about issuers.
 
-For each policy, the latest load naming it is its complete list (an entry absent from the next
-load has been taken off). Exceptions must carry their approval reference and an expiry.
+A load appends to or replaces policies' lists (contract, "Loads that replace a list"):
+* ``mode=append`` (the default): its entries join each named policy's list; an entry for an
+  (issuer, list) already there updates it (a renewed exception, a new reason);
+* ``mode=replace``: the file is the complete list of each policy it names, or of ``policy``
+  when given (every row must then name it; a header-only file empties that list). Recorded in
+  ``list_replacements``. A replace dated (``as_of``) before the policy's current replacing list
+  is refused with 409 naming that list: an older list never silently supersedes a newer one
+  (load it with mode=append to add its entries, or with its true, later date).
+What a policy's list is at a data version is ``list_entries_in_force``'s decision alone; the
+load's ``summary`` says what it changed against the list before it (``added``, ``removed``,
+``changed``, each with a count and a few examples, and ``unchanged``).
+Exceptions must carry their approval reference and an expiry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, insert, literal, select
@@ -16,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
+    MAX_ROW_ERRORS,
     Adapter,
     LoadContext,
     duplicate_errors,
@@ -23,12 +34,16 @@ from app.datasets.adapters.base import (
     unresolved_ref_errors,
 )
 from app.datasets.csvfile import CellError, CsvRow, optional_date, parse_date
+from app.datasets.repository import list_entries_in_force, newest_list_replacements
 from app.datasets.schemas import DatasetKind
-from app.kit.errors import FieldError
-from app.models import ListEntry
+from app.kit.errors import Conflict, FieldError
+from app.models import ListEntry, ListReplacement
 
 LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
-_POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+SUMMARY_EXAMPLES = 5
+# What an entry says beyond its key (policy, issuer, list): a difference is a change.
+_CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on")
 
 
 class ListEntriesAdapter(Adapter):
@@ -49,8 +64,14 @@ class ListEntriesAdapter(Adapter):
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         policy = row.require("policy")
-        if not _POLICY_KEY.match(policy):
+        if not POLICY_KEY.match(policy):
             raise CellError("policy", f"{policy!r} is not a policy key (e.g. rpf, dk-pension)")
+        if ctx.policy and policy != ctx.policy:
+            raise CellError(
+                "policy",
+                f"{policy!r} is not the policy this load is for (policy={ctx.policy}): every "
+                "row must name it",
+            )
         kind = row.require("list").lower()
         if kind not in LISTS:
             raise CellError("list", f"{kind!r} is not one of {', '.join(LISTS)}")
@@ -77,12 +98,51 @@ class ListEntriesAdapter(Adapter):
             )
         ]
 
+    def allows_no_rows(self, ctx: LoadContext) -> bool:
+        # A published list that revokes its last exclusions: the policy's list becomes empty.
+        return ctx.mode == "replace" and bool(ctx.policy)
+
     async def check(
         self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
-        return await duplicate_errors(
+        errors = await duplicate_errors(
             conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
         ) + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        if errors:
+            return errors
+        staged = await self._staged(conn, stage)
+        errors = _same_issuer_errors(staged)
+        if errors:
+            return errors
+        named = {row["policy"] for row in staged}
+        replaced = ({ctx.policy} if ctx.policy else named) if ctx.mode == "replace" else set()
+        before_version = ctx.dataset_id - 1
+        await _refuse_older_replace(conn, replaced, before_version, ctx)
+        rows = await conn.execute(list_entries_in_force(before_version, sorted(named | replaced)))
+        before = {_key(entry): entry for entry in (dict(r._mapping) for r in rows)}
+        after = {k: v for k, v in before.items() if k[0] not in replaced}
+        after.update((_key(row), row) for row in staged)
+        ctx.summary.update(_changes(before, after))
+        ctx.note("mode", ctx.mode)
+        if replaced:
+            ctx.note("replaced", sorted(replaced))
+        return []
+
+    async def _staged(self, conn: AsyncConnection, stage: FromClause) -> list[dict[str, Any]]:
+        """The file's rows with the issuer each names (every reference resolves by now)."""
+        resolved = resolved_refs(stage, "issuer_ref", conn.dialect.name)
+        query = (
+            select(
+                stage.c.source_row,
+                stage.c.policy_key.label("policy"),
+                resolved.c.issuer_id,
+                stage.c.list,
+                *(stage.c[c] for c in _CONTENT),
+            )
+            .join(resolved, resolved.c.ref == stage.c.issuer_ref)
+            .order_by(stage.c.source_row)
+        )
+        return [dict(r._mapping) for r in await conn.execute(query)]
 
     async def publish(
         self,
@@ -104,3 +164,85 @@ class ListEntriesAdapter(Adapter):
                 ).join(resolved, resolved.c.ref == stage.c.issuer_ref),
             )
         )
+        if ctx.mode != "replace":
+            return
+        replaced = (
+            select(literal(dataset_id), literal(ctx.policy))
+            if ctx.policy
+            else select(literal(dataset_id), stage.c.policy_key).distinct()
+        )
+        await conn.execute(
+            insert(ListReplacement).from_select(["dataset_id", "policy_key"], replaced)
+        )
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    policy = entry["policy"] if "policy" in entry else entry["policy_key"]
+    return (policy, entry["issuer_id"], entry["list"])
+
+
+def _same_issuer_errors(staged: list[dict[str, Any]]) -> list[FieldError]:
+    """Two rows putting the same issuer on the same list of a policy, by different references
+    (an issuer_id and an ISIN of it): which would count? Rejected like any duplicate."""
+    first: dict[tuple[str, str, str], int] = {}
+    errors = []
+    for row in staged:
+        seen = first.setdefault(_key(row), row["source_row"])
+        if seen != row["source_row"]:
+            errors.append(
+                FieldError.in_file(
+                    row["source_row"],
+                    "issuer_ref",
+                    f"duplicate entry: row {seen} puts the same issuer ({row['issuer_id']}) on "
+                    f"the same list of {row['policy']}",
+                )
+            )
+    return errors[:MAX_ROW_ERRORS]
+
+
+async def _refuse_older_replace(
+    conn: AsyncConnection, replaced: set[str], version: int, ctx: LoadContext
+) -> None:
+    """409 when a policy's current replacing list is dated after this replace."""
+    if not replaced:
+        return
+    assert ctx.dated is not None
+    newest: dict[str, tuple[int, dt.date]] = {}
+    for policy, dataset_id, as_of in await conn.execute(
+        newest_list_replacements(version, sorted(replaced))
+    ):
+        newest.setdefault(policy, (dataset_id, as_of))
+    newer = sorted((p, d, a) for p, (d, a) in newest.items() if a > ctx.dated)
+    if newer:
+        policy, dataset_id, as_of = newer[0]
+        raise Conflict(
+            f"The list of policy {policy!r} was last replaced by dataset {dataset_id}, dated "
+            f"{as_of.isoformat()}, after this file's as_of {ctx.dated.isoformat()}: an older "
+            "list never replaces a newer one. Load it with mode=append to add its entries, or "
+            "with its true as_of if it is the newer list. Nothing was loaded."
+        )
+
+
+def _changes(
+    before: Mapping[tuple[str, str, str], Mapping[str, Any]],
+    after: Mapping[tuple[str, str, str], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """What a load changed in the lists it touched, keyed (policy, issuer_id, list)."""
+
+    def listed(keys: list[tuple[str, str, str]]) -> dict[str, Any]:
+        examples = [
+            {"issuer_id": issuer_id, "list": kind, "policy": policy}
+            for policy, issuer_id, kind in sorted(keys)[:SUMMARY_EXAMPLES]
+        ]
+        return {"count": len(keys), "examples": examples}
+
+    added = [k for k in after if k not in before]
+    removed = [k for k in before if k not in after]
+    kept = [k for k in after if k in before]
+    changed = [k for k in kept if any(after[k][c] != before[k][c] for c in _CONTENT)]
+    return {
+        "added": listed(added),
+        "removed": listed(removed),
+        "changed": listed(changed),
+        "unchanged": len(kept) - len(changed),
+    }

@@ -1,0 +1,68 @@
+"""Every table that holds records of record refuses UPDATE, DELETE and (Postgres) TRUNCATE.
+
+The tables come from the models' metadata, so a new table is covered by default: it must be
+protected by its migration, or be named in ``MUTABLE`` with the reason it may change.
+"""
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from app.auth.schemas import Actor
+from app.auth.scopes import Scope
+from app.decisions import service as decisions_service
+from app.models import Base
+from tests.conftest import MakeKey, bearer
+from tests.support.checks import open_desk
+from tests.support.datasets import FIXTURES, load_ok
+from tests.support.policies import post_document, shipped
+
+# Tables whose rows the service legitimately changes, and why.
+MUTABLE = {
+    "api_keys": "a key is revoked in place (revoked_at); keys are credentials, not records",
+}
+RECORDS = sorted(t.name for t in Base.metadata.sorted_tables if t.name not in MUTABLE)
+REFUSED = "append-only|immutable"
+
+
+async def test_every_table_of_record_refuses_update_delete_and_truncate(
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+    connection: AsyncConnection,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    assert set(MUTABLE) <= {t.name for t in Base.metadata.sorted_tables}
+    # A row in every table (row triggers never fire on an empty table): the universe, both
+    # policies approved, a draft, every kind of list, a decision and a checkpoint.
+    desk = await open_desk(client, make_key)
+    await desk.clean("PMI")
+    await load_ok(
+        client, desk.steward, "arms-embargoes", FIXTURES / "arms_embargoes.csv", as_of="2025-10-01"
+    )
+    await load_ok(
+        client, desk.steward, "list-entries", FIXTURES / "list_entries.csv", mode="replace"
+    )
+    author = await make_key(Scope.policies_write, name="another-author")
+    draft = await post_document(client, "asr", shipped("asr"), bearer(author))
+    assert draft.status_code == 201, draft.text  # a draft: deleting it is refused too
+    await desk.check("US7181721090")
+    async with sessionmaker() as session:
+        await decisions_service.record_checkpoint(session, 1, Actor(name="ops", key_id=None))
+        await session.commit()
+
+    postgres = connection.dialect.name == "postgresql"
+    for table in RECORDS:
+        count = f"SELECT count(*) FROM {table}"
+        before = (await connection.execute(text(count))).scalar_one()
+        assert before > 0, f"{table} has no rows: the test cannot show its row triggers work"
+        column = Base.metadata.tables[table].columns.keys()[0]
+        statements = [f"UPDATE {table} SET {column} = {column}", f"DELETE FROM {table}"]
+        if postgres:  # SQLite has no TRUNCATE
+            statements.append(f"TRUNCATE {table} CASCADE")
+        for statement in statements:
+            with pytest.raises(DBAPIError, match=REFUSED):
+                async with connection.begin_nested():
+                    await connection.execute(text(statement))
+        assert (await connection.execute(text(count))).scalar_one() == before, table

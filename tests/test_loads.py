@@ -1,0 +1,378 @@
+"""Loads never drop or replace data silently (issue 10, section 2), through the HTTP API on
+both dialects: list-entries append and replace, older-dated lists, the same bytes re-dated."""
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+
+from app.auth.scopes import Scope
+from app.screening.snapshot import EmbargoLoad, current_embargo_loads
+from tests.conftest import MakeKey, bearer
+from tests.support.calendar import today
+from tests.support.checks import Desk, open_desk
+from tests.support.datasets import FIXTURES, load, load_ok, real_file
+from tests.support.problems import assert_problem
+
+RU_BOND = "RU000A0JX0J2"  # a Russian sovereign bond (loaded by the tests that need it)
+
+
+@pytest.fixture
+async def desk(client: httpx.AsyncClient, make_key: MakeKey) -> Desk:
+    return await open_desk(client, make_key)
+
+
+async def country(desk: Desk, code: str) -> dict[str, Any]:
+    response = await desk.client.get(f"/v1/countries/{code}", headers=bearer(desk.steward))
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def reason(decision: dict[str, Any], rule_id: str) -> dict[str, Any] | None:
+    return next((r for r in decision["reasons"] if r["rule_id"] == rule_id), None)
+
+
+# ------------------------------------------------------------------- older-dated lists (item 2)
+
+
+async def test_an_older_dated_embargo_list_loaded_later_does_not_supersede_a_newer_one(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """``ingest --kind arms-embargoes --as-of 2021-05-05`` on top of a newer list left Russia
+    (and Afghanistan, in the field) without its embargo: the provider's date decides."""
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "instruments",
+        f"isin,issuer_id,asset_class\n{RU_BOND},SOV-RU,sovereign_bond\n",
+    )
+    newer_date = (today() - dt.timedelta(days=45)).isoformat()
+    newer = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        FIXTURES / "arms_embargoes.csv",
+        as_of=newer_date,
+    )
+    # SIPRI's archive as of 2021 (Russia: EU only), then a 2021 list without Russia at all.
+    archive = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        real_file("arms_embargoes/sipri_arms_embargoes_archive_with_imposer.csv"),
+        as_of="2021-05-05",
+    )
+    older = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        "country,authority,regime\nKP,UN,UNSCR 1718\n",
+        as_of="2021-06-01",
+    )
+    assert newer["id"] < archive["id"] < older["id"]  # recorded, in load order
+
+    russia = await country(desk, "RU")
+    assert {(e["authority"], e["dataset_id"]) for e in russia["arms_embargoes"]} == {
+        ("EU", newer["id"]),
+        ("US", newer["id"]),
+    }
+
+    decision = await desk.check(RU_BOND)
+    sanctions = reason(decision, "country-sanctions")
+    assert sanctions is not None, decision
+    evidence = sanctions["evidence"][0]
+    assert evidence["as_of"] == newer_date
+    assert evidence["dataset_id"] == newer["id"]
+    assert decision["verdict"] == "excluded"
+
+    # The custodian's list says so too, resting on the newer list's date.
+    lists_reader = await make_key(Scope.lists_read)
+    response = await desk.client.get(
+        "/v1/lists/rpf",
+        params={"format": "json", "level": "issuer"},
+        headers=bearer(lists_reader),
+    )
+    assert response.status_code == 200, response.text
+    rows = {r["issuer_id"]: r for r in response.json()["rows"]}
+    assert "country-sanctions" in rows["SOV-RU"]["rule_ids"]
+    assert rows["SOV-RU"]["since"] == newer_date
+
+
+def test_each_provider_current_list_is_its_newest_dated_one_on_the_day() -> None:
+    """The rule itself, for days a check over HTTP cannot reach (data loaded today is not known
+    to a check of 2023): a day between two lists reads the older one."""
+    newer = EmbargoLoad(dataset_id=1, provider="sipri", as_of=dt.date(2026, 10, 15))
+    older = EmbargoLoad(dataset_id=2, provider="sipri", as_of=dt.date(2021, 5, 5))
+    same_day = EmbargoLoad(dataset_id=3, provider="sipri", as_of=dt.date(2026, 10, 15))
+    other = EmbargoLoad(dataset_id=4, provider="un", as_of=dt.date(2020, 1, 1))
+    loads = [older, other, newer]
+    assert current_embargo_loads(loads, dt.date(2026, 11, 30)) == {"sipri": newer, "un": other}
+    assert current_embargo_loads(loads, dt.date(2023, 1, 1)) == {"sipri": older, "un": other}
+    assert current_embargo_loads(loads, dt.date(2019, 12, 31)) == {}
+    # Ties on the provider's date: the later load.
+    assert current_embargo_loads([same_day, newer], dt.date(2026, 11, 30))["sipri"] == same_day
+
+
+# ------------------------------------------------------------ the same bytes, new date (item 3)
+
+
+async def test_the_same_bytes_with_another_as_of_or_provider_are_a_new_dataset(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    """A vendor's byte-identical monthly re-export is this month's data, not last month's (it
+    answered 200 with the old dataset, so the data read as stale and trading blocked); the same
+    file from another provider is that provider's statement (it answered with the other's)."""
+    steward = await make_key(Scope.data_write)
+    await load_ok(client, steward, "issuers", FIXTURES / "issuers.csv")
+    await load_ok(client, steward, "instruments", FIXTURES / "instruments.csv")
+    msci = FIXTURES / "msci_esg.csv"
+    september = await load_ok(client, steward, "msci-esg", msci, as_of="2025-09-30")
+    retried = await load(client, steward, "msci-esg", msci, as_of="2025-09-30")
+    assert retried.status_code == 200
+    assert retried.json() == september
+    october = await load_ok(client, steward, "msci-esg", msci, as_of="2025-10-31")
+    assert october["id"] > september["id"]
+    assert october["as_of"] == "2025-10-31"
+    assert october["sha256"] == september["sha256"]
+    shell = (await client.get("/v1/issuers/SHELL", headers=bearer(steward))).json()
+    current = {f["metric"]: f for f in shell["facts"]}
+    assert current["norms.status"]["as_of"] == "2025-10-31"
+    assert current["norms.status"]["dataset_id"] == october["id"]
+
+    body = "issuer_ref,metric,value\nPMI,revenue_pct.tobacco,96.4\n"
+    iss = await load_ok(client, steward, "facts", body, provider="iss", as_of="2025-06-30")
+    other = await load_ok(
+        client, steward, "facts", body, provider="sustainalytics", as_of="2025-06-30"
+    )
+    assert other["id"] != iss["id"]
+    assert other["provider"] == "sustainalytics"
+    pmi = (await client.get("/v1/issuers/PMI", headers=bearer(steward))).json()
+    providers = {f["provider"] for f in pmi["facts"] if f["metric"] == "revenue_pct.tobacco"}
+    assert {"iss", "sustainalytics"} <= providers
+
+
+# --------------------------------------------------------- list-entries append/replace (item 1)
+
+LIST_HEADER = "policy,issuer_ref,list,reason,decided_on\n"
+THALES = "FR0000121329"
+NORTHROP = "US6668071029"
+BATS = "GB0002875804"
+PMI = "US7181721090"
+
+
+def entries(*rows: tuple[str, str]) -> str:
+    """A list-entries file: (policy, issuer) exclusions."""
+    return LIST_HEADER + "".join(
+        f"{policy},{issuer},exclusion,Board decision on {issuer},2026-01-15\n"
+        for policy, issuer in rows
+    )
+
+
+async def excluded_by_list(desk: Desk, isin: str, policy: str = "rpf", **params: str) -> bool:
+    decision = await desk.check(isin, policy, **params)
+    return reason(decision, "list:exclusion") is not None
+
+
+def keys(part: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(e["policy"], e["issuer_id"], e["list"]) for e in part["examples"]]
+
+
+async def test_a_list_load_appends_by_default_and_keeps_the_boards_earlier_exclusions(
+    desk: Desk,
+) -> None:
+    """Loading the sanctions exclusions for rpf dropped the board's earlier exclusion of
+    another company: the newest load naming a policy was its whole list."""
+    board = await load_ok(desk.client, desk.steward, "list-entries", entries(("rpf", "THALES")))
+    assert board["mode"] == "append"
+    sanctions = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "NORTHROP"), ("rpf", "BATS")),
+    )
+    assert await excluded_by_list(desk, THALES)
+    assert await excluded_by_list(desk, NORTHROP)
+    summary = sanctions["summary"]
+    assert summary["added"]["count"] == 2
+    assert keys(summary["added"]) == [
+        ("rpf", "BATS", "exclusion"),
+        ("rpf", "NORTHROP", "exclusion"),
+    ]
+    assert summary["removed"] == {"count": 0, "examples": []}
+    # An entry appended again updates the one it repeats: one reason, the newest.
+    renewed = LIST_HEADER + "rpf,THALES,exclusion,Renewed by the board,2026-06-01\n"
+    update = await load_ok(desk.client, desk.steward, "list-entries", renewed, mode="append")
+    assert update["summary"]["changed"]["count"] == 1
+    assert update["summary"]["added"]["count"] == 0
+    decision = await desk.check(THALES)
+    hits = [r for r in decision["reasons"] if r["rule_id"] == "list:exclusion"]
+    assert [h["title"] for h in hits] == ["Renewed by the board"]
+
+
+async def test_replace_makes_the_file_the_whole_list_of_the_policies_it_names(
+    desk: Desk,
+) -> None:
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "THALES"), ("rpf", "NORTHROP"), ("dk-pension", "THALES")),
+    )
+    replaced = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "NORTHROP"), ("rpf", "BATS")),
+        mode="replace",
+    )
+    assert (replaced["mode"], replaced["policy"]) == ("replace", None)
+    summary = replaced["summary"]
+    assert summary["replaced"] == ["rpf"]
+    assert keys(summary["removed"]) == [("rpf", "THALES", "exclusion")]
+    assert keys(summary["added"]) == [("rpf", "BATS", "exclusion")]
+    assert summary["unchanged"] == 1
+    assert not await excluded_by_list(desk, THALES)
+    assert await excluded_by_list(desk, BATS)
+    assert await excluded_by_list(desk, NORTHROP)
+    # dk-pension was not named: its list is as it was.
+    assert await excluded_by_list(desk, THALES, "dk-pension")
+
+
+async def test_replace_for_one_policy_checks_every_row_and_may_empty_the_list(
+    desk: Desk,
+) -> None:
+    """A published list that revokes its last exclusions must be loadable (a header-only file
+    was a 422 "no data rows")."""
+    first = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "THALES"), ("dk-pension", "BATS")),
+    )
+    wrong = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "NORTHROP"), ("dk-pension", "BATS")),
+        mode="replace",
+        policy="rpf",
+    )
+    problem = assert_problem(wrong, 422)
+    assert problem["errors"][0]["row"] == 3
+    assert problem["errors"][0]["column"] == "policy"
+    assert "policy=rpf" in problem["errors"][0]["msg"]
+
+    for params in ({"mode": "replace"}, {"mode": "append", "policy": "rpf"}):
+        empty = assert_problem(
+            await load(desk.client, desk.steward, "list-entries", LIST_HEADER, **params), 422
+        )
+        assert "no data rows" in empty["errors"][0]["msg"]
+    emptied = await load_ok(
+        desk.client, desk.steward, "list-entries", LIST_HEADER, mode="replace", policy="rpf"
+    )
+    assert emptied["rows"] == 0
+    assert (emptied["mode"], emptied["policy"]) == ("replace", "rpf")
+    assert keys(emptied["summary"]["removed"]) == [("rpf", "THALES", "exclusion")]
+    assert not await excluded_by_list(desk, THALES)
+    assert await excluded_by_list(desk, BATS, "dk-pension")
+
+    # Bitemporal: the list as it was at the first load's time, and a replayed decision.
+    assert await excluded_by_list(desk, THALES, as_of=first["loaded_at"])
+
+
+async def test_a_decision_replays_against_the_list_as_it_was(desk: Desk) -> None:
+    await load_ok(desk.client, desk.steward, "list-entries", entries(("rpf", "THALES")))
+    decision = await desk.check(THALES)
+    assert reason(decision, "list:exclusion") is not None
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "BATS")),
+        mode="replace",
+        policy="rpf",
+    )
+    assert not await excluded_by_list(desk, THALES)
+    replay = await desk.client.post(
+        f"/v1/decisions/{decision['decision_id']}/replay", headers=bearer(desk.auditor)
+    )
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["matches"] is True
+
+
+async def test_an_older_replace_does_not_supersede_a_newer_list(desk: Desk) -> None:
+    current = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "THALES")),
+        mode="replace",
+        as_of="2026-10-15",
+    )
+    before = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    older = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "BATS")),
+        mode="replace",
+        as_of="2026-05-01",
+    )
+    problem = assert_problem(older, 409)
+    assert f"dataset {current['id']}" in problem["detail"]
+    assert "2026-10-15" in problem["detail"]
+    after = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    assert after.json() == before.json()
+    assert await excluded_by_list(desk, THALES)
+    # The same date, or appending its entries, is fine.
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        entries(("rpf", "NORTHROP")),
+        mode="append",
+        as_of="2026-05-01",
+    )
+    assert await excluded_by_list(desk, THALES)
+    assert await excluded_by_list(desk, NORTHROP)
+
+
+async def test_list_parameters_are_part_of_a_loads_identity_and_only_for_lists(
+    desk: Desk,
+) -> None:
+    body = entries(("rpf", "THALES"))
+    appended = await load_ok(desk.client, desk.steward, "list-entries", body)
+    again = await load(desk.client, desk.steward, "list-entries", body, mode="append")
+    assert again.status_code == 200
+    assert again.json()["id"] == appended["id"]
+    replaced = await load_ok(desk.client, desk.steward, "list-entries", body, mode="replace")
+    scoped = await load_ok(
+        desk.client, desk.steward, "list-entries", body, mode="replace", policy="rpf"
+    )
+    assert len({appended["id"], replaced["id"], scoped["id"]}) == 3
+
+    for params in ({"mode": "replace"}, {"policy": "rpf"}):
+        problem = assert_problem(
+            await load(desk.client, desk.steward, "issuers", FIXTURES / "issuers.csv", **params),
+            422,
+        )
+        assert "list-entries loads only" in problem["detail"]
+        assert problem["errors"][0]["loc"] == ["query", next(iter(params))]
+    problem = assert_problem(
+        await load(desk.client, desk.steward, "list-entries", body, mode="overwrite"), 422
+    )
+    problem = assert_problem(
+        await load(desk.client, desk.steward, "list-entries", body, policy="RPF!"), 422
+    )
+    assert "not a policy key" in problem["detail"]
+
+
+async def test_the_same_issuer_twice_on_a_list_by_two_references_is_a_row_error(
+    desk: Desk,
+) -> None:
+    body = entries(("rpf", "PMI"), ("rpf", PMI))  # issuer_id, then the ISIN of its share
+    problem = assert_problem(await load(desk.client, desk.steward, "list-entries", body), 422)
+    assert problem["errors"][0]["row"] == 3
+    assert "same issuer (PMI)" in problem["errors"][0]["msg"]
