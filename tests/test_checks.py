@@ -450,3 +450,36 @@ async def test_company_data_a_year_old_is_unknown(desk: Desk) -> None:
     assert all(
         "stale" in (r["detail"] or "") for r in decision["reasons"] if r["outcome"] == "unknown"
     )
+
+
+async def test_an_inclusion_naming_its_rules_lifts_them_whatever_the_evidence_date(
+    desk: Desk,
+) -> None:
+    """The list-entries column `rules`: an inclusion decided before the evidence lifts the
+    rules it names; naming rules on another list is a row error and writes nothing."""
+    await desk.clean("PMI", revenue_pct__tobacco="96.4")
+    before = (dt.date.fromisoformat(FRESH) - dt.timedelta(days=10)).isoformat()
+    header = "policy,issuer_ref,list,reason,decided_on,rules\n"
+    await load_ok(
+        desk.client, desk.steward, "list-entries", header + f"rpf,PMI,inclusion,Review,{before},\n"
+    )
+    assert (await desk.check("US7181721090"))["verdict"] == "excluded"  # a later hit
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + f'rpf,PMI,inclusion,Review,{before},"tobacco, coal-power"\n',
+    )
+    decision = await desk.check("US7181721090")
+    assert decision["verdict"] == "allowed"
+    assert rule_ids(decision) == {("list:inclusion", "readmitted")}
+
+    response = await desk.client.post(
+        "/v1/datasets",
+        params={"kind": "list-entries"},
+        content=header + f"rpf,BATS,exclusion,Board,{before},tobacco\n",
+        headers={**bearer(desk.steward), "Content-Type": "text/csv"},
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["column"] == "rules"
+    assert "only an inclusion" in problem["errors"][0]["msg"]

@@ -135,6 +135,7 @@ LIST_ENTRY_COLUMNS = (
     ListEntry.expires_on,
     ListEntry.dataset_id,
     ListEntry.source_row,
+    ListEntry.rule_ids,
 )
 
 

@@ -156,6 +156,8 @@ class ListEntry(Base):
     reference: Mapped[str | None] = mapped_column(String(300))
     review_on: Mapped[dt.date | None]
     expires_on: Mapped[dt.date | None]
+    # An inclusion's named rules (the file's `rules`), space-separated; None: it names none.
+    rule_ids: Mapped[str | None] = mapped_column(String(1000))
 
 
 class ListReplacement(Base):

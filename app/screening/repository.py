@@ -364,6 +364,8 @@ class ScreeningRepository:
         rows = await self.session.execute(query)
         grouped: dict[tuple[str, str], list[ListEntryPoint]] = {}
         for row in rows:
-            point = ListEntryPoint(*row)
+            fields = dict(row._mapping)
+            fields["rule_ids"] = tuple((fields["rule_ids"] or "").split())
+            point = ListEntryPoint(**fields)
             grouped.setdefault((point.policy_key, point.issuer_id), []).append(point)
         snapshot.list_entries = {k: tuple(v) for k, v in grouped.items()}

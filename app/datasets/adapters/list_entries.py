@@ -43,7 +43,28 @@ LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
 POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 SUMMARY_EXAMPLES = 5
 # What an entry says beyond its key (policy, issuer, list): a difference is a change.
-_CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on")
+_CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on", "rule_ids")
+_RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # a policy document's rule id
+_RULE_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def _rule_ids(row: CsvRow, kind: str) -> str | None:
+    """The optional ``rules`` cell: the rule ids an inclusion is decided for (comma, semicolon
+    or space separated), kept space-separated and sorted. An inclusion naming none lifts the
+    hits established by data dated on or before its decided_on (the engine's ``_readmits``)."""
+    text = row.get("rules")
+    if not text:
+        return None
+    if kind != "inclusion":
+        raise CellError("rules", f"only an inclusion names the rules it lifts, not a {kind} entry")
+    ids = sorted({i for i in _RULE_SEPARATORS.split(text) if i})
+    bad = [i for i in ids if not _RULE_ID.match(i) or len(i) > 64]
+    if bad:
+        raise CellError("rules", f"{bad[0]!r} is not a rule id (e.g. norms-violators, tobacco)")
+    joined = " ".join(ids)
+    if len(joined) > 1000:
+        raise CellError("rules", "names too many rules (at most 1,000 characters)")
+    return joined
 
 
 class ListEntriesAdapter(Adapter):
@@ -60,6 +81,7 @@ class ListEntriesAdapter(Adapter):
         ("reference", str),
         ("review_on", dt.date),
         ("expires_on", dt.date),
+        ("rule_ids", str),
     )
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
@@ -95,6 +117,7 @@ class ListEntriesAdapter(Adapter):
                 reference or None,
                 optional_date(row, "review on"),
                 expires_on,
+                _rule_ids(row, kind),
             )
         ]
 
