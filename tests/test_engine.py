@@ -481,9 +481,9 @@ def asr_defence_facts(firearms: str = "false", weapons: str = "false") -> list[F
     ]
 
 
-def test_asr_dutch_defence_exception_and_its_expiry() -> None:
-    dutch = company("DEF", "NL")
-    exception = entry(
+def nl_defence_exception() -> ListEntryPoint:
+    """a.s.r.'s board approval of the Dutch defence exception for DEF, for one year."""
+    return entry(
         "exception",
         dt.date(2025, 1, 15),
         "asr",
@@ -492,6 +492,11 @@ def test_asr_dutch_defence_exception_and_its_expiry() -> None:
         reference="BOARD-2025-001",
         expires_on=dt.date(2026, 1, 15),
     )
+
+
+def test_asr_dutch_defence_exception_and_its_expiry() -> None:
+    dutch = company("DEF", "NL")
+    exception = nl_defence_exception()
     snapshot = universe(dutch, facts={"DEF": asr_defence_facts()}, entries=[exception])
     result = judge(ASR, snapshot, "ISIN-DEF")
     assert result.verdict == "allowed"
@@ -743,15 +748,7 @@ def test_a_derivative_on_an_unknown_underlying_is_unknown() -> None:
 def test_an_exception_never_lifts_missing_data() -> None:
     """a.s.r.'s Dutch defence exception lifts the defence hit, not the lack of defence data."""
     dutch = company("DEF", "NL")
-    exception = entry(
-        "exception",
-        dt.date(2025, 1, 15),
-        "asr",
-        "DEF",
-        reason="nl-defence: own account, board approval",
-        reference="BOARD-2025-001",
-        expires_on=dt.date(2026, 1, 15),
-    )
+    exception = nl_defence_exception()
     no_defence_data = [f for f in asr_defence_facts() if f.metric != "defence.involved"]
     snapshot = universe(dutch, facts={"DEF": no_defence_data}, entries=[exception])
     result = judge(ASR, snapshot, "ISIN-DEF")
