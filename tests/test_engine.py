@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.policies.document import PolicyDocument, parse_document
+from app.policies.document import ControlThreshold, PolicyDocument, parse_document
 from app.policies.service import read_document_text
-from app.screening.engine import Evaluation, Via, evaluate
+from app.screening.engine import Evaluation, Via, evaluate, evaluate_many
 from app.screening.snapshot import (
     Embargo,
     EmbargoLoad,
@@ -495,30 +495,35 @@ def nl_defence_exception() -> ListEntryPoint:
 
 
 def test_asr_dutch_defence_exception_and_its_expiry() -> None:
+    """The exception is for a.s.r.'s own account (seed 001): only there does it lift the hit."""
     dutch = company("DEF", "NL")
     exception = nl_defence_exception()
     snapshot = universe(dutch, facts={"DEF": asr_defence_facts()}, entries=[exception])
-    result = judge(ASR, snapshot, "ISIN-DEF")
+
+    def own(snapshot: Snapshot, at: dt.datetime = AT) -> Evaluation:
+        return evaluate(ASR, snapshot, "ISIN-DEF", at, account="own")
+
+    result = own(snapshot)
     assert result.verdict == "allowed"
     assert ("exception:nl-defence", "excepted") in fired(result)
+    (note,) = result.reasons
+    assert [e.metric for e in note.evidence] == ["list.exception", "defence.involved"]
+    # client money (and a check without a portfolio is client money): no exception
+    client = judge(ASR, snapshot, "ISIN-DEF")
+    assert client.verdict == "excluded"
+    assert fired(client) == {("defence-risk", "exclude")}
     # on its expiry date the exception is over and the exclusion is back (facts still fresh)
-    last_day = evaluate(ASR, snapshot, "ISIN-DEF", dt.datetime(2026, 1, 14, tzinfo=dt.UTC))
-    assert last_day.verdict == "allowed"
-    expired = evaluate(ASR, snapshot, "ISIN-DEF", dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
+    assert own(snapshot, dt.datetime(2026, 1, 14, tzinfo=dt.UTC)).verdict == "allowed"
+    expired = own(snapshot, dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
     assert expired.verdict == "excluded"
     assert fired(expired) == {("defence-risk", "exclude")}
     # civilian firearms void the exception; so does a non-Dutch domicile
     voided = universe(dutch, facts={"DEF": asr_defence_facts(firearms="true")}, entries=[exception])
-    assert judge(ASR, voided, "ISIN-DEF").verdict == "excluded"
+    assert own(voided).verdict == "excluded"
     foreign = company("DEF", "FR")
-    assert (
-        judge(
-            ASR,
-            universe(foreign, facts={"DEF": asr_defence_facts()}, entries=[exception]),
-            "ISIN-DEF",
-        ).verdict
-        == "excluded"
-    )
+    assert own(
+        universe(foreign, facts={"DEF": asr_defence_facts()}, entries=[exception])
+    ).verdict == ("excluded")
 
 
 def test_evaluation_is_deterministic() -> None:
@@ -751,6 +756,173 @@ def test_an_exception_never_lifts_missing_data() -> None:
     exception = nl_defence_exception()
     no_defence_data = [f for f in asr_defence_facts() if f.metric != "defence.involved"]
     snapshot = universe(dutch, facts={"DEF": no_defence_data}, entries=[exception])
-    result = judge(ASR, snapshot, "ISIN-DEF")
+    result = evaluate(ASR, snapshot, "ISIN-DEF", AT, account="own")
     assert result.verdict == "unknown"
     assert ("defence-risk", "unknown") in fired(result)
+
+
+# ------------------------------------------- fail closed, second look (a reviewer's findings)
+
+
+def test_an_ownership_cycle_answers_the_same_whatever_is_asked_first() -> None:
+    """C1 and C2 each control the other (a malformed graph); C1 makes controversial weapons.
+    Both are excluded under dk-pension, asked alone, together or in either order."""
+    c1 = company("C1", parent_issuer_id="C2", parent_control_pct=Decimal(60))
+    c2 = company("C2", parent_issuer_id="C1", parent_control_pct=Decimal(60))
+    snapshot = universe(
+        c1, c2, facts={"C1": dk_company_facts(weapons="true"), "C2": dk_company_facts()}
+    )
+    alone = evaluate_many(DK, snapshot, ["ISIN-C2"], AT)
+    first = evaluate_many(DK, snapshot, ["ISIN-C1", "ISIN-C2"], AT)
+    last = evaluate_many(DK, snapshot, ["ISIN-C2", "ISIN-C1"], AT)
+    assert alone[0] == first[1] == last[0]
+    assert alone[0].verdict == "excluded"
+    assert first[0] == last[1]
+    assert first[0].verdict == "excluded"
+
+
+def test_an_inclusion_naming_rules_lifts_those_only() -> None:
+    both = clean_company_facts(revenue_pct__tobacco="60", controversial_weapons__involved="true")
+    named = entry("inclusion", FRESH + dt.timedelta(days=1), rule_ids=("tobacco",))
+    result = judge(RPF, universe(company(), facts={"C": both}, entries=[named]))
+    assert result.verdict == "excluded"
+    assert fired(result) == {("controversial-weapons", "exclude"), ("list:inclusion", "readmitted")}
+    note = next(r for r in result.reasons if r.outcome == "readmitted")
+    assert note.detail == "lifts tobacco"
+    assert [e.metric for e in note.evidence] == ["list.inclusion", "revenue_pct.tobacco"]
+
+
+def test_an_inclusion_during_engagement_does_not_lift_the_later_two_year_exclusion() -> None:
+    """Flagged since 2023-06-01; readmitted on 2024-01-01 (seven months in: only the watch
+    held then). Two years on, the exclusion is a hit the decision could not have seen."""
+    since = dt.date(2023, 6, 1)
+    facts = [
+        *norms_facts(since),
+        fact("norms.status", "non_compliant", "robeco", dt.date(2023, 12, 1)),
+        fact("norms.non_compliant_since", since.isoformat(), "robeco", dt.date(2023, 12, 1)),
+    ]
+    during = entry("inclusion", dt.date(2024, 1, 1))
+    result = judge(RPF, universe(company(), facts={"C": facts}, entries=[during]))
+    assert result.verdict == "excluded"
+    assert fired(result) == {("norms-violators", "exclude"), ("list:inclusion", "readmitted")}
+    assert next(r for r in result.reasons if r.outcome == "readmitted").detail == (
+        "lifts norms-engagement"
+    )
+
+
+def test_an_inclusion_does_not_lift_data_loaded_after_it_even_if_dated_before() -> None:
+    """The entry was recorded in dataset 9; a weapons flag dated before its decision but loaded
+    later (dataset 10) is evidence the decision could not have seen."""
+    late = fact("controversial_weapons.involved", "true", "sustainalytics", FRESH)._replace(
+        dataset_id=10
+    )
+    facts = [f for f in clean_company_facts() if f.metric != "controversial_weapons.involved"]
+    readmit = entry("inclusion", FRESH + dt.timedelta(days=1))
+    result = judge(RPF, universe(company(), facts={"C": [*facts, late]}, entries=[readmit]))
+    assert result.verdict == "excluded"
+    assert fired(result) == {("controversial-weapons", "exclude")}
+
+
+def test_an_undecided_link_travels_on_to_the_grandparent() -> None:
+    g1 = company("G1")
+    g2 = company("G2", parent_issuer_id="G1", parent_control_pct=Decimal(80))
+    g3 = company("G3", parent_issuer_id="G2")  # no control percentage
+    snapshot = universe(
+        g1,
+        g2,
+        g3,
+        facts={
+            "G1": dk_company_facts(),
+            "G2": dk_company_facts(),
+            "G3": dk_company_facts(weapons="true"),
+        },
+    )
+    for isin in ("ISIN-G2", "ISIN-G1"):
+        result = judge(DK, snapshot, isin)
+        assert result.verdict == "unknown", isin
+        (reason,) = result.reasons
+        link = next(e for e in reason.evidence if e.metric == "parent_control_pct")
+        assert link.value == "not given"
+    assert [v.issuer_id for v in judge(DK, snapshot, "ISIN-G1").reasons[0].via] == [
+        "G2",
+        "G3",
+        "G3",
+    ]
+
+
+def test_an_exception_lifts_the_issuers_own_hits_only() -> None:
+    """An overlay of asr with a group rule: the Dutch parent's own defence hit is lifted on
+    its own account; a hit from its foreign subsidiary, and an undecided one, are not."""
+    grouped = ASR.model_copy(
+        update={
+            "propagation": ASR.propagation.model_copy(
+                update={"subsidiary_to_parent": ControlThreshold(op=">", control_pct=50)}
+            )
+        }
+    )
+    dutch = company("DEF", "NL")
+    exception = nl_defence_exception()
+
+    def parent_with(child: IssuerNode) -> Evaluation:
+        snapshot = universe(
+            dutch,
+            child,
+            facts={"DEF": asr_defence_facts(), child.issuer_id: asr_defence_facts()},
+            entries=[exception],
+        )
+        return evaluate(grouped, snapshot, "ISIN-DEF", AT, account="own")
+
+    result = parent_with(
+        company("SUB", "US", parent_issuer_id="DEF", parent_control_pct=Decimal(60))
+    )
+    assert result.verdict == "excluded"
+    (hit,) = (r for r in result.reasons if r.outcome == "exclude")
+    assert hit.via[0] == Via("SUB", "subsidiary")
+    assert ("exception:nl-defence", "excepted") in fired(result)  # its own hit was lifted
+    undecided = parent_with(company("SUB", "US", parent_issuer_id="DEF"))
+    assert undecided.verdict == "unknown"
+
+
+def test_an_exception_is_void_while_a_not_hit_by_rule_cannot_be_decided() -> None:
+    dutch = company("DEF", "NL")
+    no_weapons_data = [
+        f for f in asr_defence_facts() if f.metric != "controversial_weapons.involved"
+    ]
+    snapshot = universe(dutch, facts={"DEF": no_weapons_data}, entries=[nl_defence_exception()])
+    result = evaluate(ASR, snapshot, "ISIN-DEF", AT, account="own")
+    assert result.verdict == "excluded"  # the defence hit stands: the exception does not hold
+    assert not any(r.outcome == "excepted" for r in result.reasons)
+    assert fired(result) == {("defence-risk", "exclude"), ("controversial-weapons", "unknown")}
+
+
+@pytest.mark.parametrize(("days", "verdict"), [(400, "excluded"), (401, "unknown")])
+def test_an_arms_embargo_list_goes_stale_like_country_data(days: int, verdict: str) -> None:
+    snapshot = universe(
+        sovereign("XB"),
+        country_facts=country_facts("XB"),
+        embargoes=[Embargo("XB", "EU", "2014/512/CFSP", dt.date(2014, 7, 31), None, 3, 2)],
+    )
+    snapshot.embargo_loads = (EmbargoLoad(3, "sipri", DAY - dt.timedelta(days=days)),)
+    result = judge(RPF, snapshot, "ISIN-SOV-XB")
+    assert result.verdict == verdict
+    if verdict == "unknown":
+        (reason,) = result.reasons
+        assert reason.detail is not None
+        assert "arms-embargoes lists are stale" in reason.detail
+        assert reason.evidence[0].dataset_id == 3
+
+
+def test_stale_data_is_shown_as_evidence() -> None:
+    old = DAY - dt.timedelta(days=300)
+    facts = [
+        *(f for f in clean_company_facts() if f.metric != "revenue_pct.tobacco"),
+        fact("revenue_pct.tobacco", "1", "iss", old),
+    ]
+    (reason,) = judge(RPF, universe(company(), facts={"C": facts})).reasons
+    (evidence,) = reason.evidence
+    assert (evidence.metric, evidence.as_of, evidence.comparison, evidence.threshold) == (
+        "revenue_pct.tobacco",
+        old,
+        "as_of >=",
+        (DAY - dt.timedelta(days=213)).isoformat(),
+    )

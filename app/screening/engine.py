@@ -60,6 +60,7 @@ from app.screening.snapshot import (
 
 Verdict = Literal["allowed", "watch", "excluded", "unknown"]
 Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
+Account = Literal["own", "client"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
 
 ARMS_EMBARGO = "country.sanctions.arms_embargo"
@@ -187,17 +188,30 @@ class _Context:
     issuer_kinds: dict[int, frozenset[str]] = field(default_factory=dict)  # by id(rule)
     # by rule id; None: not a rule of the policy (a list entry), which covers every class
     asset_classes: dict[str, frozenset[str] | None] = field(default_factory=dict)
-    # A look back at the data as it stood on ``day`` (an inclusion's decision date): a duration
-    # counts as established once its value held, the time it has lasted since is no new fact.
-    looking_back: bool = False
-    past: dict[dt.date, _Context] = field(default_factory=dict)
+    # Whose money the check is about: an exception scoped to the house's own account lifts
+    # hits only in a check for an own-account portfolio (seed 001); no portfolio: client money.
+    account: Account = "client"
+    # A look back (an inclusion's decision): only data loaded by ``loaded_by`` (a dataset id)
+    # and dated on or before ``day``, judged on ``day``: what the decision could have seen.
+    loaded_by: int | None = None
+    past: dict[tuple[dt.date, int], _Context] = field(default_factory=dict)
+    # Ownership chains cut at an issuer already on the path (a cycle): a judgement made below a
+    # cut is partial and must not be cached (it would answer differently by order of asking).
+    cuts: int = 0
 
-    def as_of_day(self, day: dt.date) -> _Context:
-        """This context looking back at the data dated on or before ``day``, judged on ``day``."""
-        past = self.past.get(day)
+    def as_of(self, day: dt.date, loaded_by: int) -> _Context:
+        """This context looking back at the data the decision of ``day``, recorded in dataset
+        ``loaded_by``, could have seen."""
+        past = self.past.get((day, loaded_by))
         if past is None:
-            past = self.past[day] = _Context(
-                self.policy, self.snapshot, day, self.data, self.policy_keys, looking_back=True
+            past = self.past[(day, loaded_by)] = _Context(
+                self.policy,
+                self.snapshot,
+                day,
+                self.data,
+                self.policy_keys,
+                account=self.account,
+                loaded_by=loaded_by,
             )
         return past
 
@@ -261,15 +275,20 @@ def _points(ctx: _Context, issuer: IssuerNode, metric: Metric) -> Sequence[FactP
         points = ctx.snapshot.country_facts_for(issuer.country, metric.name)
     else:
         points = ctx.snapshot.facts_for(issuer.issuer_id, metric.name)
+    if ctx.loaded_by is not None:
+        bound = ctx.loaded_by
+        return [p for p in points if p.as_of <= ctx.day and p.dataset_id <= bound]
     if not points or points[-1].as_of <= ctx.day:  # oldest first: the usual case, no copy
         return points
     return [p for p in points if p.as_of <= ctx.day]  # nothing dated after the day asked about
 
 
-def _fact(
-    ctx: _Context, issuer: IssuerNode, metric: Metric, atom: Threshold | Duration
-) -> tuple[FactPoint | None, str | None]:
-    """The value a rule reads: first preferred provider with fresh data. (fact, why missing)."""
+# What a rule read: (the point, or None; why it is missing; the stale point it had to set aside).
+_Read = tuple[FactPoint | None, str | None, FactPoint | None]
+
+
+def _fact(ctx: _Context, issuer: IssuerNode, metric: Metric, atom: Threshold | Duration) -> _Read:
+    """The value a rule reads: first preferred provider with fresh data."""
     if metric.name == FH_AVERAGE:
         return _fh_average(ctx, issuer, atom)
     providers = ctx.data.providers_for(atom)
@@ -283,25 +302,24 @@ def _fact(
         if (ctx.day - current.as_of).days > max_age:
             stale = stale or current
             continue
-        return current, None
+        return current, None, None
     where = f"from {', '.join(providers)}" if providers else "from any provider"
     subject = f"country {issuer.country}" if metric.subject is Subject.country else "the issuer"
     if stale is not None:
-        return None, (
+        why = (
             f"{metric.name} for {subject} {where} is stale: the newest is as of "
             f"{stale.as_of.isoformat()}, more than {max_age} days before {ctx.day.isoformat()}"
         )
-    return None, f"no {metric.name} for {subject} {where}"
+        return None, why, stale
+    return None, f"no {metric.name} for {subject} {where}", None
 
 
-def _fh_average(
-    ctx: _Context, issuer: IssuerNode, atom: Threshold | Duration
-) -> tuple[FactPoint | None, str | None]:
+def _fh_average(ctx: _Context, issuer: IssuerNode, atom: Threshold | Duration) -> _Read:
     parts: list[FactPoint] = []
     for name in METRICS[FH_AVERAGE].derived_from:
-        point, missing = _fact(ctx, issuer, METRICS[name], atom)
+        point, missing, stale = _fact(ctx, issuer, METRICS[name], atom)
         if point is None:
-            return None, missing
+            return None, missing, stale
         parts.append(point)
     average = sum((Decimal(p.value) for p in parts), start=Decimal(0)) / len(parts)
     oldest = min(parts, key=lambda p: (p.as_of, p.dataset_id))
@@ -316,14 +334,32 @@ def _fh_average(
             source_field="(PR rating + CL rating) / 2",
         ),
         None,
+        None,
     )
 
 
-def _embargo_value(ctx: _Context, issuer: IssuerNode) -> tuple[FactPoint | None, str | None]:
-    """Arms embargoes: a list, so absence means "not listed", once any list was loaded."""
-    latest = current_embargo_loads(ctx.snapshot.embargo_loads, ctx.day)
+def _embargo_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
+    """Arms embargoes: a list, so absence means "not listed", once a list is loaded; a list
+    older than the rule's data age (country data) is missing, like any stale data."""
+    loads = ctx.snapshot.embargo_loads
+    if ctx.loaded_by is not None:
+        loads = tuple(load for load in loads if load.dataset_id <= ctx.loaded_by)
+    current = current_embargo_loads(loads, ctx.day)
+    if not current:
+        return None, "no arms-embargoes list has been loaded", None
+    max_age = ctx.data.max_age_for(atom)
+    latest = {p: load for p, load in current.items() if (ctx.day - load.as_of).days <= max_age}
     if not latest:
-        return None, "no arms-embargoes list has been loaded"
+        newest = max(current.values(), key=lambda load: load.as_of)
+        why = (
+            f"the arms-embargoes lists are stale: the newest ({newest.provider}, dataset "
+            f"{newest.dataset_id}) is as of {newest.as_of.isoformat()}, more than {max_age} "
+            f"days before {ctx.day.isoformat()}"
+        )
+        list_point = FactPoint(
+            ARMS_EMBARGO, newest.provider, "(the list)", newest.as_of, newest.dataset_id, 0
+        )
+        return None, why, list_point
     current_ids = {load.dataset_id for load in latest.values()}
     rows = [
         e
@@ -344,6 +380,7 @@ def _embargo_value(ctx: _Context, issuer: IssuerNode) -> tuple[FactPoint | None,
             source_field="; ".join(sorted({f"{e.authority}: {e.regime}" for e in rows})) or None,
         ),
         None,
+        None,
     )
 
 
@@ -361,14 +398,26 @@ def _evidence(point: FactPoint, comparison: str, threshold: str) -> Evidence:
     )
 
 
+def _unread(
+    ctx: _Context, atom: Threshold | Duration, missing: str | None, stale: FactPoint | None
+) -> _Outcome:
+    """Unknown: the data is missing, or stale (then the point set aside is the evidence, its
+    as-of compared with the oldest date the rule accepts)."""
+    evidence: tuple[Evidence | _Pending, ...] = ()
+    if stale is not None:
+        oldest = ctx.day - dt.timedelta(days=ctx.data.max_age_for(atom))
+        evidence = ((stale, "as_of >=", oldest.isoformat()),)
+    return _Outcome(Truth.unknown, evidence, (missing or "missing data",))
+
+
 def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
     metric = atom.metric_def
     if metric.name == ARMS_EMBARGO:
-        point, missing = _embargo_value(ctx, issuer)
+        point, missing, stale = _embargo_value(ctx, issuer, atom)
     else:
-        point, missing = _fact(ctx, issuer, metric, atom)
+        point, missing, stale = _fact(ctx, issuer, metric, atom)
     if point is None:
-        return _Outcome(Truth.unknown, missing=(missing or "missing data",))
+        return _unread(ctx, atom, missing, stale)
     value = _parsed(metric.name, point.value)
     threshold, text = ctx.threshold(atom)
     truth = _compare(metric, atom.op, value, threshold, ctx.policy.data.percent_bands)
@@ -383,19 +432,17 @@ def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
 
 def _duration(ctx: _Context, issuer: IssuerNode, atom: Duration) -> _Outcome:
     metric = atom.metric_def
-    point, missing = _fact(ctx, issuer, metric, atom)
+    point, missing, stale = _fact(ctx, issuer, metric, atom)
     if point is None:
-        return _Outcome(Truth.unknown, missing=(missing or "missing data",))
+        return _unread(ctx, atom, missing, stale)
     target = atom.threshold()
     needed = f"{format_value(target)} for at least {atom.for_at_least.text()}"
     if _parsed(metric.name, point.value) != target:
         return _Outcome(Truth.false, ((point, "for_at_least", needed),))
-    if ctx.looking_back:
-        return _Outcome(Truth.true, ((point, "==", format_value(target)),))
     latest_start = atom.for_at_least.before(ctx.day)
     evidence: list[Evidence | _Pending] = [(point, "for_at_least", needed)]
     if atom.since_metric is not None:
-        since, _ = _fact(ctx, issuer, METRICS[atom.since_metric], atom)
+        since, _, _ = _fact(ctx, issuer, METRICS[atom.since_metric], atom)
         if since is not None:
             evidence.append((since, "<=", latest_start.isoformat()))
             start = dt.date.fromisoformat(since.value)
@@ -519,12 +566,15 @@ _FROM_STATE = frozenset({"exclude", "unknown"})
 _LINK_UNKNOWN = {"exclude": "unknown", "watch": "undecided", "unknown": "unknown"}
 
 
-def _link_evidence(issuer: IssuerNode, field: str, value: Decimal, op: str, pct: float) -> Evidence:
-    """The ownership or control percentage a hit travelled by, as the issuer record states it."""
+def _link_evidence(
+    issuer: IssuerNode, field: str, value: Decimal | None, op: str, pct: float
+) -> Evidence:
+    """The ownership or control percentage a hit travelled by, as the issuer record states it
+    (value ``not given`` when the record has none)."""
     return Evidence(
         provider="internal",
         metric=field,
-        value=format_value(value),
+        value=format_value(value) if value is not None else "not given",
         comparison=op,
         threshold=format_value(Decimal(str(pct))),
         as_of=None,
@@ -540,19 +590,27 @@ def _travel(reason: Reason, via: Via, link: Evidence | None) -> Reason:
     return replace(reason, via=(via, *reason.via), evidence=evidence)
 
 
-def _unlinked(reason: Reason, via: Via, why: str) -> Reason | None:
-    """``reason`` over a link that cannot be established: undecided (None: nothing travels)."""
+def _unlinked(reason: Reason, via: Via, why: str, link: Evidence) -> Reason | None:
+    """``reason`` over a link that cannot be established: undecided (None: nothing travels).
+    ``link``: the issuer record that lacks the percentage, as evidence."""
     outcome = _LINK_UNKNOWN.get(reason.outcome)
     if outcome is None:
         return None
     detail = f"{why}; {reason.rule_id} {reason.outcome}s it" + (
         f" ({reason.detail})" if reason.detail else ""
     )
-    return replace(reason, outcome=outcome, via=(via, *reason.via), detail=detail)
+    evidence = (*reason.evidence, link)
+    return replace(
+        reason, outcome=outcome, via=(via, *reason.via), evidence=evidence, detail=detail
+    )
 
 
 def _travels(ctx: _Context, reason: Reason, outcomes: frozenset[str]) -> bool:
-    if reason.outcome not in outcomes:
+    if reason.outcome not in outcomes and not (
+        # An exclusion undecidable over a link (a state owner, a link without its percentage,
+        # further down) is a possible hit, and travels on: never dropped one level up.
+        reason.outcome == "unknown" and reason.via and reason.via[0].relation != "self"
+    ):
         return False
     rule = ctx.policy.rule(reason.rule_id)
     return rule.propagate if rule is not None else True  # list entries travel
@@ -572,7 +630,10 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
     found: list[Reason] = []
     for child_id in ctx.snapshot.subsidiaries.get(issuer.issuer_id, ()):
         child = ctx.snapshot.issuers.get(child_id)
-        if child is None or child_id in seen:
+        if child is None:
+            continue
+        if child_id in seen:  # a cycle: its hits are on the path already
+            ctx.cuts += 1
             continue
         via = Via(child_id, "subsidiary")
         hits = [
@@ -586,14 +647,15 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
                 f"control of {issuer.issuer_id} over its subsidiary {child_id} is not "
                 "established: the issuer record gives no control percentage"
             )
-            found.extend(r for h in hits if (r := _unlinked(h, via, why)) is not None)
+            link = _link_evidence(child, "parent_control_pct", None, rule.op, rule.control_pct)
+            found.extend(r for h in hits if (r := _unlinked(h, via, why, link)) is not None)
         elif _op_holds(rule.op, pct, rule.control_pct):
             link = _link_evidence(child, "parent_control_pct", pct, rule.op, rule.control_pct)
             found.extend(_travel(h, via, link) for h in hits)
     return found
 
 
-def _state_reasons(ctx: _Context, issuer: IssuerNode) -> list[Reason]:
+def _state_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> list[Reason]:
     """A company owned (op pct) by a country this policy excludes, or may exclude: the
     sovereign's exclusions travel, and so do its undecidable ones (missing country data is
     unknown here as it is for the sovereign). An owner without a percentage is undecided."""
@@ -605,10 +667,13 @@ def _state_reasons(ctx: _Context, issuer: IssuerNode) -> list[Reason]:
         return []
     found: list[Reason] = []
     for sovereign in ctx.snapshot.sovereign_nodes(issuer.state_owner_country):
+        if sovereign.issuer_id in seen:
+            ctx.cuts += 1
+            continue
         via = Via(sovereign.issuer_id, "state_owner")
         hits = [
             r
-            for r in _issuer_reasons(ctx, sovereign, frozenset({issuer.issuer_id}))
+            for r in _issuer_reasons(ctx, sovereign, seen | {issuer.issuer_id})
             if _travels(ctx, r, _FROM_STATE)
         ]
         if pct is None:
@@ -616,7 +681,8 @@ def _state_reasons(ctx: _Context, issuer: IssuerNode) -> list[Reason]:
                 f"{issuer.issuer_id} names {issuer.state_owner_country} as its state owner "
                 "without an ownership percentage"
             )
-            found.extend(r for h in hits if (r := _unlinked(h, via, why)) is not None)
+            link = _link_evidence(issuer, "state_owner_pct", None, rule.op, rule.pct)
+            found.extend(r for h in hits if (r := _unlinked(h, via, why, link)) is not None)
         else:
             link = _link_evidence(issuer, "state_owner_pct", pct, rule.op, rule.pct)
             found.extend(_travel(h, via, link) for h in hits)
@@ -677,6 +743,10 @@ def _exception_holds(
     fired: set[str],
 ) -> bool:
     conditions = exception.conditions
+    if exception.scope == "own_account" and ctx.account != "own":
+        return False
+    if exception.scope == "client_accounts" and ctx.account != "client":
+        return False
     if (
         conditions.issuer_countries is not None
         and issuer.country not in conditions.issuer_countries
@@ -714,7 +784,8 @@ def _lift(
     notes: list[Reason] = []
     for entry in sorted(lifting, key=lambda e: (e.decided_on, e.dataset_id, e.source_row)):
         if entry.list == "exception":
-            fired = {r.rule_id for r in result if r.outcome in ("exclude", "watch")}
+            # "Void while any of these rules fires": a rule that cannot be decided may fire.
+            fired = {r.rule_id for r in result if r.outcome in _MAY_FIRE}
             declared = [
                 x
                 for x in ctx.policy.exceptions
@@ -724,22 +795,25 @@ def _lift(
             for exception in declared:
                 if not _exception_holds(ctx, issuer, exception, entry, fired):
                     continue
-                # Hits only: an exception is no licence to hold without the data.
+                # The issuer's own hits only (its conditions were tested on this issuer, not
+                # on a subsidiary), and hits only: no licence to hold without the data.
                 lifted = [
                     r
                     for r in result
-                    if r.rule_id in exception.lifts and r.outcome in ("exclude", "watch")
+                    if r.rule_id in exception.lifts
+                    and r.outcome in ("exclude", "watch")
+                    and r.via[0].relation == "self"
                 ]
                 if lifted:
-                    result = [r for r in result if r.rule_id not in exception.lifts]
+                    result = [r for r in result if r not in lifted]
                     notes.append(
-                        Reason(
-                            rule_id=f"exception:{exception.id}",
-                            title=exception.title,
-                            outcome="excepted",
-                            via=via,
-                            evidence=(_entry_evidence(entry),),
-                            detail="lifts " + ", ".join(sorted({r.rule_id for r in lifted})),
+                        _lifted_note(
+                            f"exception:{exception.id}",
+                            exception.title,
+                            "excepted",
+                            via,
+                            entry,
+                            lifted,
                         )
                     )
             continue
@@ -747,17 +821,28 @@ def _lift(
         lifted = [r for r in result if _readmits(ctx, entry, r)]
         if lifted:
             notes.append(
-                Reason(
-                    rule_id="list:inclusion",
-                    title=entry.reason,
-                    outcome="readmitted",
-                    via=via,
-                    evidence=(_entry_evidence(entry),),
-                    detail="lifts " + ", ".join(sorted({r.rule_id for r in lifted})),
-                )
+                _lifted_note("list:inclusion", entry.reason, "readmitted", via, entry, lifted)
             )
             result = [r for r in result if r not in lifted]
     return [*result, *notes]
+
+
+_MAY_FIRE = frozenset({"exclude", "watch", "unknown", "undecided"})
+
+
+def _lifted_note(
+    rule_id: str,
+    title: str,
+    outcome: str,
+    via: tuple[Via, ...],
+    entry: ListEntryPoint,
+    lifted: list[Reason],
+) -> Reason:
+    """The reason an inclusion or exception lifted hits: the entry, then the evidence of every
+    hit it lifted (what was set aside, and on which data), so an auditor sees both."""
+    evidence = (_entry_evidence(entry), *(e for r in lifted for e in r.evidence))
+    detail = "lifts " + ", ".join(sorted({r.rule_id for r in lifted}))
+    return Reason(rule_id, title, outcome, via, evidence, detail)
 
 
 def _readmits(ctx: _Context, entry: ListEntryPoint, reason: Reason) -> bool:
@@ -768,16 +853,16 @@ def _readmits(ctx: _Context, entry: ListEntryPoint, reason: Reason) -> bool:
     A later hit (new evidence), and missing or undecidable data, are never lifted."""
     if reason.outcome not in ("exclude", "watch"):
         return False
-    if reason.rule_id in entry.rule_ids:
-        return True
     if reason.rule_id.startswith("list:"):
         decided = reason.evidence[0].as_of if reason.evidence else None
         return decided is not None and decided <= entry.decided_on
+    if entry.rule_ids:  # it names its rules: those, and no other
+        return reason.rule_id in entry.rule_ids
     rule = ctx.policy.rule(reason.rule_id)
     origin = _node(ctx, reason.via[-1].issuer_id) if reason.via else None
     if rule is None or origin is None:
         return False
-    past = ctx.as_of_day(entry.decided_on)
+    past = ctx.as_of(entry.decided_on, entry.dataset_id)
     return _condition(past, origin, rule.when).truth is Truth.true
 
 
@@ -793,14 +878,16 @@ def _issuer_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> 
     cached = ctx.issuer_cache.get(issuer.issuer_id)
     if cached is not None:
         return cached
+    cuts = ctx.cuts
     reasons = [
         *_rule_reasons(ctx, issuer),
         *_group_reasons(ctx, issuer, seen | {issuer.issuer_id}),
-        *_state_reasons(ctx, issuer),
+        *_state_reasons(ctx, issuer, seen),
     ]
     list_hits, lifting = _list_reasons(ctx, issuer)
     result = tuple(_lift(ctx, issuer, [*reasons, *list_hits], lifting))
-    ctx.issuer_cache[issuer.issuer_id] = result
+    if ctx.cuts == cuts:  # complete: the same whoever asks first
+        ctx.issuer_cache[issuer.issuer_id] = result
     return result
 
 
@@ -881,12 +968,15 @@ def evaluate(
     at: dt.datetime,
     *,
     list_keys: Sequence[str] | None = None,
+    account: Account = "client",
 ) -> Evaluation:
     """Judge one instrument under one (effective) policy document at time ``at``.
 
-    ``list_keys``: whose list entries apply (default: the policy's own key).
+    ``list_keys``: whose list entries apply (default: the policy's own key). ``account``: whose
+    money (``own``: the house's own account; ``client``, the default: client money, which is
+    how a check without a portfolio is judged); it decides which exceptions can apply.
     """
-    return evaluate_many(policy, snapshot, [isin], at, list_keys=list_keys)[0]
+    return evaluate_many(policy, snapshot, [isin], at, list_keys=list_keys, account=account)[0]
 
 
 def evaluate_many(
@@ -896,9 +986,10 @@ def evaluate_many(
     at: dt.datetime,
     *,
     list_keys: Sequence[str] | None = None,
+    account: Account = "client",
 ) -> list[Evaluation]:
     """Judge several instruments at once: each issuer is evaluated once for all of them."""
-    return Evaluator(policy, snapshot, at, list_keys=list_keys).instruments(isins)
+    return Evaluator(policy, snapshot, at, list_keys=list_keys, account=account).instruments(isins)
 
 
 def evaluate_issuers(
@@ -908,13 +999,14 @@ def evaluate_issuers(
     at: dt.datetime,
     *,
     list_keys: Sequence[str] | None = None,
+    account: Account = "client",
 ) -> list[IssuerEvaluation]:
     """Judge issuers themselves (custodians' issuer-level lists), as ``evaluate_many`` would
     judge an instrument of theirs, with two differences: every rule counts whatever asset
     classes it is restricted to (the issuer is listed when some of its instruments would be:
     fail closed), and nothing travels from an underlying (that is an instrument's matter).
     """
-    return Evaluator(policy, snapshot, at, list_keys=list_keys).issuers(issuer_ids)
+    return Evaluator(policy, snapshot, at, list_keys=list_keys, account=account).issuers(issuer_ids)
 
 
 class Evaluator:
@@ -929,6 +1021,7 @@ class Evaluator:
         at: dt.datetime,
         *,
         list_keys: Sequence[str] | None = None,
+        account: Account = "client",
     ) -> None:
         self._ctx = _Context(
             policy=policy,
@@ -936,6 +1029,7 @@ class Evaluator:
             day=at.date(),
             data=DataContext.of(policy),
             policy_keys=tuple(list_keys or (policy.key,)),
+            account=account,
         )
 
     def instruments(self, isins: Sequence[str]) -> list[Evaluation]:
