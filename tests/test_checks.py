@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from app.auth.scopes import Scope
+from app.kit.time import utcnow
 from tests.conftest import MakeKey, bearer
 from tests.support.calendar import stable_today, today, years_before
-from tests.support.checks import CLEAN, FRESH, Desk, open_desk
+from tests.support.checks import CLEAN, FRESH, Desk, open_desk, publish_policy
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
@@ -483,3 +484,82 @@ async def test_an_inclusion_naming_its_rules_lifts_them_whatever_the_evidence_da
     problem = assert_problem(response, 422)
     assert problem["errors"][0]["column"] == "rules"
     assert "only an inclusion" in problem["errors"][0]["msg"]
+
+
+async def test_an_own_account_exception_does_not_apply_to_client_money(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """a.s.r.'s Dutch defence exception is for its own account (seed 001). A check without a
+    portfolio is judged as client money (contract): the board-approved entry lifts nothing."""
+    author = await make_key(Scope.policies_write, name="asr-author")
+    approver = await make_key(Scope.policies_approve, name="asr-board")
+    await publish_policy(desk.client, author, approver, "asr")
+    await desk.facts(
+        "AIRBUS",
+        "sustainalytics",
+        {
+            "controversial_weapons.involved": "false",
+            "civilian_firearms.involved": "false",
+            "defence.involved": "true",
+            "norms.status": "compliant",
+        },
+    )
+    decided = today().isoformat()
+    expires = (today() + dt.timedelta(days=300)).isoformat()
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        "policy,issuer_ref,list,reason,decided_on,reference,expires_on\n"
+        f"asr,AIRBUS,exception,nl-defence: board approval,{decided},BOARD-1,{expires}\n",
+    )
+    decision = await desk.check("NL0000235190", "asr")
+    assert decision["verdict"] == "excluded"
+    assert rule_ids(decision) == {("defence-risk", "exclude")}
+
+
+async def test_an_ownership_cycle_answers_the_same_in_any_batch_order(desk: Desk) -> None:
+    """Two issuers loaded controlling each other: every order of asking gives one answer."""
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "issuers",
+        "issuer_id,name,kind,country,parent_issuer_id,parent_control_pct\n"
+        "CYC1,Cycle one,company,DK,CYC2,60\nCYC2,Cycle two,company,DK,CYC1,60\n",
+    )
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "instruments",
+        "isin,issuer_id,asset_class\nDK0000000019,CYC1,equity\nDK0000000027,CYC2,equity\n",
+    )
+    for issuer, weapons in (("CYC1", "true"), ("CYC2", "false")):
+        await desk.facts(
+            issuer,
+            "sustainalytics",
+            {"controversial_weapons.involved": weapons, "norms.status": "compliant"},
+        )
+    at = utcnow().isoformat()
+    answers = []
+    for isins in (
+        ["DK0000000027"],
+        ["DK0000000019", "DK0000000027"],
+        ["DK0000000027", "DK0000000019"],
+    ):
+        response = await desk.client.post(
+            "/v1/checks",
+            json={"policy": "dk-pension", "instruments": isins, "as_of": at},
+            headers=bearer(desk.trader),
+        )
+        assert response.status_code == 200, response.text
+        by_isin = {d["instrument"]["isin"]: d for d in response.json()["decisions"]}
+        answers.append((by_isin["DK0000000027"]["verdict"], rule_ids(by_isin["DK0000000027"])))
+    assert (
+        answers[0]
+        == answers[1]
+        == answers[2]
+        == (
+            "excluded",
+            {("controversial-weapons", "exclude")},
+        )
+    )

@@ -531,10 +531,11 @@ class ListActions(Schema):
     ``exclude``/``watch`` set that verdict (the strictest of all applicable wins: a dialogue
     entry never lifts an exclusion). ``readmit`` (inclusion), from its ``decided_on`` until it
     expires, lifts only the hits it was decided for: hits of the rules the entry names (its
-    ``rules``), else hits already established by data dated on or before its ``decided_on``
-    (the rule's condition held on the data as it stood that day), and exclusion entries
-    decided no later. A later hit (new evidence) and missing or stale data (unknown) are never
-    lifted. ``ignore`` disregards the list.
+    ``rules``: those and no other), else hits already established when it was decided (the
+    rule's condition held on the data dated on or before its ``decided_on`` and loaded no later
+    than the entry, judged on that day), and exclusion entries decided no later. A later hit
+    (new evidence) and missing or stale data (unknown) are never lifted. ``ignore`` disregards
+    the list.
     """
 
     exclusion: ListAction = ListAction.exclude
@@ -591,7 +592,12 @@ class PolicyException(Schema):
     )
     max_duration_days: PositiveInt | None = None
     scope: ExceptionScope = Field(
-        default="all", description="Informational until checks carry portfolios."
+        default="all",
+        description=(
+            "Whose money the exception may be used for: own_account lifts hits only in a check "
+            "for an own-account portfolio (seed 001); a check without a portfolio is judged as "
+            "client money, so there it lifts nothing. client_accounts: client money only."
+        ),
     )
 
 
