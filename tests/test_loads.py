@@ -376,3 +376,74 @@ async def test_the_same_issuer_twice_on_a_list_by_two_references_is_a_row_error(
     problem = assert_problem(await load(desk.client, desk.steward, "list-entries", body), 422)
     assert problem["errors"][0]["row"] == 3
     assert "same issuer (PMI)" in problem["errors"][0]["msg"]
+
+
+# ------------------------------------------------- the newest decision wins (review 2, item 1)
+
+
+async def test_an_appended_older_decision_never_overwrites_a_newer_one(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """An archive back-fill (an expired 2019 exclusion) appended after the committee's
+    2026 decision took G1 off the list: the newest load won, whatever its decided_on."""
+    header = "policy,issuer_ref,list,reason,decided_on,reference,expires_on\n"
+    committee = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Committee decision,2026-11-15,EXC-2026-9,\n",
+    )
+    backfill = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Old 2019 exclusion (archive backfill),2019-01-01,EXC-2019-1,"
+        "2020-01-01\n",
+    )
+    summary = backfill["summary"]
+    assert summary["changed"] == {"count": 0, "examples": []}
+    assert summary["unchanged"] == 1
+    assert summary["superseded"]["count"] == 1
+    [example] = summary["superseded"]["examples"]
+    assert (example["policy"], example["issuer_id"], example["list"]) == (
+        "rpf",
+        "THALES",
+        "exclusion",
+    )
+    assert example["row"] == 2
+    assert example["decided_on"] == "2019-01-01"
+    assert example["in_force"] == {
+        "decided_on": "2026-11-15",
+        "dataset_id": committee["id"],
+        "reason": "Committee decision",
+    }
+    decision = await desk.check(THALES)
+    hits = [r for r in decision["reasons"] if r["rule_id"] == "list:exclusion"]
+    assert [h["title"] for h in hits] == ["Committee decision"]
+    assert decision["may_hold"] is False
+
+    # A newer decision still updates it, and the summary says what changed.
+    renewed = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Committee review,2026-11-20,EXC-2026-9,2027-11-20\n",
+    )
+    assert renewed["summary"]["superseded"]["count"] == 0
+    [changed] = renewed["summary"]["changed"]["examples"]
+    assert changed["changes"] == {
+        "reason": {"before": "Committee decision", "after": "Committee review"},
+        "decided_on": {"before": "2026-11-15", "after": "2026-11-20"},
+        "expires_on": {"before": None, "after": "2027-11-20"},
+    }
+    hits = [r for r in (await desk.check(THALES))["reasons"] if r["rule_id"] == "list:exclusion"]
+    assert [h["title"] for h in hits] == ["Committee review"]
+
+    # The custodian list agrees (the compiled index reads every entry through the same rule).
+    lists_reader = await make_key(Scope.lists_read)
+    response = await desk.client.get(
+        "/v1/lists/rpf", params={"format": "json", "level": "issuer"}, headers=bearer(lists_reader)
+    )
+    assert response.status_code == 200, response.text
+    rows = {r["issuer_id"]: r for r in response.json()["rows"]}
+    assert "list:exclusion" in rows["THALES"]["rule_ids"]

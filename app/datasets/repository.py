@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, func, select, text
+from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import Dataset, ListEntry, ListReplacement
@@ -148,11 +148,16 @@ def list_entries_in_force(
     The one definition of a policy's list (contract, "Loads that replace a list"; checks, the
     compiled index, custodian lists and the summaries of list loads all read it here): the
     entries of the policy's newest replacing load at ``version`` (``list_replacements``; none:
-    from the first load), plus every entry appended after it up to ``version``; of several
-    entries for the same (issuer, list) the newest load's wins (an appended entry updates the
-    one it repeats: a renewed exception, a new reason). A replacing load's list may be empty.
+    from the first load), plus every entry appended after it up to ``version``. Of several
+    entries for the same (policy, issuer, list) the one with the latest ``decided_on`` wins,
+    ties by the later load: the rule facts follow (the provider's date decides, not the load
+    order), so an archive back-fill of an old decision appended today stays in the history and
+    never displaces the committee's newer decision. A replacing load's list may be empty.
     Bitemporal by construction: everything is bounded by ``version``, so a decision replayed
     at an old data version sees the list exactly as it was.
+
+    One scan and a sort per policy (ROW_NUMBER over each key, on Postgres and SQLite alike),
+    whether it reads a few issuers or every entry (the compiled index).
     """
     keys = sorted(set(policy_keys))
     replaced = (
@@ -164,32 +169,30 @@ def list_entries_in_force(
         .group_by(ListReplacement.policy_key)
         .subquery("replaced")
     )
-    newest = (
-        select(
-            ListEntry.policy_key.label("policy_key"),
-            ListEntry.issuer_id.label("issuer_id"),
-            ListEntry.list.label("list"),
-            func.max(ListEntry.dataset_id).label("dataset_id"),
+    # Within one load a (policy, issuer, list) appears once (duplicates are row errors), so
+    # (decided_on, dataset_id) orders the candidates completely.
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(ListEntry.policy_key, ListEntry.issuer_id, ListEntry.list),
+            order_by=(ListEntry.decided_on.desc(), ListEntry.dataset_id.desc()),
         )
+        .label("rank")
+    )
+    ranked = (
+        select(*LIST_ENTRY_COLUMNS, rank)
         .outerjoin(replaced, replaced.c.policy_key == ListEntry.policy_key)
         .where(
             ListEntry.policy_key.in_(keys),
             ListEntry.dataset_id <= version,
             ListEntry.dataset_id >= func.coalesce(replaced.c.since_id, 0),
         )
-        .group_by(ListEntry.policy_key, ListEntry.issuer_id, ListEntry.list)
     )
     if issuer_ids is not None:
-        newest = newest.where(ListEntry.issuer_id.in_(sorted(set(issuer_ids))))
-    current = newest.subquery("newest")
-    return select(*LIST_ENTRY_COLUMNS).join(
-        current,
-        and_(
-            ListEntry.policy_key == current.c.policy_key,
-            ListEntry.issuer_id == current.c.issuer_id,
-            ListEntry.list == current.c.list,
-            ListEntry.dataset_id == current.c.dataset_id,
-        ),
+        ranked = ranked.where(ListEntry.issuer_id.in_(sorted(set(issuer_ids))))
+    current = ranked.subquery("ranked")
+    return select(*(current.c[column.key] for column in LIST_ENTRY_COLUMNS)).where(
+        current.c.rank == 1
     )
 
 

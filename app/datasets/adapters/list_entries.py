@@ -2,7 +2,8 @@
 
 A load appends to or replaces policies' lists (contract, "Loads that replace a list"):
 * ``mode=append`` (the default): its entries join each named policy's list; an entry for an
-  (issuer, list) already there updates it (a renewed exception, a new reason);
+  (issuer, list) already there updates it (a renewed exception, a new reason) unless the one
+  in force was decided later (then it is ``superseded``: the newest decision stands);
 * ``mode=replace``: the file is the complete list of each policy it names, or of ``policy``
   when given (every row must then name it; a header-only file empties that list). Recorded in
   ``list_replacements``. A replace dated (``as_of``) before the policy's current replacing list
@@ -10,7 +11,9 @@ A load appends to or replaces policies' lists (contract, "Loads that replace a l
   (load it with mode=append to add its entries, or with its true, later date).
 What a policy's list is at a data version is ``list_entries_in_force``'s decision alone; the
 load's ``summary`` says what it changed against the list before it (``added``, ``removed``,
-``changed``, each with a count and a few examples, and ``unchanged``).
+``changed`` with what changed, each with a count and a few examples, and ``unchanged``), and
+which of its entries do not take effect (``superseded``: an entry in force for the same
+issuer and list was decided later; the file's entry stays in the history).
 Exceptions must carry their approval reference and an expiry.
 """
 
@@ -144,8 +147,17 @@ class ListEntriesAdapter(Adapter):
         rows = await conn.execute(list_entries_in_force(before_version, sorted(named | replaced)))
         before = {_key(entry): entry for entry in (dict(r._mapping) for r in rows)}
         after = {k: v for k, v in before.items() if k[0] not in replaced}
-        after.update((_key(row), row) for row in staged)
+        superseded: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        for row in staged:
+            # list_entries_in_force's rule: the latest decided_on wins, ties by the later load
+            # (this one). An older decision appended late is history, not the list.
+            held = after.get(_key(row))
+            if held is not None and held["decided_on"] > row["decided_on"]:
+                superseded.append((row, held))
+            else:
+                after[_key(row)] = row
         ctx.summary.update(_changes(before, after))
+        ctx.note("superseded", _superseded(superseded))
         ctx.note("mode", ctx.mode)
         if replaced:
             ctx.note("replaced", sorted(replaced))
@@ -250,13 +262,27 @@ def _changes(
     before: Mapping[tuple[str, str, str], Mapping[str, Any]],
     after: Mapping[tuple[str, str, str], Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """What a load changed in the lists it touched, keyed (policy, issuer_id, list)."""
+    """What a load changed in the lists it touched, keyed (policy, issuer_id, list).
 
-    def listed(keys: list[tuple[str, str, str]]) -> dict[str, Any]:
-        examples = [
-            {"issuer_id": issuer_id, "list": kind, "policy": policy}
-            for policy, issuer_id, kind in sorted(keys)[:SUMMARY_EXAMPLES]
-        ]
+    Each part is ``{count, examples}`` (at most ``SUMMARY_EXAMPLES``, in key order); an example
+    is ``{policy, issuer_id, list}``, and a ``changed`` one also says what changed:
+    ``changes: {field: {before, after}}`` for each of ``_CONTENT`` that differs (dates ISO)."""
+
+    def example(key: tuple[str, str, str]) -> dict[str, Any]:
+        policy, issuer_id, kind = key
+        return {"issuer_id": issuer_id, "list": kind, "policy": policy}
+
+    def listed(keys: list[tuple[str, str, str]], detail: bool = False) -> dict[str, Any]:
+        examples = []
+        for key in sorted(keys)[:SUMMARY_EXAMPLES]:
+            shown = example(key)
+            if detail:
+                shown["changes"] = {
+                    c: {"before": _json(before[key][c]), "after": _json(after[key][c])}
+                    for c in _CONTENT
+                    if after[key][c] != before[key][c]
+                }
+            examples.append(shown)
         return {"count": len(keys), "examples": examples}
 
     added = [k for k in after if k not in before]
@@ -266,6 +292,33 @@ def _changes(
     return {
         "added": listed(added),
         "removed": listed(removed),
-        "changed": listed(changed),
+        "changed": listed(changed, detail=True),
         "unchanged": len(kept) - len(changed),
     }
+
+
+def _superseded(pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+    """The file's entries that do not take effect: an entry in force for the same (policy,
+    issuer, list) was decided later. ``{count, examples: [{policy, issuer_id, list, row,
+    decided_on, in_force: {decided_on, dataset_id, reason}}]}``; the entries stay recorded."""
+    examples = [
+        {
+            "policy": row["policy"],
+            "issuer_id": row["issuer_id"],
+            "list": row["list"],
+            "row": row["source_row"],
+            "decided_on": _json(row["decided_on"]),
+            "in_force": {
+                "decided_on": _json(held["decided_on"]),
+                "dataset_id": held["dataset_id"],
+                "reason": held["reason"],
+            },
+        }
+        for row, held in pairs[:SUMMARY_EXAMPLES]
+    ]
+    return {"count": len(pairs), "examples": examples}
+
+
+def _json(value: Any) -> Any:
+    """A summary value as JSON (the summary is a JSON column): dates as ISO text."""
+    return value.isoformat() if isinstance(value, dt.date) else value
