@@ -447,3 +447,70 @@ async def test_an_appended_older_decision_never_overwrites_a_newer_one(
     assert response.status_code == 200, response.text
     rows = {r["issuer_id"]: r for r in response.json()["rows"]}
     assert "list:exclusion" in rows["THALES"]["rule_ids"]
+
+
+# ----------------------------------------- an embargo list's load says what it replaces (item 2)
+
+
+def embargo_keys(part: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(e["country"], e["authority"], e["regime"]) for e in part["examples"]]
+
+
+async def test_an_embargo_list_load_says_what_it_adds_and_removes(desk: Desk) -> None:
+    """A one-row file replaced SIPRI's whole list, dropping Russia's embargoes, and answered
+    201 with an empty summary: a replacing list must say what it removes."""
+    first = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        FIXTURES / "arms_embargoes.csv",
+        as_of="2026-10-01",
+    )
+    assert first["summary"]["previous"] is None
+    assert first["summary"]["added"]["count"] == 5
+    assert first["summary"]["history"] is False
+
+    one_row = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        "country,authority,regime\nNL,EU,test embargo\n",
+        as_of="2026-11-01",
+    )
+    summary = one_row["summary"]
+    assert summary["previous"] == {"dataset_id": first["id"], "as_of": "2026-10-01"}
+    assert embargo_keys(summary["added"]) == [("NL", "EU", "test embargo")]
+    assert summary["removed"]["count"] == 5
+    assert ("RU", "EU", "Council Decision 2014/512/CFSP") in embargo_keys(summary["removed"])
+    assert ("RU", "US", "ITAR 126.1") in embargo_keys(summary["removed"])
+    assert summary["unchanged"] == 0
+    assert summary["history"] is False
+    # It is the current list: Russia's embargo is gone, as the summary said.
+    assert (await country(desk, "RU"))["arms_embargoes"] == []
+
+    # An older-dated list is history: it says so, and today's list stays the one-row file.
+    archive = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        FIXTURES / "arms_embargoes.csv",
+        as_of="2026-09-01",
+    )
+    summary = archive["summary"]
+    assert summary["history"] is True
+    assert summary["current"] == {"dataset_id": one_row["id"], "as_of": "2026-11-01"}
+    assert summary["previous"] is None  # no list of this provider before 2026-09-01
+    assert summary["added"]["count"] == 5
+    assert (await country(desk, "RU"))["arms_embargoes"] == []
+    # Between the two, the provider's list in force on 2026-10-15 is the first one.
+    between = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        "country,authority,regime\nKP,UN,UNSCR 1718\n",
+        as_of="2026-10-15",
+    )
+    assert between["summary"]["previous"] == {"dataset_id": first["id"], "as_of": "2026-10-01"}
+    assert between["summary"]["unchanged"] == 1
+    assert between["summary"]["removed"]["count"] == 4
+    assert between["summary"]["history"] is True

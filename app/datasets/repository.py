@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import Dataset, ListEntry, ListReplacement
+from app.models import ArmsEmbargo, Dataset, ListEntry, ListReplacement
 from app.models.base import Base
 from app.screening.snapshot import EmbargoLoad
 
@@ -108,19 +108,37 @@ async def data_version(session: AsyncSession, at: dt.datetime | None = None) -> 
     return (await session.execute(query)).scalar_one() or 0
 
 
+def embargo_loads(version: int, provider: str | None = None) -> Select[int, str, dt.date]:
+    """Every arms-embargoes load known at data ``version`` (optionally of one ``provider``):
+    rows (dataset id, provider, as_of), in load order."""
+    query = (
+        select(Dataset.id, Dataset.provider, Dataset.as_of)
+        .where(Dataset.kind == "arms-embargoes", Dataset.id <= version)
+        .order_by(Dataset.id)
+    )
+    if provider is not None:
+        query = query.where(Dataset.provider == provider)
+    return query
+
+
 async def arms_embargo_loads(session: AsyncSession, version: int) -> list[EmbargoLoad]:
     """Every arms-embargoes load known at data ``version``: (dataset id, provider, as_of).
 
     Which of them is each provider's current list on a day is ``current_embargo_loads``'s
-    decision (the newest provider date), never the load order; the screening snapshot and
-    /v1/countries both read the loads here.
+    decision (the newest provider date), never the load order; the screening snapshot,
+    /v1/countries and the summary of an arms-embargoes load all read the loads here.
     """
-    rows = await session.execute(
-        select(Dataset.id, Dataset.provider, Dataset.as_of).where(
-            Dataset.kind == "arms-embargoes", Dataset.id <= version
-        )
-    )
+    rows = await session.execute(embargo_loads(version))
     return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+
+
+def embargo_list(dataset_id: int) -> Select[str, str, str]:
+    """The embargoes one arms-embargoes load listed, as distinct (country, authority, regime)."""
+    return (
+        select(ArmsEmbargo.country, ArmsEmbargo.authority, ArmsEmbargo.regime)
+        .where(ArmsEmbargo.dataset_id == dataset_id)
+        .distinct()
+    )
 
 
 # A ListEntryPoint's fields, in order.

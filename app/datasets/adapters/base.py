@@ -44,6 +44,14 @@ from app.kit.errors import FieldError
 from app.models import Base, Fact, InstrumentRecord, IssuerRecord
 
 MAX_ROW_ERRORS = 100
+# How many examples a load's summary gives of each thing it counts.
+SUMMARY_EXAMPLES = 5
+
+
+def counted(examples: Sequence[Any]) -> dict[str, Any]:
+    """A summary part: ``{count, examples}``, the first ``SUMMARY_EXAMPLES`` of ``examples``
+    (already in the order to show)."""
+    return {"count": len(examples), "examples": list(examples[:SUMMARY_EXAMPLES])}
 
 
 @dataclass

@@ -30,6 +30,7 @@ from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     MAX_ROW_ERRORS,
+    SUMMARY_EXAMPLES,
     Adapter,
     LoadContext,
     duplicate_errors,
@@ -44,7 +45,6 @@ from app.models import ListEntry, ListReplacement
 
 LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
 POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-SUMMARY_EXAMPLES = 5
 # What an entry says beyond its key (policy, issuer, list): a difference is a change.
 _CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on", "rule_ids")
 _RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # a policy document's rule id
