@@ -13,6 +13,7 @@ from tests.conftest import MakeKey, bearer
 from tests.support.calendar import today
 from tests.support.checks import Desk, open_desk
 from tests.support.datasets import FIXTURES, load, load_ok, real_file
+from tests.support.policies import post_document
 from tests.support.problems import assert_problem
 
 RU_BOND = "RU000A0JX0J2"  # a Russian sovereign bond (loaded by the tests that need it)
@@ -514,3 +515,61 @@ async def test_an_embargo_list_load_says_what_it_adds_and_removes(desk: Desk) ->
     assert between["summary"]["unchanged"] == 1
     assert between["summary"]["removed"]["count"] == 4
     assert between["summary"]["history"] is True
+
+
+# ------------------------------------------------------- typos are errors, not no-ops (item 3)
+
+
+async def test_a_list_entry_for_an_unknown_policy_or_rule_is_a_row_error(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """`rfp` for rpf, `tobbaco` for tobacco, `policy=nosuch`: each answered 201, and the entry
+    never applied (an exclusion nobody reads, an inclusion lifting nothing)."""
+    before = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    header = "policy,issuer_ref,list,reason,decided_on,rules\n"
+    typo = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header
+        + "rpf,THALES,exclusion,Board,2026-01-15,\n"
+        + "rfp,BATS,exclusion,Board,2026-01-15,\n"
+        + "rpf,PMI,inclusion,Review,2026-01-15,tobacco tobbaco\n"
+        + "asr,PMI,inclusion,Review,2026-01-15,defence-risk\n",
+    )
+    problem = assert_problem(typo, 422)
+    errors = {(e["row"], e["column"]): e["msg"] for e in problem["errors"]}
+    assert set(errors) == {(3, "policy"), (4, "rules")}
+    assert "unknown policy 'rfp'" in errors[(3, "policy")]
+    assert "asr, dk-pension, rpf" in errors[(3, "policy")]
+    assert "'tobbaco' is not a rule of policy 'rpf'" in errors[(4, "rules")]
+    assert "tobacco" in errors[(4, "rules")].split("its rules:")[1]
+
+    replace = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        LIST_HEADER,
+        mode="replace",
+        policy="nosuch",
+    )
+    problem = assert_problem(replace, 422)
+    assert problem["errors"][0]["loc"] == ["query", "policy"]
+    assert "unknown policy 'nosuch'" in problem["detail"]
+    assert "asr, dk-pension, rpf" in problem["detail"]
+
+    after = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    assert after.json() == before.json()  # nothing written
+    assert not await excluded_by_list(desk, THALES)
+
+    # A draft counts (any status); an overlay has its base's rules as well as its own.
+    author = await make_key(Scope.policies_write)
+    overlay = {"key": "rpf-mandate", "title": "A client mandate on rpf", "extends": "rpf"}
+    draft = await post_document(desk.client, "rpf-mandate", overlay, bearer(author))
+    assert draft.status_code == 201, draft.text
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf-mandate,PMI,inclusion,Review,2026-01-15,tobacco\n",
+    )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.schemas import Actor
 from app.datasets.adapters import ADAPTERS
 from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, stage_table
-from app.datasets.adapters.list_entries import POLICY_KEY
+from app.datasets.adapters.list_entries import POLICY_KEY, unknown_policy_message
 from app.datasets.parsing import BatchReader, open_csv
 from app.datasets.repository import DatasetRepository, stage_name
 from app.datasets.schemas import DatasetKind, ListMode
@@ -27,6 +27,7 @@ from app.kit.logging import get_logger
 from app.kit.time import utcnow
 from app.kit.vocabulary import PROVIDERS
 from app.models import Dataset
+from app.policies.repository import policy_rule_ids
 
 log = get_logger("mayhold.datasets")
 
@@ -133,7 +134,8 @@ async def load_dataset(
     that date exactly as if given, so the same bytes without as_of answer the existing dataset
     on the day they were loaded and are recorded anew, dated that day, on a later day.
 
-    Errors: 422 (``InvalidInput``) for bad parameters or rows, nothing written; 409
+    Errors: 422 (``InvalidInput``) for bad parameters (e.g. ``policy`` naming no policy) or
+    rows, nothing written; 409
     (``Conflict``) for a list-entries replace older than the policy's current list.
     """
     adapter = ADAPTERS[kind]()
@@ -146,6 +148,15 @@ async def load_dataset(
     list_mode, list_policy = _list_parameters(kind, mode, policy)
     dated = as_of or utcnow().date()
     repository = DatasetRepository(session)
+    if list_policy:
+        # A replace for a misspelt policy would record an empty list nothing reads.
+        known = await policy_rule_ids(await repository.connection())
+        if list_policy not in known:
+            raise InvalidInput(
+                f"policy={list_policy!r}: {unknown_policy_message(list_policy, known)}. "
+                "Nothing was loaded.",
+                errors=[FieldError(loc=("query", "policy"), msg="unknown policy")],
+            )
     await repository.lock_loads()
     existing = await repository.get_same_load(
         kind.value, upload.sha256, provider, dated, list_mode, list_policy

@@ -14,7 +14,8 @@ load's ``summary`` says what it changed against the list before it (``added``, `
 ``changed`` with what changed, each with a count and a few examples, and ``unchanged``), and
 which of its entries do not take effect (``superseded``: an entry in force for the same
 issuer and list was decided later; the file's entry stays in the history).
-Exceptions must carry their approval reference and an expiry.
+Exceptions must carry their approval reference and an expiry. Every row must name a policy
+that exists (any status), and a ``rules`` cell only rules some version of it declares.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Table, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -42,6 +43,7 @@ from app.datasets.repository import list_entries_in_force, newest_list_replaceme
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import Conflict, FieldError
 from app.models import ListEntry, ListReplacement
+from app.policies.repository import policy_rule_ids
 
 LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
 POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -131,9 +133,13 @@ class ListEntriesAdapter(Adapter):
     async def check(
         self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
-        errors = await duplicate_errors(
-            conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
-        ) + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        errors = (
+            await _policy_errors(conn, stage)
+            + await duplicate_errors(
+                conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
+            )
+            + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        )
         if errors:
             return errors
         staged = await self._staged(conn, stage)
@@ -209,6 +215,56 @@ class ListEntriesAdapter(Adapter):
         await conn.execute(
             insert(ListReplacement).from_select(["dataset_id", "policy_key"], replaced)
         )
+
+
+# How many keys or rule ids an error message lists before it says how many more there are.
+_LISTED = 20
+
+
+def listed_names(names: Iterable[str]) -> str:
+    """Names for an error message, sorted, the first ``_LISTED`` of them ('none' if empty)."""
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    more = len(ordered) - _LISTED
+    return ", ".join(ordered[:_LISTED]) + (f", ... ({more} more)" if more > 0 else "")
+
+
+def unknown_policy_message(key: str, known: Iterable[str]) -> str:
+    return (
+        f"unknown policy {key!r}: no policy has this key (known: {listed_names(known)}); "
+        "check the spelling, or create the policy first (POST /v1/policies/{key}/versions)"
+    )
+
+
+async def _policy_errors(conn: AsyncConnection, stage: FromClause) -> list[FieldError]:
+    """Rows naming a policy that does not exist (any status counts), or, in ``rules``, a rule
+    that no version of their policy declares: a typo would otherwise load an entry that never
+    applies (an exclusion of policy ``rfp``, an inclusion for rule ``tobbaco``)."""
+    declared = await policy_rule_ids(conn)
+    query = (
+        select(stage.c.source_row, stage.c.policy_key, stage.c.rule_ids)
+        .where(or_(stage.c.policy_key.not_in(sorted(declared)), stage.c.rule_ids.is_not(None)))
+        .order_by(stage.c.source_row)
+    )
+    errors = []
+    for row, policy, rule_ids in await conn.execute(query):
+        if policy not in declared:
+            errors.append(
+                FieldError.in_file(row, "policy", unknown_policy_message(policy, declared))
+            )
+        elif unknown := [r for r in (rule_ids or "").split() if r not in declared[policy]]:
+            errors.append(
+                FieldError.in_file(
+                    row,
+                    "rules",
+                    f"{unknown[0]!r} is not a rule of policy {policy!r}: no version of it "
+                    f"declares it (its rules: {listed_names(declared[policy])})",
+                )
+            )
+        if len(errors) >= MAX_ROW_ERRORS:
+            break
+    return errors
 
 
 def _key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
