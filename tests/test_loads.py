@@ -573,3 +573,71 @@ async def test_a_list_entry_for_an_unknown_policy_or_rule_is_a_row_error(
         "list-entries",
         header + "rpf-mandate,PMI,inclusion,Review,2026-01-15,tobacco\n",
     )
+
+
+# ------------------------------------------------ a provider's as-of is never future (item 4)
+
+
+async def test_a_future_as_of_is_refused_for_the_load_and_for_its_rows(desk: Desk) -> None:
+    """`as_of=2099-01-01` was accepted: a facts load then read as no data until 2099, and a
+    list-entries replace made every later real replace a 409 until 2099."""
+    before = (await desk.client.get("/v1/datasets", headers=bearer(desk.steward))).json()
+    fact = "issuer_ref,metric,value\nPMI,revenue_pct.tobacco,96.4\n"
+    for kind, body, params in (
+        ("facts", fact, {"provider": "iss"}),
+        ("list-entries", entries(("rpf", "THALES")), {"mode": "replace"}),
+        ("arms-embargoes", "country,authority,regime\nKP,UN,UNSCR 1718\n", {}),
+        ("issuers", FIXTURES / "issuers.csv", {}),
+    ):
+        problem = assert_problem(
+            await load(desk.client, desk.steward, kind, body, as_of="2099-01-01", **params), 422
+        )
+        assert problem["errors"][0]["loc"] == ["query", "as_of"], kind
+        assert "as_of=2099-01-01 is in the future" in problem["detail"]
+
+    # Per row: a fact's as_of, a decision's decided_on, an edition or score year.
+    tomorrow_plus = (today() + dt.timedelta(days=2)).isoformat()
+    rows: tuple[tuple[str, str, dict[str, str], str], ...] = (
+        (
+            "facts",
+            f"issuer_ref,metric,value,as_of\nPMI,revenue_pct.tobacco,96.4,{tomorrow_plus}\n",
+            {"provider": "iss"},
+            "as_of",
+        ),
+        (
+            "list-entries",
+            LIST_HEADER + f"rpf,THALES,exclusion,Board,{tomorrow_plus}\n",
+            {},
+            "decided_on",
+        ),
+        (
+            "freedom-house",
+            "Country/Territory,C/T,Edition,Status,PR rating,CL rating\nNorway,c,2099,F,40,60\n",
+            {"as_of": "2026-02-01"},
+            "Edition",
+        ),
+        (
+            "ti-cpi",
+            "Country,ISO3,year,cpi_score\nNorway,NOR,2099,84\n",
+            {"as_of": "2026-02-01"},
+            "year",
+        ),
+    )
+    for kind, body, params, column in rows:
+        problem = assert_problem(await load(desk.client, desk.steward, kind, body, **params), 422)
+        error = problem["errors"][0]
+        assert (error["row"], error["column"]) == (2, column), kind
+        assert "in the future" in error["msg"]
+    after = (await desk.client.get("/v1/datasets", headers=bearer(desk.steward))).json()
+    assert after == before  # nothing written
+
+    # Tomorrow is fine (time zones), and so is a list entry's expiry or review in the future.
+    tomorrow = (today() + dt.timedelta(days=1)).isoformat()
+    await load_ok(desk.client, desk.steward, "facts", fact, provider="iss", as_of=tomorrow)
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        "policy,issuer_ref,list,reason,decided_on,review_on,expires_on\n"
+        f"rpf,THALES,exclusion,Board,{tomorrow},2099-01-01,2099-01-01\n",
+    )

@@ -24,7 +24,7 @@ from app.datasets.schemas import DatasetKind, ListMode
 from app.kit.bulk import bulk_insert
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.kit.logging import get_logger
-from app.kit.time import utcnow
+from app.kit.time import latest_provider_date, utcnow
 from app.kit.vocabulary import PROVIDERS
 from app.models import Dataset
 from app.policies.repository import policy_rule_ids
@@ -146,6 +146,14 @@ async def load_dataset(
             errors=[FieldError(loc=("query", "as_of"), msg="required for this kind")],
         )
     list_mode, list_policy = _list_parameters(kind, mode, policy)
+    latest = latest_provider_date()
+    if as_of is not None and as_of > latest:
+        raise InvalidInput(
+            f"as_of={as_of.isoformat()} is in the future: a provider's as-of date is a day "
+            f"it has seen, at most {latest.isoformat()} (today in UTC plus a day for time "
+            "zones). Give the date the file's data is as of. Nothing was loaded.",
+            errors=[FieldError(loc=("query", "as_of"), msg="after today (UTC) plus one day")],
+        )
     dated = as_of or utcnow().date()
     repository = DatasetRepository(session)
     if list_policy:
@@ -173,6 +181,7 @@ async def load_dataset(
         dataset_id=dataset_id,
         mode=list_mode,
         policy=list_policy,
+        latest=latest,
     )
     csvfile = open_csv(upload.path, adapter, ctx)  # header errors surface before any work
     batches = BatchReader(csvfile, adapter, ctx)

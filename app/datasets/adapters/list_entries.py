@@ -35,6 +35,7 @@ from app.datasets.adapters.base import (
     Adapter,
     LoadContext,
     duplicate_errors,
+    provider_date,
     resolved_refs,
     unresolved_ref_errors,
 )
@@ -102,7 +103,11 @@ class ListEntriesAdapter(Adapter):
         kind = row.require("list").lower()
         if kind not in LISTS:
             raise CellError("list", f"{kind!r} is not one of {', '.join(LISTS)}")
-        decided_on = parse_date("decided_on", row.require("decided on"))
+        # The decision's date is the list's "as of" (the latest decided_on wins): never in the
+        # future. A review or expiry date may rightly be.
+        decided_on = provider_date(
+            "decided_on", parse_date("decided_on", row.require("decided on")), ctx
+        )
         expires_on = optional_date(row, "expires on")
         if expires_on and expires_on < decided_on:
             raise CellError("expires_on", f"expires ({expires_on}) before it was decided")
