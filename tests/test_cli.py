@@ -125,6 +125,10 @@ async def test_ingest_appends_or_replaces_a_policys_list(dialect: str, tmp_path:
         for kind in ("issuers", "instruments"):
             universe = mayhold(url, "ingest", "--kind", kind, str(fixtures / f"{kind}.csv"))
             assert universe.returncode == 0, universe.stderr
+        for key in ("rpf", "asr"):  # a list entry's policy must exist (a draft will do)
+            policy = Path(__file__).parents[1] / "policies" / f"{key}.yaml"
+            loaded = mayhold(url, "policies", "load", str(policy))
+            assert loaded.returncode == 0, loaded.stderr
         lists = fixtures / "list_entries.csv"
         appended = mayhold(url, "ingest", "--kind", "list-entries", str(lists))
         assert appended.returncode == 0, appended.stderr

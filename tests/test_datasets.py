@@ -8,6 +8,7 @@ import pytest
 from app.auth.scopes import Scope
 from tests.conftest import MakeKey, bearer
 from tests.support.datasets import FIXTURES, load, load_ok, load_universe, real_file
+from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
 
 
@@ -236,8 +237,14 @@ async def test_real_sipri_archive_and_contract_layout(
     assert ours["rows"] == 5
 
 
-async def test_list_entries_resolve_issuers(client: httpx.AsyncClient, steward: str) -> None:
+async def test_list_entries_resolve_issuers(
+    client: httpx.AsyncClient, steward: str, make_key: MakeKey
+) -> None:
     await load_universe(client, steward)
+    author = await make_key(Scope.policies_write)
+    for key in ("rpf", "asr"):  # the policies the list names exist (drafts will do)
+        created = await post_document(client, key, shipped(key), bearer(author))
+        assert created.status_code == 201, created.text
     loaded = await load_ok(client, steward, "list-entries", FIXTURES / "list_entries.csv")
     assert loaded["rows"] == 4
     assert loaded["provider"] == "internal"

@@ -13,6 +13,7 @@ from tests.conftest import MakeKey, bearer
 from tests.support.calendar import today
 from tests.support.checks import Desk, open_desk
 from tests.support.datasets import FIXTURES, load, load_ok, real_file
+from tests.support.policies import post_document
 from tests.support.problems import assert_problem
 
 RU_BOND = "RU000A0JX0J2"  # a Russian sovereign bond (loaded by the tests that need it)
@@ -376,3 +377,267 @@ async def test_the_same_issuer_twice_on_a_list_by_two_references_is_a_row_error(
     problem = assert_problem(await load(desk.client, desk.steward, "list-entries", body), 422)
     assert problem["errors"][0]["row"] == 3
     assert "same issuer (PMI)" in problem["errors"][0]["msg"]
+
+
+# ------------------------------------------------- the newest decision wins (review 2, item 1)
+
+
+async def test_an_appended_older_decision_never_overwrites_a_newer_one(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """An archive back-fill (an expired 2019 exclusion) appended after the committee's
+    2026 decision took G1 off the list: the newest load won, whatever its decided_on."""
+    header = "policy,issuer_ref,list,reason,decided_on,reference,expires_on\n"
+    committee = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Committee decision,2026-11-15,EXC-2026-9,\n",
+    )
+    backfill = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Old 2019 exclusion (archive backfill),2019-01-01,EXC-2019-1,"
+        "2020-01-01\n",
+    )
+    summary = backfill["summary"]
+    assert summary["changed"] == {"count": 0, "examples": []}
+    assert summary["unchanged"] == 1
+    assert summary["superseded"]["count"] == 1
+    [example] = summary["superseded"]["examples"]
+    assert (example["policy"], example["issuer_id"], example["list"]) == (
+        "rpf",
+        "THALES",
+        "exclusion",
+    )
+    assert example["row"] == 2
+    assert example["decided_on"] == "2019-01-01"
+    assert example["in_force"] == {
+        "decided_on": "2026-11-15",
+        "dataset_id": committee["id"],
+        "reason": "Committee decision",
+    }
+    decision = await desk.check(THALES)
+    hits = [r for r in decision["reasons"] if r["rule_id"] == "list:exclusion"]
+    assert [h["title"] for h in hits] == ["Committee decision"]
+    assert decision["may_hold"] is False
+
+    # A newer decision still updates it, and the summary says what changed.
+    renewed = await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf,THALES,exclusion,Committee review,2026-11-20,EXC-2026-9,2027-11-20\n",
+    )
+    assert renewed["summary"]["superseded"]["count"] == 0
+    [changed] = renewed["summary"]["changed"]["examples"]
+    assert changed["changes"] == {
+        "reason": {"before": "Committee decision", "after": "Committee review"},
+        "decided_on": {"before": "2026-11-15", "after": "2026-11-20"},
+        "expires_on": {"before": None, "after": "2027-11-20"},
+    }
+    hits = [r for r in (await desk.check(THALES))["reasons"] if r["rule_id"] == "list:exclusion"]
+    assert [h["title"] for h in hits] == ["Committee review"]
+
+    # The custodian list agrees (the compiled index reads every entry through the same rule).
+    lists_reader = await make_key(Scope.lists_read)
+    response = await desk.client.get(
+        "/v1/lists/rpf", params={"format": "json", "level": "issuer"}, headers=bearer(lists_reader)
+    )
+    assert response.status_code == 200, response.text
+    rows = {r["issuer_id"]: r for r in response.json()["rows"]}
+    assert "list:exclusion" in rows["THALES"]["rule_ids"]
+
+
+# ----------------------------------------- an embargo list's load says what it replaces (item 2)
+
+
+def embargo_keys(part: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(e["country"], e["authority"], e["regime"]) for e in part["examples"]]
+
+
+async def test_an_embargo_list_load_says_what_it_adds_and_removes(desk: Desk) -> None:
+    """A one-row file replaced SIPRI's whole list, dropping Russia's embargoes, and answered
+    201 with an empty summary: a replacing list must say what it removes."""
+    first = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        FIXTURES / "arms_embargoes.csv",
+        as_of="2026-10-01",
+    )
+    assert first["summary"]["previous"] is None
+    assert first["summary"]["added"]["count"] == 5
+    assert first["summary"]["history"] is False
+
+    one_row = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        "country,authority,regime\nNL,EU,test embargo\n",
+        as_of="2026-11-01",
+    )
+    summary = one_row["summary"]
+    assert summary["previous"] == {"dataset_id": first["id"], "as_of": "2026-10-01"}
+    assert embargo_keys(summary["added"]) == [("NL", "EU", "test embargo")]
+    assert summary["removed"]["count"] == 5
+    assert ("RU", "EU", "Council Decision 2014/512/CFSP") in embargo_keys(summary["removed"])
+    assert ("RU", "US", "ITAR 126.1") in embargo_keys(summary["removed"])
+    assert summary["unchanged"] == 0
+    assert summary["history"] is False
+    # It is the current list: Russia's embargo is gone, as the summary said.
+    assert (await country(desk, "RU"))["arms_embargoes"] == []
+
+    # An older-dated list is history: it says so, and today's list stays the one-row file.
+    archive = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        FIXTURES / "arms_embargoes.csv",
+        as_of="2026-09-01",
+    )
+    summary = archive["summary"]
+    assert summary["history"] is True
+    assert summary["current"] == {"dataset_id": one_row["id"], "as_of": "2026-11-01"}
+    assert summary["previous"] is None  # no list of this provider before 2026-09-01
+    assert summary["added"]["count"] == 5
+    assert (await country(desk, "RU"))["arms_embargoes"] == []
+    # Between the two, the provider's list in force on 2026-10-15 is the first one.
+    between = await load_ok(
+        desk.client,
+        desk.steward,
+        "arms-embargoes",
+        "country,authority,regime\nKP,UN,UNSCR 1718\n",
+        as_of="2026-10-15",
+    )
+    assert between["summary"]["previous"] == {"dataset_id": first["id"], "as_of": "2026-10-01"}
+    assert between["summary"]["unchanged"] == 1
+    assert between["summary"]["removed"]["count"] == 4
+    assert between["summary"]["history"] is True
+
+
+# ------------------------------------------------------- typos are errors, not no-ops (item 3)
+
+
+async def test_a_list_entry_for_an_unknown_policy_or_rule_is_a_row_error(
+    desk: Desk, make_key: MakeKey
+) -> None:
+    """`rfp` for rpf, `tobbaco` for tobacco, `policy=nosuch`: each answered 201, and the entry
+    never applied (an exclusion nobody reads, an inclusion lifting nothing)."""
+    before = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    header = "policy,issuer_ref,list,reason,decided_on,rules\n"
+    typo = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header
+        + "rpf,THALES,exclusion,Board,2026-01-15,\n"
+        + "rfp,BATS,exclusion,Board,2026-01-15,\n"
+        + "rpf,PMI,inclusion,Review,2026-01-15,tobacco tobbaco\n"
+        + "asr,PMI,inclusion,Review,2026-01-15,defence-risk\n",
+    )
+    problem = assert_problem(typo, 422)
+    errors = {(e["row"], e["column"]): e["msg"] for e in problem["errors"]}
+    assert set(errors) == {(3, "policy"), (4, "rules")}
+    assert "unknown policy 'rfp'" in errors[(3, "policy")]
+    assert "asr, dk-pension, rpf" in errors[(3, "policy")]
+    assert "'tobbaco' is not a rule of policy 'rpf'" in errors[(4, "rules")]
+    assert "tobacco" in errors[(4, "rules")].split("its rules:")[1]
+
+    replace = await load(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        LIST_HEADER,
+        mode="replace",
+        policy="nosuch",
+    )
+    problem = assert_problem(replace, 422)
+    assert problem["errors"][0]["loc"] == ["query", "policy"]
+    assert "unknown policy 'nosuch'" in problem["detail"]
+    assert "asr, dk-pension, rpf" in problem["detail"]
+
+    after = await desk.client.get("/v1/datasets", headers=bearer(desk.steward))
+    assert after.json() == before.json()  # nothing written
+    assert not await excluded_by_list(desk, THALES)
+
+    # A draft counts (any status); an overlay has its base's rules as well as its own.
+    author = await make_key(Scope.policies_write)
+    overlay = {"key": "rpf-mandate", "title": "A client mandate on rpf", "extends": "rpf"}
+    draft = await post_document(desk.client, "rpf-mandate", overlay, bearer(author))
+    assert draft.status_code == 201, draft.text
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        header + "rpf-mandate,PMI,inclusion,Review,2026-01-15,tobacco\n",
+    )
+
+
+# ------------------------------------------------ a provider's as-of is never future (item 4)
+
+
+async def test_a_future_as_of_is_refused_for_the_load_and_for_its_rows(desk: Desk) -> None:
+    """`as_of=2099-01-01` was accepted: a facts load then read as no data until 2099, and a
+    list-entries replace made every later real replace a 409 until 2099."""
+    before = (await desk.client.get("/v1/datasets", headers=bearer(desk.steward))).json()
+    fact = "issuer_ref,metric,value\nPMI,revenue_pct.tobacco,96.4\n"
+    for kind, body, params in (
+        ("facts", fact, {"provider": "iss"}),
+        ("list-entries", entries(("rpf", "THALES")), {"mode": "replace"}),
+        ("arms-embargoes", "country,authority,regime\nKP,UN,UNSCR 1718\n", {}),
+        ("issuers", FIXTURES / "issuers.csv", {}),
+    ):
+        problem = assert_problem(
+            await load(desk.client, desk.steward, kind, body, as_of="2099-01-01", **params), 422
+        )
+        assert problem["errors"][0]["loc"] == ["query", "as_of"], kind
+        assert "as_of=2099-01-01 is in the future" in problem["detail"]
+
+    # Per row: a fact's as_of, a decision's decided_on, an edition or score year.
+    tomorrow_plus = (today() + dt.timedelta(days=2)).isoformat()
+    rows: tuple[tuple[str, str, dict[str, str], str], ...] = (
+        (
+            "facts",
+            f"issuer_ref,metric,value,as_of\nPMI,revenue_pct.tobacco,96.4,{tomorrow_plus}\n",
+            {"provider": "iss"},
+            "as_of",
+        ),
+        (
+            "list-entries",
+            LIST_HEADER + f"rpf,THALES,exclusion,Board,{tomorrow_plus}\n",
+            {},
+            "decided_on",
+        ),
+        (
+            "freedom-house",
+            "Country/Territory,C/T,Edition,Status,PR rating,CL rating\nNorway,c,2099,F,40,60\n",
+            {"as_of": "2026-02-01"},
+            "Edition",
+        ),
+        (
+            "ti-cpi",
+            "Country,ISO3,year,cpi_score\nNorway,NOR,2099,84\n",
+            {"as_of": "2026-02-01"},
+            "year",
+        ),
+    )
+    for kind, body, params, column in rows:
+        problem = assert_problem(await load(desk.client, desk.steward, kind, body, **params), 422)
+        error = problem["errors"][0]
+        assert (error["row"], error["column"]) == (2, column), kind
+        assert "in the future" in error["msg"]
+    after = (await desk.client.get("/v1/datasets", headers=bearer(desk.steward))).json()
+    assert after == before  # nothing written
+
+    # Tomorrow is fine (time zones), and so is a list entry's expiry or review in the future.
+    tomorrow = (today() + dt.timedelta(days=1)).isoformat()
+    await load_ok(desk.client, desk.steward, "facts", fact, provider="iss", as_of=tomorrow)
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "list-entries",
+        "policy,issuer_ref,list,reason,decided_on,review_on,expires_on\n"
+        f"rpf,THALES,exclusion,Board,{tomorrow},2099-01-01,2099-01-01\n",
+    )

@@ -75,7 +75,11 @@ async def _upload(request: Request) -> service.Upload:
         "to each policy's list; `mode=replace` makes the file the complete list of each policy "
         "it names, or of `policy` when given (every row must then name it; a header-only file "
         "empties that policy's list); a replace dated before the policy's current list is a "
-        "409. The `summary` says what changed against the list before."
+        "409; rows and `policy` must name existing policies (rules: ones they declare). "
+        "The `summary` says what changed against the list before (arms-embargoes: against "
+        "the provider's list in force at the as_of). A provider's as-of date is never in the "
+        "future: an `as_of` (or a row's as_of, decided_on, edition year) after today in UTC "
+        "plus one day is a 422."
     ),
     responses={
         200: {"model": DatasetRead, "description": "Already loaded: the existing dataset."},

@@ -5,10 +5,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, func, select, text
+from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import Dataset, ListEntry, ListReplacement
+from app.models import ArmsEmbargo, Dataset, ListEntry, ListReplacement
 from app.models.base import Base
 from app.screening.snapshot import EmbargoLoad
 
@@ -108,19 +108,37 @@ async def data_version(session: AsyncSession, at: dt.datetime | None = None) -> 
     return (await session.execute(query)).scalar_one() or 0
 
 
+def embargo_loads(version: int, provider: str | None = None) -> Select[int, str, dt.date]:
+    """Every arms-embargoes load known at data ``version`` (optionally of one ``provider``):
+    rows (dataset id, provider, as_of), in load order."""
+    query = (
+        select(Dataset.id, Dataset.provider, Dataset.as_of)
+        .where(Dataset.kind == "arms-embargoes", Dataset.id <= version)
+        .order_by(Dataset.id)
+    )
+    if provider is not None:
+        query = query.where(Dataset.provider == provider)
+    return query
+
+
 async def arms_embargo_loads(session: AsyncSession, version: int) -> list[EmbargoLoad]:
     """Every arms-embargoes load known at data ``version``: (dataset id, provider, as_of).
 
     Which of them is each provider's current list on a day is ``current_embargo_loads``'s
-    decision (the newest provider date), never the load order; the screening snapshot and
-    /v1/countries both read the loads here.
+    decision (the newest provider date), never the load order; the screening snapshot,
+    /v1/countries and the summary of an arms-embargoes load all read the loads here.
     """
-    rows = await session.execute(
-        select(Dataset.id, Dataset.provider, Dataset.as_of).where(
-            Dataset.kind == "arms-embargoes", Dataset.id <= version
-        )
-    )
+    rows = await session.execute(embargo_loads(version))
     return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+
+
+def embargo_list(dataset_id: int) -> Select[str, str, str]:
+    """The embargoes one arms-embargoes load listed, as distinct (country, authority, regime)."""
+    return (
+        select(ArmsEmbargo.country, ArmsEmbargo.authority, ArmsEmbargo.regime)
+        .where(ArmsEmbargo.dataset_id == dataset_id)
+        .distinct()
+    )
 
 
 # A ListEntryPoint's fields, in order.
@@ -148,11 +166,16 @@ def list_entries_in_force(
     The one definition of a policy's list (contract, "Loads that replace a list"; checks, the
     compiled index, custodian lists and the summaries of list loads all read it here): the
     entries of the policy's newest replacing load at ``version`` (``list_replacements``; none:
-    from the first load), plus every entry appended after it up to ``version``; of several
-    entries for the same (issuer, list) the newest load's wins (an appended entry updates the
-    one it repeats: a renewed exception, a new reason). A replacing load's list may be empty.
+    from the first load), plus every entry appended after it up to ``version``. Of several
+    entries for the same (policy, issuer, list) the one with the latest ``decided_on`` wins,
+    ties by the later load: the rule facts follow (the provider's date decides, not the load
+    order), so an archive back-fill of an old decision appended today stays in the history and
+    never displaces the committee's newer decision. A replacing load's list may be empty.
     Bitemporal by construction: everything is bounded by ``version``, so a decision replayed
     at an old data version sees the list exactly as it was.
+
+    One scan and a sort per policy (ROW_NUMBER over each key, on Postgres and SQLite alike),
+    whether it reads a few issuers or every entry (the compiled index).
     """
     keys = sorted(set(policy_keys))
     replaced = (
@@ -164,32 +187,30 @@ def list_entries_in_force(
         .group_by(ListReplacement.policy_key)
         .subquery("replaced")
     )
-    newest = (
-        select(
-            ListEntry.policy_key.label("policy_key"),
-            ListEntry.issuer_id.label("issuer_id"),
-            ListEntry.list.label("list"),
-            func.max(ListEntry.dataset_id).label("dataset_id"),
+    # Within one load a (policy, issuer, list) appears once (duplicates are row errors), so
+    # (decided_on, dataset_id) orders the candidates completely.
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(ListEntry.policy_key, ListEntry.issuer_id, ListEntry.list),
+            order_by=(ListEntry.decided_on.desc(), ListEntry.dataset_id.desc()),
         )
+        .label("rank")
+    )
+    ranked = (
+        select(*LIST_ENTRY_COLUMNS, rank)
         .outerjoin(replaced, replaced.c.policy_key == ListEntry.policy_key)
         .where(
             ListEntry.policy_key.in_(keys),
             ListEntry.dataset_id <= version,
             ListEntry.dataset_id >= func.coalesce(replaced.c.since_id, 0),
         )
-        .group_by(ListEntry.policy_key, ListEntry.issuer_id, ListEntry.list)
     )
     if issuer_ids is not None:
-        newest = newest.where(ListEntry.issuer_id.in_(sorted(set(issuer_ids))))
-    current = newest.subquery("newest")
-    return select(*LIST_ENTRY_COLUMNS).join(
-        current,
-        and_(
-            ListEntry.policy_key == current.c.policy_key,
-            ListEntry.issuer_id == current.c.issuer_id,
-            ListEntry.list == current.c.list,
-            ListEntry.dataset_id == current.c.dataset_id,
-        ),
+        ranked = ranked.where(ListEntry.issuer_id.in_(sorted(set(issuer_ids))))
+    current = ranked.subquery("ranked")
+    return select(*(current.c[column.key] for column in LIST_ENTRY_COLUMNS)).where(
+        current.c.rank == 1
     )
 
 

@@ -38,9 +38,16 @@ class DatasetRead(Schema):
     source_name: str | None
     summary: dict[str, Any] = Field(
         description=(
-            "Rows set aside without rejecting the file (e.g. territories), with counts; for "
+            "Rows set aside without rejecting the file (e.g. territories), with counts. For "
             "list-entries, what the load changed against the list before: `added`, `removed`, "
-            "`changed` (each `{count, examples: [{issuer_id, list, policy}]}`) and `unchanged`."
+            "`changed` (each `{count, examples: [{issuer_id, list, policy}]}`; a changed "
+            "example adds `changes: {field: {before, after}}`), `unchanged`, and `superseded` "
+            "(entries that do not take effect: the entry in force was decided later). For "
+            "arms-embargoes, against the provider's list in force at the load's as_of "
+            "(`previous`: `{dataset_id, as_of}` or null): `added` and `removed` (`{count, "
+            "examples: [{country, authority, regime}]}`), `unchanged`, and `history` (true when "
+            "the provider's `current` list, `{dataset_id, as_of}`, is dated later: this file "
+            "then applies to past days only)."
         )
     )
     mode: ListMode | None = Field(

@@ -17,16 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.schemas import Actor
 from app.datasets.adapters import ADAPTERS
 from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, stage_table
-from app.datasets.adapters.list_entries import POLICY_KEY
+from app.datasets.adapters.list_entries import POLICY_KEY, unknown_policy_message
 from app.datasets.parsing import BatchReader, open_csv
 from app.datasets.repository import DatasetRepository, stage_name
 from app.datasets.schemas import DatasetKind, ListMode
 from app.kit.bulk import bulk_insert
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.kit.logging import get_logger
-from app.kit.time import utcnow
+from app.kit.time import latest_provider_date, utcnow
 from app.kit.vocabulary import PROVIDERS
 from app.models import Dataset
+from app.policies.repository import policy_rule_ids
 
 log = get_logger("mayhold.datasets")
 
@@ -133,7 +134,8 @@ async def load_dataset(
     that date exactly as if given, so the same bytes without as_of answer the existing dataset
     on the day they were loaded and are recorded anew, dated that day, on a later day.
 
-    Errors: 422 (``InvalidInput``) for bad parameters or rows, nothing written; 409
+    Errors: 422 (``InvalidInput``) for bad parameters (e.g. ``policy`` naming no policy) or
+    rows, nothing written; 409
     (``Conflict``) for a list-entries replace older than the policy's current list.
     """
     adapter = ADAPTERS[kind]()
@@ -144,8 +146,25 @@ async def load_dataset(
             errors=[FieldError(loc=("query", "as_of"), msg="required for this kind")],
         )
     list_mode, list_policy = _list_parameters(kind, mode, policy)
+    latest = latest_provider_date()
+    if as_of is not None and as_of > latest:
+        raise InvalidInput(
+            f"as_of={as_of.isoformat()} is in the future: a provider's as-of date is a day "
+            f"it has seen, at most {latest.isoformat()} (today in UTC plus a day for time "
+            "zones). Give the date the file's data is as of. Nothing was loaded.",
+            errors=[FieldError(loc=("query", "as_of"), msg="after today (UTC) plus one day")],
+        )
     dated = as_of or utcnow().date()
     repository = DatasetRepository(session)
+    if list_policy:
+        # A replace for a misspelt policy would record an empty list nothing reads.
+        known = await policy_rule_ids(await repository.connection())
+        if list_policy not in known:
+            raise InvalidInput(
+                f"policy={list_policy!r}: {unknown_policy_message(list_policy, known)}. "
+                "Nothing was loaded.",
+                errors=[FieldError(loc=("query", "policy"), msg="unknown policy")],
+            )
     await repository.lock_loads()
     existing = await repository.get_same_load(
         kind.value, upload.sha256, provider, dated, list_mode, list_policy
@@ -162,6 +181,7 @@ async def load_dataset(
         dataset_id=dataset_id,
         mode=list_mode,
         policy=list_policy,
+        latest=latest,
     )
     csvfile = open_csv(upload.path, adapter, ctx)  # header errors surface before any work
     batches = BatchReader(csvfile, adapter, ctx)

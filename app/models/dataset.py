@@ -137,8 +137,8 @@ class ListEntry(Base):
 
     Which entries are in force at a data version is decided in one place alone,
     ``app.datasets.repository.list_entries_in_force``: a policy's list is its newest replacing
-    load (``ListReplacement``) plus the entries appended after it, the newest entry per
-    (issuer, list) winning.
+    load (``ListReplacement``) plus the entries appended after it; per (issuer, list) the entry
+    with the latest ``decided_on`` wins, ties by the later load.
     """
 
     __tablename__ = "list_entries"

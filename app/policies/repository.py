@@ -5,9 +5,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import Policy, PolicyVersion, VersionStatus
+
+# A policy key -> the rule ids its versions declare (``policy_rule_ids``).
+PolicyRules = dict[str, frozenset[str]]
 
 
 class PolicyRepository:
@@ -123,3 +126,34 @@ class PolicyRepository:
     async def add_version(self, version: PolicyVersion) -> None:
         self.session.add(version)
         await self.session.flush()
+
+
+async def policy_rule_ids(conn: AsyncConnection, keys: Sequence[str] | None = None) -> PolicyRules:
+    """Every policy (any status; only ``keys`` when given) -> the rule ids any version of it
+    declares, an overlay's including its base's (an overlay inherits every base rule).
+
+    For the loads that name policies and their rules (list-entries, contract "Loads that
+    replace a list"): a key absent from the answer is no policy at all. Read from each
+    version's stored document (``rules[].id``), so a rule an older version declared still
+    counts: a list entry may be decided for a rule since dropped.
+    """
+    query = select(Policy.key, Policy.extends_key)
+    if keys is not None:
+        query = query.where(Policy.key.in_(sorted(set(keys))))
+    policies: dict[str, str | None] = dict((await conn.execute(query)).all())
+    named = sorted(set(policies) | {b for b in policies.values() if b is not None})
+    declared: dict[str, set[str]] = {key: set() for key in named}
+    documents = await conn.execute(
+        select(Policy.key, PolicyVersion.document)
+        .join(PolicyVersion, PolicyVersion.policy_id == Policy.id)
+        .where(Policy.key.in_(named))
+    )
+    for key, document in documents:
+        rules = document.get("rules") if isinstance(document, dict) else None
+        declared[key].update(
+            r["id"] for r in rules or [] if isinstance(r, dict) and isinstance(r.get("id"), str)
+        )
+    return {
+        key: frozenset(declared[key] | (declared[base] if base is not None else set()))
+        for key, base in policies.items()
+    }

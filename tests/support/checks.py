@@ -1,5 +1,5 @@
 """A trading desk against the API: a data steward, a trader and an auditor, with the shipped
-rpf and dk-pension policies published (four eyes) and the fixture universe loaded."""
+rpf, dk-pension and asr policies published (four eyes) and the fixture universe loaded."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ async def open_desk(client: httpx.AsyncClient, make_key: MakeKey) -> Desk:
     trader = await make_key(Scope.check, name="oms")
     auditor = await make_key(Scope.decisions_read, name="auditor")
     await load_universe(client, steward)
-    for key in ("rpf", "dk-pension"):
+    # asr too: the fixture list names it, and a list entry's policy must exist.
+    for key in ("rpf", "dk-pension", "asr"):
         await publish_policy(client, author, approver, key)
     return Desk(client, steward, trader, auditor)

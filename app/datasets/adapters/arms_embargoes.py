@@ -5,6 +5,14 @@ Each load of a provider is that provider's complete list as of its date. SIPRI's
 as published: a suspension ends an embargo like a lifting does; rows imposed by neither the UN,
 the EU nor the US, and rows whose target is not a state (the Taliban, ISIL/Al-Qaeda) or a state
 that no longer exists and whose embargo ended, are set aside and counted, not rejected.
+
+Since a load replaces its provider's list, its ``summary`` says what that changes, never
+silently: against the provider's list in force at the load's ``as_of`` (``previous``: its
+dataset id and date, null for the provider's first list), the embargoes ``added`` and
+``removed`` (country, authority, regime; counts and examples) and how many are ``unchanged``.
+A load dated before the provider's current list is history (``history: true``, ``current``:
+that list's dataset id and date): it applies to the days before that list, never replaces it
+(``current_embargo_loads``; contract, "Loads that replace a list").
 """
 
 from __future__ import annotations
@@ -14,15 +22,18 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
-from app.datasets.adapters.base import Adapter, LoadContext, duplicate_errors
+from app.datasets.adapters.base import Adapter, LoadContext, counted, duplicate_errors
 from app.datasets.csvfile import CellError, CsvRow, SkipRow, optional_date
+from app.datasets.repository import embargo_list, embargo_loads
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError
 from app.models import ArmsEmbargo
+from app.screening.snapshot import EmbargoLoad, current_embargo_loads
 
 AUTHORITIES = ("UN", "EU", "US")
 _NON_STATE = re.compile(r"taliban|al-qaeda|isil|isis|individuals and entities|bin laden", re.I)
@@ -75,6 +86,46 @@ class ArmsEmbargoesAdapter(Adapter):
     async def check(
         self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
-        return await duplicate_errors(
+        errors = await duplicate_errors(
             conn, stage, ["country", "authority", "regime", "since"], "embargo"
         )
+        if not errors:
+            await _summarize(conn, stage, ctx)
+        return errors
+
+
+async def _summarize(conn: AsyncConnection, stage: FromClause, ctx: LoadContext) -> None:
+    """What this list changes against its provider's list in force at its as_of (see the
+    module's docstring for the summary's shape)."""
+    assert ctx.dated is not None
+    loads = [
+        EmbargoLoad(dataset_id=i, provider=p, as_of=a)
+        for i, p, a in await conn.execute(embargo_loads(ctx.dataset_id - 1, ctx.provider))
+    ]
+    previous = current_embargo_loads(loads, ctx.dated).get(ctx.provider)
+    before: set[tuple[str, str, str]] = set()
+    if previous is not None:
+        before = {(c, a, r) for c, a, r in await conn.execute(embargo_list(previous.dataset_id))}
+    staged = select(stage.c.country, stage.c.authority, stage.c.regime).distinct()
+    after = {(c, a, r) for c, a, r in await conn.execute(staged)}
+
+    def shown(keys: set[tuple[str, str, str]]) -> dict[str, Any]:
+        return counted([{"country": c, "authority": a, "regime": r} for c, a, r in sorted(keys)])
+
+    ctx.note("previous", _load(previous))
+    ctx.note("added", shown(after - before))
+    ctx.note("removed", shown(before - after))
+    ctx.note("unchanged", len(after & before))
+    # The newest-dated list of the provider, if dated after this one (a tie: this later load
+    # is the current list): then this file is history and today's list stays as it is.
+    newest = max(loads, key=lambda load: (load.as_of, load.dataset_id), default=None)
+    history = newest is not None and newest.as_of > ctx.dated
+    ctx.note("history", history)
+    if history:
+        ctx.note("current", _load(newest))
+
+
+def _load(load: EmbargoLoad | None) -> dict[str, Any] | None:
+    if load is None:
+        return None
+    return {"dataset_id": load.dataset_id, "as_of": load.as_of.isoformat()}

@@ -41,9 +41,18 @@ from app.datasets.csvfile import CellError, CsvFile, CsvRow
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError
+from app.kit.time import latest_provider_date
 from app.models import Base, Fact, InstrumentRecord, IssuerRecord
 
 MAX_ROW_ERRORS = 100
+# How many examples a load's summary gives of each thing it counts.
+SUMMARY_EXAMPLES = 5
+
+
+def counted(examples: Sequence[Any]) -> dict[str, Any]:
+    """A summary part: ``{count, examples}``, the first ``SUMMARY_EXAMPLES`` of ``examples``
+    (already in the order to show)."""
+    return {"count": len(examples), "examples": list(examples[:SUMMARY_EXAMPLES])}
 
 
 @dataclass
@@ -58,6 +67,8 @@ class LoadContext:
     # list-entries: "append" or "replace", and the policy the load is restricted to ('' none).
     mode: str = ""
     policy: str = ""
+    # The latest provider date a row may carry (``latest_provider_date``, fixed per load).
+    latest: dt.date = field(default_factory=latest_provider_date)
     # Filled in by adapters: what was set aside and why, stored with the dataset.
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -256,6 +267,31 @@ def country_cell(column: str, raw: str) -> str:
         return resolve_country(raw).alpha2
     except UnknownCountry as exc:
         raise CellError(column, str(exc)) from None
+
+
+def provider_date(column: str, value: dt.date, ctx: LoadContext) -> dt.date:
+    """A row's provider date (a fact's ``as_of``, a decision's ``decided_on``): a row error
+    when after ``ctx.latest``: a provider's as-of date is never in the future."""
+    if value > ctx.latest:
+        raise CellError(
+            column,
+            f"{value.isoformat()} is in the future: a provider's as-of date is a day it has "
+            f"seen, at most {ctx.latest.isoformat()} (today in UTC plus a day for time zones)",
+        )
+    return value
+
+
+def provider_year(column: str, year: int, ctx: LoadContext) -> int:
+    """An edition or score year dating a row (Freedom House, TI): not after ``ctx.latest``'s
+    year. Then every older period's derived date (``as_of_by_period``) is on or before
+    ``ctx.latest`` too, and the newest takes the load's as_of, checked on its own."""
+    if year > ctx.latest.year:
+        raise CellError(
+            column,
+            f"{year} is in the future: a published edition or score year is at most "
+            f"{ctx.latest.year}",
+        )
+    return year
 
 
 def literal_date(value: dt.date) -> ColumnElement[dt.date]:

@@ -15,6 +15,7 @@ from app.datasets.adapters.base import (
     Adapter,
     LoadContext,
     duplicate_errors,
+    provider_date,
     resolve_ref,
     unresolved_ref_errors,
 )
@@ -58,7 +59,8 @@ class FactsAdapter(Adapter):
                 "the freedom-house, ti-cpi, ituc and arms-embargoes kinds; derived metrics "
                 "are computed)",
             )
-        as_of = optional_date(row, "as of") or ctx.as_of
+        given = optional_date(row, "as of")
+        as_of = provider_date("as_of", given, ctx) if given else ctx.as_of
         if as_of is None:
             raise CellError("as_of", "no as-of date: fill the as_of column or pass ?as_of=")
         return [(row.require("issuer ref"), name, fact_value(name, row.require("value")), as_of)]

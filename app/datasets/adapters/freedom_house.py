@@ -21,6 +21,7 @@ from app.datasets.adapters.base import (
     country_cell,
     duplicate_errors,
     insert_country_facts,
+    provider_year,
 )
 from app.datasets.csvfile import CellError, CsvRow, SkipRow, parse_decimal
 from app.datasets.schemas import DatasetKind
@@ -58,6 +59,7 @@ class FreedomHouseAdapter(Adapter):
         edition = row.require("edition")
         if not (edition.isdigit() and 1970 <= int(edition) <= 2100):
             raise CellError("Edition", f"{edition!r} is not an edition year")
+        provider_year("Edition", int(edition), ctx)
         raw_status = row.require("status")
         status = STATUS.get(raw_status.lower())
         if status is None:

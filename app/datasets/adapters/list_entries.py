@@ -2,7 +2,8 @@
 
 A load appends to or replaces policies' lists (contract, "Loads that replace a list"):
 * ``mode=append`` (the default): its entries join each named policy's list; an entry for an
-  (issuer, list) already there updates it (a renewed exception, a new reason);
+  (issuer, list) already there updates it (a renewed exception, a new reason) unless the one
+  in force was decided later (then it is ``superseded``: the newest decision stands);
 * ``mode=replace``: the file is the complete list of each policy it names, or of ``policy``
   when given (every row must then name it; a header-only file empties that list). Recorded in
   ``list_replacements``. A replace dated (``as_of``) before the policy's current replacing list
@@ -10,8 +11,11 @@ A load appends to or replaces policies' lists (contract, "Loads that replace a l
   (load it with mode=append to add its entries, or with its true, later date).
 What a policy's list is at a data version is ``list_entries_in_force``'s decision alone; the
 load's ``summary`` says what it changed against the list before it (``added``, ``removed``,
-``changed``, each with a count and a few examples, and ``unchanged``).
-Exceptions must carry their approval reference and an expiry.
+``changed`` with what changed, each with a count and a few examples, and ``unchanged``), and
+which of its entries do not take effect (``superseded``: an entry in force for the same
+issuer and list was decided later; the file's entry stays in the history).
+Exceptions must carry their approval reference and an expiry. Every row must name a policy
+that exists (any status), and a ``rules`` cell only rules some version of it declares.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Table, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import (
     MAX_ROW_ERRORS,
+    SUMMARY_EXAMPLES,
     Adapter,
     LoadContext,
     duplicate_errors,
+    provider_date,
     resolved_refs,
     unresolved_ref_errors,
 )
@@ -38,10 +44,10 @@ from app.datasets.repository import list_entries_in_force, newest_list_replaceme
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import Conflict, FieldError
 from app.models import ListEntry, ListReplacement
+from app.policies.repository import policy_rule_ids
 
 LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
 POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-SUMMARY_EXAMPLES = 5
 # What an entry says beyond its key (policy, issuer, list): a difference is a change.
 _CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on", "rule_ids")
 _RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # a policy document's rule id
@@ -97,7 +103,11 @@ class ListEntriesAdapter(Adapter):
         kind = row.require("list").lower()
         if kind not in LISTS:
             raise CellError("list", f"{kind!r} is not one of {', '.join(LISTS)}")
-        decided_on = parse_date("decided_on", row.require("decided on"))
+        # The decision's date is the list's "as of" (the latest decided_on wins): never in the
+        # future. A review or expiry date may rightly be.
+        decided_on = provider_date(
+            "decided_on", parse_date("decided_on", row.require("decided on")), ctx
+        )
         expires_on = optional_date(row, "expires on")
         if expires_on and expires_on < decided_on:
             raise CellError("expires_on", f"expires ({expires_on}) before it was decided")
@@ -128,9 +138,13 @@ class ListEntriesAdapter(Adapter):
     async def check(
         self, conn: AsyncConnection, stage: FromClause, ctx: LoadContext
     ) -> list[FieldError]:
-        errors = await duplicate_errors(
-            conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
-        ) + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        errors = (
+            await _policy_errors(conn, stage)
+            + await duplicate_errors(
+                conn, stage, ["policy_key", "issuer_ref", "list"], "policy, issuer_ref and list"
+            )
+            + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        )
         if errors:
             return errors
         staged = await self._staged(conn, stage)
@@ -144,8 +158,17 @@ class ListEntriesAdapter(Adapter):
         rows = await conn.execute(list_entries_in_force(before_version, sorted(named | replaced)))
         before = {_key(entry): entry for entry in (dict(r._mapping) for r in rows)}
         after = {k: v for k, v in before.items() if k[0] not in replaced}
-        after.update((_key(row), row) for row in staged)
+        superseded: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        for row in staged:
+            # list_entries_in_force's rule: the latest decided_on wins, ties by the later load
+            # (this one). An older decision appended late is history, not the list.
+            held = after.get(_key(row))
+            if held is not None and held["decided_on"] > row["decided_on"]:
+                superseded.append((row, held))
+            else:
+                after[_key(row)] = row
         ctx.summary.update(_changes(before, after))
+        ctx.note("superseded", _superseded(superseded))
         ctx.note("mode", ctx.mode)
         if replaced:
             ctx.note("replaced", sorted(replaced))
@@ -199,6 +222,56 @@ class ListEntriesAdapter(Adapter):
         )
 
 
+# How many keys or rule ids an error message lists before it says how many more there are.
+_LISTED = 20
+
+
+def listed_names(names: Iterable[str]) -> str:
+    """Names for an error message, sorted, the first ``_LISTED`` of them ('none' if empty)."""
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    more = len(ordered) - _LISTED
+    return ", ".join(ordered[:_LISTED]) + (f", ... ({more} more)" if more > 0 else "")
+
+
+def unknown_policy_message(key: str, known: Iterable[str]) -> str:
+    return (
+        f"unknown policy {key!r}: no policy has this key (known: {listed_names(known)}); "
+        "check the spelling, or create the policy first (POST /v1/policies/{key}/versions)"
+    )
+
+
+async def _policy_errors(conn: AsyncConnection, stage: FromClause) -> list[FieldError]:
+    """Rows naming a policy that does not exist (any status counts), or, in ``rules``, a rule
+    that no version of their policy declares: a typo would otherwise load an entry that never
+    applies (an exclusion of policy ``rfp``, an inclusion for rule ``tobbaco``)."""
+    declared = await policy_rule_ids(conn)
+    query = (
+        select(stage.c.source_row, stage.c.policy_key, stage.c.rule_ids)
+        .where(or_(stage.c.policy_key.not_in(sorted(declared)), stage.c.rule_ids.is_not(None)))
+        .order_by(stage.c.source_row)
+    )
+    errors = []
+    for row, policy, rule_ids in await conn.execute(query):
+        if policy not in declared:
+            errors.append(
+                FieldError.in_file(row, "policy", unknown_policy_message(policy, declared))
+            )
+        elif unknown := [r for r in (rule_ids or "").split() if r not in declared[policy]]:
+            errors.append(
+                FieldError.in_file(
+                    row,
+                    "rules",
+                    f"{unknown[0]!r} is not a rule of policy {policy!r}: no version of it "
+                    f"declares it (its rules: {listed_names(declared[policy])})",
+                )
+            )
+        if len(errors) >= MAX_ROW_ERRORS:
+            break
+    return errors
+
+
 def _key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
     policy = entry["policy"] if "policy" in entry else entry["policy_key"]
     return (policy, entry["issuer_id"], entry["list"])
@@ -250,13 +323,27 @@ def _changes(
     before: Mapping[tuple[str, str, str], Mapping[str, Any]],
     after: Mapping[tuple[str, str, str], Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """What a load changed in the lists it touched, keyed (policy, issuer_id, list)."""
+    """What a load changed in the lists it touched, keyed (policy, issuer_id, list).
 
-    def listed(keys: list[tuple[str, str, str]]) -> dict[str, Any]:
-        examples = [
-            {"issuer_id": issuer_id, "list": kind, "policy": policy}
-            for policy, issuer_id, kind in sorted(keys)[:SUMMARY_EXAMPLES]
-        ]
+    Each part is ``{count, examples}`` (at most ``SUMMARY_EXAMPLES``, in key order); an example
+    is ``{policy, issuer_id, list}``, and a ``changed`` one also says what changed:
+    ``changes: {field: {before, after}}`` for each of ``_CONTENT`` that differs (dates ISO)."""
+
+    def example(key: tuple[str, str, str]) -> dict[str, Any]:
+        policy, issuer_id, kind = key
+        return {"issuer_id": issuer_id, "list": kind, "policy": policy}
+
+    def listed(keys: list[tuple[str, str, str]], detail: bool = False) -> dict[str, Any]:
+        examples = []
+        for key in sorted(keys)[:SUMMARY_EXAMPLES]:
+            shown = example(key)
+            if detail:
+                shown["changes"] = {
+                    c: {"before": _json(before[key][c]), "after": _json(after[key][c])}
+                    for c in _CONTENT
+                    if after[key][c] != before[key][c]
+                }
+            examples.append(shown)
         return {"count": len(keys), "examples": examples}
 
     added = [k for k in after if k not in before]
@@ -266,6 +353,33 @@ def _changes(
     return {
         "added": listed(added),
         "removed": listed(removed),
-        "changed": listed(changed),
+        "changed": listed(changed, detail=True),
         "unchanged": len(kept) - len(changed),
     }
+
+
+def _superseded(pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+    """The file's entries that do not take effect: an entry in force for the same (policy,
+    issuer, list) was decided later. ``{count, examples: [{policy, issuer_id, list, row,
+    decided_on, in_force: {decided_on, dataset_id, reason}}]}``; the entries stay recorded."""
+    examples = [
+        {
+            "policy": row["policy"],
+            "issuer_id": row["issuer_id"],
+            "list": row["list"],
+            "row": row["source_row"],
+            "decided_on": _json(row["decided_on"]),
+            "in_force": {
+                "decided_on": _json(held["decided_on"]),
+                "dataset_id": held["dataset_id"],
+                "reason": held["reason"],
+            },
+        }
+        for row, held in pairs[:SUMMARY_EXAMPLES]
+    ]
+    return {"count": len(pairs), "examples": examples}
+
+
+def _json(value: Any) -> Any:
+    """A summary value as JSON (the summary is a JSON column): dates as ISO text."""
+    return value.isoformat() if isinstance(value, dt.date) else value

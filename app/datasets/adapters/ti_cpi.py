@@ -24,6 +24,7 @@ from app.datasets.adapters.base import (
     country_cell,
     duplicate_errors,
     insert_country_facts,
+    provider_year,
 )
 from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow, parse_percent
 from app.datasets.schemas import DatasetKind
@@ -73,6 +74,8 @@ class TiCpiAdapter(Adapter):
             if not raw_year.isdigit():
                 raise CellError("year", f"{raw_year!r} is not a year")
             year = int(raw_year)
+        if year is not None:
+            provider_year("year" if "year" in row.columns else self.score_column, year, ctx)
         score = parse_percent("CPI score", raw_score)
         return [(country, year, format(score.normalize(), "f"))]
 
