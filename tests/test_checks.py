@@ -12,7 +12,7 @@ from app.auth.scopes import Scope
 from app.kit.time import utcnow
 from tests.conftest import MakeKey, bearer
 from tests.support.calendar import stable_today, today, years_before
-from tests.support.checks import CLEAN, FRESH, Desk, open_desk, publish_policy
+from tests.support.checks import CLEAN, FRESH, Desk, open_desk
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
@@ -486,14 +486,9 @@ async def test_an_inclusion_naming_its_rules_lifts_them_whatever_the_evidence_da
     assert "only an inclusion" in problem["errors"][0]["msg"]
 
 
-async def test_an_own_account_exception_does_not_apply_to_client_money(
-    desk: Desk, make_key: MakeKey
-) -> None:
+async def test_an_own_account_exception_does_not_apply_to_client_money(desk: Desk) -> None:
     """a.s.r.'s Dutch defence exception is for its own account (seed 001). A check without a
     portfolio is judged as client money (contract): the board-approved entry lifts nothing."""
-    author = await make_key(Scope.policies_write, name="asr-author")
-    approver = await make_key(Scope.policies_approve, name="asr-board")
-    await publish_policy(desk.client, author, approver, "asr")
     await desk.facts(
         "AIRBUS",
         "sustainalytics",
