@@ -12,7 +12,7 @@ import pytest
 
 from app.policies.document import ControlThreshold, PolicyDocument, parse_document
 from app.policies.service import read_document_text
-from app.screening.engine import Evaluation, Via, evaluate, evaluate_many
+from app.screening.engine import Evaluation, Reason, Via, evaluate, evaluate_many
 from app.screening.snapshot import (
     Embargo,
     EmbargoLoad,
@@ -536,6 +536,12 @@ def test_evaluation_is_deterministic() -> None:
 # ------------------------------------------------------------ fail closed (issue 10, section 1)
 
 
+def link_of(reason: Reason) -> tuple[str, str, str, str]:
+    """The link a propagated hit travelled by: its last evidence (percentage vs threshold)."""
+    link = reason.evidence[-1]
+    return (link.metric, link.value, link.comparison, link.threshold)
+
+
 def test_an_inclusion_does_not_lift_a_later_hit() -> None:
     """RPF: readmitted for engagement progress on the norms rule; a controversial-weapons flag
     dated after the decision is a new hit, and excludes."""
@@ -608,13 +614,7 @@ def test_rpf_state_owner_is_three_valued(country_data: dict[str, str], verdict: 
         assert "country.cpi.score" in details
     if verdict == "excluded":
         (reason,) = result.reasons
-        ownership = reason.evidence[-1]
-        assert (ownership.metric, ownership.value, ownership.comparison, ownership.threshold) == (
-            "state_owner_pct",
-            "100",
-            ">=",
-            "50",
-        )
+        assert link_of(reason) == ("state_owner_pct", "100", ">=", "50")
 
 
 def test_a_state_owner_without_a_percentage_is_unknown() -> None:
@@ -653,13 +653,7 @@ def test_dk_group_rule_carries_list_exclusions_readmissions_and_the_control_evid
     (reason,) = result.reasons
     assert reason.rule_id == "list:exclusion"
     assert [(v.issuer_id, v.relation) for v in reason.via] == [("S", "subsidiary"), ("S", "self")]
-    control = reason.evidence[-1]
-    assert (control.metric, control.value, control.comparison, control.threshold) == (
-        "parent_control_pct",
-        "100",
-        ">",
-        "50",
-    )
+    assert link_of(reason) == ("parent_control_pct", "100", ">", "50")
 
     # (c) a readmitted subsidiary no longer excludes its 60 % parent; the readmission shows
     weapons = group(Decimal(60), weapons="true")

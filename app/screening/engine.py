@@ -566,6 +566,9 @@ _FROM_STATE = frozenset({"exclude", "unknown"})
 _LINK_UNKNOWN = {"exclude": "unknown", "watch": "undecided", "unknown": "unknown"}
 
 
+_NOT_GIVEN = "not given"
+
+
 def _link_evidence(
     issuer: IssuerNode, field: str, value: Decimal | None, op: str, pct: float
 ) -> Evidence:
@@ -574,7 +577,7 @@ def _link_evidence(
     return Evidence(
         provider="internal",
         metric=field,
-        value=format_value(value) if value is not None else "not given",
+        value=format_value(value) if value is not None else _NOT_GIVEN,
         comparison=op,
         threshold=format_value(Decimal(str(pct))),
         as_of=None,
@@ -603,6 +606,14 @@ def _unlinked(reason: Reason, via: Via, why: str, link: Evidence) -> Reason | No
     return replace(
         reason, outcome=outcome, via=(via, *reason.via), evidence=evidence, detail=detail
     )
+
+
+def _across(hits: list[Reason], via: Via, link: Evidence, why_unlinked: str) -> list[Reason]:
+    """``hits`` one hop along a link: with its percentage as evidence, or, when the record gives
+    none (``link.value`` "not given"), undecided for ``why_unlinked``."""
+    if link.value == _NOT_GIVEN:
+        return [r for h in hits if (r := _unlinked(h, via, why_unlinked, link)) is not None]
+    return [_travel(h, via, link) for h in hits]
 
 
 def _travels(ctx: _Context, reason: Reason, outcomes: frozenset[str]) -> bool:
@@ -642,16 +653,13 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
             if _travels(ctx, r, _TO_PARENT)
         ]
         pct = child.parent_control_pct
-        if pct is None:
+        if pct is None or _op_holds(rule.op, pct, rule.control_pct):
             why = (
                 f"control of {issuer.issuer_id} over its subsidiary {child_id} is not "
                 "established: the issuer record gives no control percentage"
             )
-            link = _link_evidence(child, "parent_control_pct", None, rule.op, rule.control_pct)
-            found.extend(r for h in hits if (r := _unlinked(h, via, why, link)) is not None)
-        elif _op_holds(rule.op, pct, rule.control_pct):
             link = _link_evidence(child, "parent_control_pct", pct, rule.op, rule.control_pct)
-            found.extend(_travel(h, via, link) for h in hits)
+            found.extend(_across(hits, via, link, why))
     return found
 
 
@@ -676,16 +684,12 @@ def _state_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
             for r in _issuer_reasons(ctx, sovereign, seen | {issuer.issuer_id})
             if _travels(ctx, r, _FROM_STATE)
         ]
-        if pct is None:
-            why = (
-                f"{issuer.issuer_id} names {issuer.state_owner_country} as its state owner "
-                "without an ownership percentage"
-            )
-            link = _link_evidence(issuer, "state_owner_pct", None, rule.op, rule.pct)
-            found.extend(r for h in hits if (r := _unlinked(h, via, why, link)) is not None)
-        else:
-            link = _link_evidence(issuer, "state_owner_pct", pct, rule.op, rule.pct)
-            found.extend(_travel(h, via, link) for h in hits)
+        why = (
+            f"{issuer.issuer_id} names {issuer.state_owner_country} as its state owner "
+            "without an ownership percentage"
+        )
+        link = _link_evidence(issuer, "state_owner_pct", pct, rule.op, rule.pct)
+        found.extend(_across(hits, via, link, why))
     return found
 
 
