@@ -93,3 +93,23 @@ async def test_a_load_by_another_process_is_seen_within_a_second(
                 assert time.monotonic() - committed < 1.0, "not seen within a second"
                 await asyncio.sleep(0.02)
             assert after.json()["data_version"] == loaded.json()["id"]
+
+
+@pytest.mark.slow
+async def test_an_unknown_policy_starts_one_build_attempt_per_data_version(tmp_path: Path) -> None:
+    """A check naming a policy that does not exist is a 404; it must not start an index build
+    on every request (each would read the database for nothing)."""
+    async with (
+        demo_database("sqlite", tmp_path) as (url, key, isins),
+        running(url) as (app, client),
+    ):
+        index: VerdictIndex = app.state.verdict_index
+        for _ in range(5):
+            response = await client.get(
+                "/v1/check",
+                params={"policy": "nosuch", "instrument": isins[0]},
+                headers=bearer(key),
+            )
+            assert response.status_code == 404, response.text
+            await asyncio.sleep(0.2)  # let the attempt finish
+        assert index.attempts == 1

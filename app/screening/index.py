@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.db import READ_ONLY_OPTION
+from app.kit.errors import NotFound
 from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
@@ -83,9 +84,13 @@ class VerdictIndex:
         self._poll_seconds = poll_seconds
         self._compiled: dict[str, Compiled] = {}
         self._building: dict[str, asyncio.Task[None]] = {}
+        # Keys with no policy in force at a watermark: no build is started for them again until
+        # the watermark moves (a request naming an unknown policy must not start a build each).
+        self._not_found: dict[str, Watermark] = {}
         self._watermark: Watermark | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.builds = 0
+        self.attempts = 0  # builds started, successful or not
 
     async def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch(), name="verdict-index-watcher")
@@ -128,13 +133,18 @@ class VerdictIndex:
         )
         if current:
             return compiled
-        if self._watermark is not None and key not in self._building:
+        if (
+            self._watermark is not None
+            and key not in self._building
+            and self._not_found.get(key) != self._watermark
+        ):
             self._building[key] = asyncio.create_task(self._build(key), name=f"index-{key}")
         return None
 
     async def _build(self, key: str) -> None:
         from app.screening.service import compile_templates, judge_at  # avoid an import cycle
 
+        self.attempts += 1
         try:
             with building_long_lived():
                 session = await self._session()
@@ -155,7 +165,12 @@ class VerdictIndex:
                 )
             self.builds += 1
             log.info("index compiled", policy=key, instruments=len(templates), data_version=mark[0])
+        except NotFound:  # no such policy (or none in force): the request's own path says 404
+            if len(self._not_found) >= 1024:  # bounded: keys come from requests
+                self._not_found.clear()
+            if self._watermark is not None:
+                self._not_found[key] = self._watermark
         except Exception as exc:  # no compilation: checks keep using the database path
-            log.warning("index build failed", policy=key, error=repr(exc)[:300])
+            log.warning("index build failed", policy=key[:64], error=repr(exc)[:300])
         finally:
             self._building.pop(key, None)
