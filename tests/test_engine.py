@@ -507,7 +507,14 @@ def test_asr_dutch_defence_exception_and_its_expiry() -> None:
     assert result.verdict == "allowed"
     assert ("exception:nl-defence", "excepted") in fired(result)
     (note,) = result.reasons
-    assert [e.metric for e in note.evidence] == ["list.exception", "defence.involved"]
+    # the entry, the exception's conditions (Dutch domicile; no civilian firearms), the lifted hit
+    assert [e.metric for e in note.evidence] == [
+        "list.exception",
+        "issuer.country",
+        "civilian_firearms.involved",
+        "defence.involved",
+    ]
+    assert (note.evidence[1].value, note.evidence[1].threshold) == ("NL", "NL")
     # client money (and a check without a portfolio is client money): no exception
     client = judge(ASR, snapshot, "ISIN-DEF")
     assert client.verdict == "excluded"

@@ -745,36 +745,52 @@ def _exception_holds(
     exception: PolicyException,
     entry: ListEntryPoint,
     fired: set[str],
-) -> bool:
+) -> tuple[Evidence, ...] | None:
+    """Whether a declared exception holds for ``issuer`` through ``entry``: None when it does
+    not, else the evidence of its conditions (the issuer's country as its record states it, and
+    the data that shows ``void_when`` false), for the reason that records the exception."""
     conditions = exception.conditions
     if exception.scope == "own_account" and ctx.account != "own":
-        return False
+        return None
     if exception.scope == "client_accounts" and ctx.account != "client":
-        return False
-    if (
-        conditions.issuer_countries is not None
-        and issuer.country not in conditions.issuer_countries
-    ):
-        return False
+        return None
+    evidence: list[Evidence] = []
+    if conditions.issuer_countries is not None:
+        if issuer.country not in conditions.issuer_countries:
+            return None
+        evidence.append(
+            Evidence(
+                provider="internal",
+                metric="issuer.country",
+                value=issuer.country,
+                comparison="in",
+                threshold=", ".join(conditions.issuer_countries),
+                as_of=None,
+                dataset_id=issuer.dataset_id,
+                source_row=issuer.source_row,
+                source_field=f"issuer {issuer.issuer_id}",
+            )
+        )
     if conditions.issuer_kinds is not None and issuer.kind not in {
         k.value for k in conditions.issuer_kinds
     }:
-        return False
+        return None
     if fired & set(conditions.not_hit_by):
-        return False
-    if conditions.void_when is not None and (
-        _condition(ctx, issuer, conditions.void_when).truth is not Truth.false
-    ):
-        return False
+        return None
+    if conditions.void_when is not None:
+        void = _condition(ctx, issuer, conditions.void_when)
+        if void.truth is not Truth.false:
+            return None
+        evidence.extend(_built(void.evidence))
     for required in exception.requires:
         if getattr(entry, required) is None:
-            return False
+            return None
     if exception.max_duration_days is not None:
         if entry.expires_on is None:
-            return False
+            return None
         if (entry.expires_on - entry.decided_on).days > exception.max_duration_days:
-            return False
-    return True
+            return None
+    return tuple(evidence)
 
 
 def _lift(
@@ -797,7 +813,8 @@ def _lift(
                 or not any(entry.reason.startswith(y.id) for y in ctx.policy.exceptions)
             ]
             for exception in declared:
-                if not _exception_holds(ctx, issuer, exception, entry, fired):
+                conditions = _exception_holds(ctx, issuer, exception, entry, fired)
+                if conditions is None:
                     continue
                 # The issuer's own hits only (its conditions were tested on this issuer, not
                 # on a subsidiary), and hits only: no licence to hold without the data.
@@ -818,6 +835,7 @@ def _lift(
                             via,
                             entry,
                             lifted,
+                            conditions,
                         )
                     )
             continue
@@ -841,10 +859,13 @@ def _lifted_note(
     via: tuple[Via, ...],
     entry: ListEntryPoint,
     lifted: list[Reason],
+    conditions: tuple[Evidence, ...] = (),
 ) -> Reason:
-    """The reason an inclusion or exception lifted hits: the entry, then the evidence of every
-    hit it lifted (what was set aside, and on which data), so an auditor sees both."""
-    evidence = (_entry_evidence(entry), *(e for r in lifted for e in r.evidence))
+    """The reason an inclusion or exception lifted hits: the entry, the evidence of the
+    exception's conditions, then the evidence of every hit it lifted (what was set aside, and
+    on which data), so an auditor sees all three."""
+    lifted_evidence = (e for r in lifted for e in r.evidence)
+    evidence = (_entry_evidence(entry), *conditions, *lifted_evidence)
     detail = "lifts " + ", ".join(sorted({r.rule_id for r in lifted}))
     return Reason(rule_id, title, outcome, via, evidence, detail)
 
