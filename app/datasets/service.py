@@ -68,6 +68,20 @@ def spool_path(path: str) -> Upload:
     return Upload(path, digest.hexdigest(), os.path.getsize(path), path, temporary=False)
 
 
+# A file's name is provenance, not data: kept as given, cut to what the column holds (a CLI
+# path or an ``X-Filename`` header may be longer) and without the NUL no text column holds.
+_SOURCE_NAME_CHARS = int(getattr(Dataset.__table__.c.source_name.type, "length", 0) or 300)
+
+
+def _source_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.replace("\x00", "")
+    if len(name) <= _SOURCE_NAME_CHARS:
+        return name
+    return name[: _SOURCE_NAME_CHARS - 1] + "\u2026"
+
+
 def _provider(kind: DatasetKind, given: str | None) -> str:
     provider = (given or ADAPTERS[kind].default_provider or "").strip().lower()
     if not provider:
@@ -257,7 +271,7 @@ async def load_dataset(
             loaded_at=utcnow(),
             loaded_by=actor.name,
             loaded_by_key_id=actor.key_id,
-            source_name=upload.name,
+            source_name=_source_name(upload.name),
             summary=ctx.summary,
             mode=list_mode,
             policy=list_policy,
