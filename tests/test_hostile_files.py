@@ -3,6 +3,7 @@ a clear file error; never a 500, never a traceback, nothing written."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,15 @@ import pytest
 
 from app.auth.scopes import Scope
 from app.datasets.adapters import ADAPTERS
-from app.datasets.adapters.base import stage_limits
+from app.datasets.adapters.base import LoadContext, stage_limits
 from app.datasets.adapters.issuers import IssuersAdapter
 from app.datasets.adapters.list_entries import ListEntriesAdapter
+from app.datasets.csvfile import MAX_RECORD_CHARS
+from app.datasets.parsing import open_csv
+from app.kit.errors import InvalidInput
 from tests.conftest import MakeKey, bearer
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.datasets import load, load_universe
+from tests.support.datasets import load, load_ok, load_universe
 from tests.support.problems import assert_problem
 from tests.support.processes import mayhold
 
@@ -209,6 +213,49 @@ async def test_ingest_reports_an_unstorable_value_as_a_row_error_not_a_traceback
     assert "INSERT" not in rejected.stderr
 
 
+# --------------------------------------------------------------------- line ends and layout
+
+
+async def test_bare_carriage_returns_end_lines_as_excel_for_mac_writes_them(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    body = 'issuer_id,name,kind,country\rX1,X One,company,NL\rX2,"Two\rLines",company,FR\r'
+    loaded = await load_ok(client, steward, "issuers", body)
+    assert loaded["rows"] == 2
+    two = (await client.get("/v1/issuers/X2", headers=bearer(steward))).json()
+    assert two["name"] == "Two\rLines"
+    # Row numbers count those lines too.
+    bad = "issuer_id,name,kind,country\rX1,X One,company,NL\rX2,X Two,company,Atlantis\r"
+    error = first_error(await load(client, steward, "issuers", bad))
+    assert (error["row"], error["column"]) == (3, "country")
+
+
+async def test_a_column_named_twice_is_refused_naming_it(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    body = "issuer_id,name,kind,country,name\nX1,First,company,NL,Second\n"
+    error = first_error(await load(client, steward, "issuers", body))
+    assert (error["row"], error["column"]) == (1, "name"), error
+    assert "twice" in error["msg"]
+    # Spelled differently but the same column once normalized (or through an alias).
+    body = "Target,authority,regime,country\nRussia,EU,Council Decision,RU\n"
+    error = first_error(await load(client, steward, "arms-embargoes", body, **AS_OF))
+    assert (error["row"], error["column"]) == (1, "country"), error
+    assert await datasets(client, steward) == []
+
+
+async def test_a_record_over_several_lines_is_reported_at_the_line_it_starts(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    body = (
+        "issuer_id,name,kind,country\n"
+        'X1,"One\nTwo\nThree",company,NL\n'  # lines 2-4
+        'X2,"Four\nFive",company,Atlantis\n'  # lines 5-6
+    )
+    error = first_error(await load(client, steward, "issuers", body))
+    assert (error["row"], error["column"]) == (5, "country"), error
+
+
 async def test_a_long_file_name_is_kept_cut_to_its_column(
     client: httpx.AsyncClient, steward: str
 ) -> None:
@@ -223,3 +270,61 @@ async def test_a_long_file_name_is_kept_cut_to_its_column(
     kept = response.json()["source_name"]
     assert len(kept) == 300
     assert name.startswith(kept[:-1])
+
+
+# ----------------------------------------------------------------- memory, whatever the shape
+
+
+def _peak_reading(path: Path, adapter: type[Any]) -> tuple[InvalidInput | None, int]:
+    """Read a file as a load does (header, then every row); the error and peak memory."""
+    ctx = LoadContext(provider="internal", as_of=None)
+    tracemalloc.start()
+    error = None
+    try:
+        csvfile = open_csv(str(path), adapter(), ctx)
+        try:
+            for _ in csvfile.rows():
+                pass
+        finally:
+            csvfile.close()
+    except InvalidInput as exc:
+        error = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+@pytest.mark.parametrize(
+    ("shape", "row"),
+    [
+        pytest.param(b"X1,Long Line," + b"x" * (60 << 20) + b"\n", 2, id="one-60MB-line"),
+        pytest.param(
+            b'X1,"Open quote,company,NL\n' + b"X,Y,company,NL\n" * 4_000_000,
+            2,
+            id="a-quote-left-open-for-60MB",
+        ),
+        pytest.param(b"X1," + b"a," * (30 << 20) + b"\n", 2, id="30M-cells-on-one-line"),
+    ],
+)
+def test_a_file_of_any_shape_is_read_in_bounded_memory(
+    tmp_path: Path, shape: bytes, row: int
+) -> None:
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"issuer_id,name,kind,country\n" + shape)
+    error, peak = _peak_reading(path, IssuersAdapter)
+    assert error is not None
+    assert error.errors[0].row == row, error.errors
+    assert "longer than" in error.errors[0].msg
+    # A record is at most MAX_RECORD_CHARS (4M) characters, held at most a few times over.
+    assert peak < 8 * MAX_RECORD_CHARS, peak
+
+
+async def test_a_file_without_line_breaks_is_a_file_error_over_http(
+    client: httpx.AsyncClient, steward: str
+) -> None:
+    body = b"issuer_id,name,kind,country\n" + b"X1,Y," * (1 << 20)
+    problem = assert_problem(await load(client, steward, "issuers", body), 422)
+    assert problem["errors"][0]["row"] == 2
+    assert "longer than" in problem["errors"][0]["msg"]
+    assert len(problem["detail"]) < 1_000
