@@ -19,6 +19,7 @@ from app.datasets.csvfile import MAX_RECORD_CHARS
 from app.datasets.parsing import open_csv
 from app.kit.errors import InvalidInput
 from tests.conftest import MakeKey, bearer
+from tests.support.checks import open_desk
 from tests.support.databases import DIALECTS, scratch_database
 from tests.support.datasets import load, load_ok, load_universe
 from tests.support.problems import assert_problem
@@ -328,3 +329,32 @@ async def test_a_file_without_line_breaks_is_a_file_error_over_http(
     assert problem["errors"][0]["row"] == 2
     assert "longer than" in problem["errors"][0]["msg"]
     assert len(problem["detail"]) < 1_000
+
+
+# ---------------------------------------------------------------------------- identifiers
+
+OTC_DERIVATIVE = "EZ1MT2VWVH68"  # ISO 6166 prefix EZ: ANNA DSB's OTC derivatives
+
+
+async def test_an_otc_derivative_isin_loads_and_is_checked_alone_and_in_a_batch(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    desk = await open_desk(client, make_key)
+    await load_ok(
+        client,
+        desk.steward,
+        "instruments",
+        f"isin,issuer_id,asset_class\n{OTC_DERIVATIVE},PMI,derivative\n",
+    )
+    single = await desk.check(OTC_DERIVATIVE.lower())
+    assert single["instrument"]["isin"] == OTC_DERIVATIVE
+    assert single["issuer"]["issuer_id"] == "PMI"
+    batch = await client.post(
+        "/v1/checks",
+        json={"policy": "rpf", "instruments": [OTC_DERIVATIVE, "US7181721090"]},
+        headers=bearer(desk.trader),
+    )
+    assert batch.status_code == 200, batch.text
+    decisions = batch.json()["decisions"]
+    assert [d["instrument"]["isin"] for d in decisions] == [OTC_DERIVATIVE, "US7181721090"]
+    assert decisions[0]["issuer"]["issuer_id"] == "PMI"
