@@ -3,12 +3,21 @@ a clear file error; never a 500, never a traceback, nothing written."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import tracemalloc
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.scopes import Scope
 from app.datasets.adapters import ADAPTERS
@@ -17,13 +26,17 @@ from app.datasets.adapters.issuers import IssuersAdapter
 from app.datasets.adapters.list_entries import ListEntriesAdapter
 from app.datasets.csvfile import MAX_RECORD_CHARS
 from app.datasets.parsing import open_csv
+from app.kit.db import Database
 from app.kit.errors import InvalidInput
+from app.kit.files import STALE_AFTER_SECONDS
+from app.kit.settings import Settings
+from app.main import create_app
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import open_desk
 from tests.support.databases import DIALECTS, scratch_database
 from tests.support.datasets import load, load_ok, load_universe
 from tests.support.problems import assert_problem
-from tests.support.processes import mayhold
+from tests.support.processes import free_port, mayhold
 
 NAME_CHARS = stage_limits(IssuersAdapter)["name"]
 ID_CHARS = stage_limits(IssuersAdapter)["msci_issuer_id"]
@@ -358,3 +371,194 @@ async def test_an_otc_derivative_isin_loads_and_is_checked_alone_and_in_a_batch(
     decisions = batch.json()["decisions"]
     assert [d["instrument"]["isin"] for d in decisions] == [OTC_DERIVATIVE, "US7181721090"]
     assert decisions[0]["issuer"]["issuer_id"] == "PMI"
+
+
+# -------------------------------------------------------------------------------- uploads
+
+LIMIT = 1 << 20
+
+
+@pytest.fixture
+async def small_limit(
+    migrated_url: str,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+    """A client of an app accepting files up to 1 MiB, spooling into a directory of the test."""
+    spools = tmp_path / "uploads"
+    settings = Settings(
+        database_url=migrated_url, index_enabled=False, max_upload_bytes=LIMIT, upload_dir=spools
+    )
+    app = create_app(settings, Database(engine=engine, sessionmaker=sessionmaker))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield client, spools
+
+
+def issuers_file(count: int) -> bytes:
+    rows = "".join(f"X{i},Company {i},company,NL\n" for i in range(count))
+    return ("issuer_id,name,kind,country\n" + rows).encode()
+
+
+async def test_a_file_over_the_size_limit_is_a_413_and_leaves_nothing_on_disk(
+    small_limit: tuple[httpx.AsyncClient, Path], make_key: MakeKey
+) -> None:
+    client, spools = small_limit
+    key = await make_key(Scope.data_write)
+    big = issuers_file(200_000)  # ~6 MB
+    assert len(big) > 5 * LIMIT
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    for body in (big, streamed()):
+        response = await client.post(
+            "/v1/datasets",
+            params={"kind": "issuers"},
+            content=body,
+            headers={**bearer(key), "Content-Type": "text/csv"},
+        )
+        problem = assert_problem(response, 413)
+        assert "MAYHOLD_MAX_UPLOAD_BYTES" in problem["detail"]
+        assert list(spools.glob("*")) == []
+    multipart = await client.post(
+        "/v1/datasets",
+        params={"kind": "issuers"},
+        files={"file": ("big.csv", big, "text/csv")},
+        headers=bearer(key),
+    )
+    assert_problem(multipart, 413)
+    assert list(spools.glob("*")) == []
+
+    # Within the limit: loaded, or rejected, and nothing left behind either way.
+    assert (await load(client, key, "issuers", issuers_file(1000))).status_code == 201
+    assert_problem(await load(client, key, "issuers", b"issuer_id,name\nX,Y\n"), 422)
+    assert list(spools.glob("*")) == []
+    listed = await client.get("/v1/datasets", headers=bearer(key))
+    assert [d["rows"] for d in listed.json()] == [1000]
+
+
+async def _serving(url: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port := free_port())],
+        env={**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "INFO", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=base) as client:
+        while True:
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return process, base
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            await asyncio.sleep(0.1)
+
+
+async def _start_upload(base: str, key: str, declared: int, sent: int) -> socket.socket:
+    """A client sending ``sent`` bytes of a body it says is ``declared`` bytes long."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST /v1/datasets?kind=issuers HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"issuer_id,name,kind,country\n")
+    chunk = b"X1,Company,company,NL\n" * 3000
+    done = 0
+    while done < sent:
+        sock.sendall(chunk)
+        done += len(chunk)
+    return sock
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_an_aborted_upload_and_a_killed_load_leave_no_file_behind(
+    dialect: str, tmp_path: Path
+) -> None:
+    spools = tmp_path / "uploads"
+    env = {"MAYHOLD_UPLOAD_DIR": str(spools)}
+    async with scratch_database(dialect, tmp_path) as url:
+        assert mayhold(url, "migrate").returncode == 0
+        created = mayhold(url, "keys", "create", "--name", "steward", "--scopes", "data:write")
+        key = created.stdout.strip().splitlines()[-1]
+        process, base = await _serving(url, env)
+        try:
+            # The client goes away after 50 MB of a 100 MB file.
+            sock = await _start_upload(base, key, declared=100 << 20, sent=50 << 20)
+            await _until(lambda: len(list(spools.glob("upload-*"))) == 1)
+            sock.close()
+            await _until(lambda: list(spools.glob("*")) == [])
+            async with httpx.AsyncClient(base_url=base) as client:
+                assert (await client.get("/healthz")).status_code == 200
+
+            # The server is killed (SIGKILL: no clean-up of its own) in the middle of one.
+            sock = await _start_upload(base, key, declared=100 << 20, sent=20 << 20)
+            await _until(lambda: len(list(spools.glob("upload-*"))) == 1)
+            process.kill()
+            process.wait(timeout=20)
+            sock.close()
+            assert len(list(spools.glob("upload-*"))) == 1  # left behind
+            await asyncio.sleep(STALE_AFTER_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=20)
+        # The next start removes it.
+        process, base = await _serving(url, env)
+        try:
+            assert list(spools.glob("*")) == []
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=20)
+        assert "removed stale uploads" in stderr
+
+
+@pytest.mark.slow
+def test_a_long_load_reports_its_progress_in_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "issuers.csv"
+    path.write_bytes(issuers_file(60_000))  # three batches
+    url = f"sqlite+aiosqlite:///{tmp_path / 'progress.db'}"
+    env = {
+        **os.environ,
+        "MAYHOLD_DATABASE_URL": url,
+        "MAYHOLD_LOG_LEVEL": "INFO",
+        "MAYHOLD_LOAD_PROGRESS_SECONDS": "0",
+    }
+    assert mayhold(url, "migrate").returncode == 0
+    loaded = subprocess.run(
+        [sys.executable, "-m", "app.cli", "ingest", "--kind", "issuers", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    progress = [
+        json.loads(line) for line in loaded.stderr.splitlines() if '"dataset loading"' in line
+    ]
+    # One line per batch staged (rows read so far: the next batch may be parsed already).
+    rows = [p["rows"] for p in progress]
+    assert len(rows) >= 2, progress
+    assert rows == sorted(rows), progress
+    assert rows[-1] <= 60_000, progress
+    assert all(p["kind"] == "issuers" and "seconds" in p for p in progress)
