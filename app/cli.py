@@ -123,6 +123,7 @@ async def _ingest(
                 as_of=as_of,
                 mode=mode,
                 policy=policy,
+                progress_seconds=settings.load_progress_seconds,
             )
             return DatasetRead.model_validate(dataset, from_attributes=True), created
     finally:

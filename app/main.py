@@ -15,6 +15,7 @@ from app.decisions.log import DecisionLog
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
+from app.kit.files import remove_stale_spools
 from app.kit.logging import configure_logging, get_logger
 from app.kit.middleware import RequestContextMiddleware
 from app.kit.migrations import head_revisions
@@ -46,6 +47,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns_database = database is None
+        # Uploads left behind by a process killed mid-load (none in use is touched).
+        removed = remove_stale_spools(settings.upload_directory)
+        if removed:
+            log.warning("removed stale uploads", files=removed)
         app.state.database = database or Database.from_settings(settings)
         # A test's transaction-bound database keeps the log on its sessions (rolled back after).
         app.state.decision_log = DecisionLog.for_database(

@@ -1,15 +1,22 @@
 """Reading uploaded CSV files as a stream: encoding, delimiter and header checks, cell parsers.
 
 Row numbers are the file's line numbers as a spreadsheet shows them: the header is row 1, the
-first data row is row 2. Every problem found in a cell raises ``CellError`` naming the column;
-the loader turns it into a row error.
+first data row is row 2; a record spanning several lines (a quoted cell with line breaks) is
+numbered by the line it starts on. Lines may end in LF, CRLF or a bare CR (Excel for Mac).
+Every problem found in a cell raises ``CellError`` naming the column; the loader turns it into
+a row error.
+
+Memory is bounded whatever the file's shape: a cell holds at most ``MAX_CELL_CHARS``
+characters and a record (its lines together) at most ``MAX_RECORD_CHARS``; a longer one (a
+200 MB file without a line break) is a file error naming its line, found after reading at
+most that much of it.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +26,10 @@ from typing import IO
 from app.kit.errors import FieldError, InvalidInput
 
 # Vendor files have cells far larger than csv's default limit allows (long notes); cap it sanely.
-csv.field_size_limit(1 << 20)
+MAX_CELL_CHARS = 1 << 20
+csv.field_size_limit(MAX_CELL_CHARS)
+# A record, all its lines together (so also a line): a few cells at the cell limit.
+MAX_RECORD_CHARS = 4 << 20
 
 _HEADER_JUNK = re.compile(r"[\s_/]+")
 
@@ -69,15 +79,16 @@ class CsvFile:
     """A CSV file read row by row; memory stays flat whatever its size."""
 
     def __init__(self, binary: IO[bytes], required: tuple[str, ...], aliases: dict[str, str]):
-        self._binary = binary
-        self._lines = _decoded_lines(binary)
+        self._lines = _DecodedLines(binary)
         self._reader = csv.reader(self._lines)
         try:
             header = next(self._reader)
         except StopIteration:
             raise _file_error(1, None, "the file is empty: expected a header row") from None
-        except _NotUtf8 as exc:
-            raise _not_utf8(exc.line, exc.error) from None
+        except _Unreadable as exc:
+            raise _file_error(exc.line, None, exc.msg) from None
+        except csv.Error as exc:
+            raise _file_error(1, None, _malformed(exc)) from None
         if len(header) == 1:
             for delimiter, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
                 if delimiter in header[0]:
@@ -92,7 +103,24 @@ class CsvFile:
         for index, name in enumerate(self.header):
             key = normalize_header(name)
             key = aliases.get(key, key)
-            self.columns.setdefault(key, index)
+            if not key:
+                continue  # unnamed trailing columns, as spreadsheets export them
+            if key in self.columns:
+                # Which of the two is meant cannot be known: silently taking one would load
+                # the wrong values for every row.
+                first = self.columns[key]
+                same = (
+                    f"the column {name!r} is there twice"
+                    if self.header[first] == name
+                    else f"the columns {self.header[first]!r} and {name!r} are the same column "
+                    "twice"
+                )
+                raise _file_error(
+                    1,
+                    name,
+                    f"{same} (columns {first + 1} and {index + 1}): keep one and load again",
+                )
+            self.columns[key] = index
         missing = [c for c in required if c not in self.columns]
         if missing:
             raise _file_error(
@@ -103,64 +131,105 @@ class CsvFile:
             )
 
     def close(self) -> None:
-        self._binary.close()
+        self._lines.close()
 
     def find_column(self, pattern: re.Pattern[str]) -> str | None:
         """The first normalized column name matching a pattern (e.g. `cpi score 2022`)."""
         return next((c for c in self.columns if pattern.fullmatch(c)), None)
 
     def rows(self) -> Iterator[CsvRow]:
-        number = 1
         while True:
+            # The record starts on the line after the previous one ended (blank lines are
+            # records too, of no cells, so this holds across them).
+            start = self._reader.line_num + 1
+            self._lines.record_chars = 0
             try:
                 cells = next(self._reader)
             except StopIteration:
                 return
-            except _NotUtf8 as exc:
-                raise _not_utf8(exc.line, exc.error) from None
+            except _Unreadable as exc:
+                raise _file_error(start if exc.record else exc.line, None, exc.msg) from None
             except csv.Error as exc:
-                raise _file_error(number + 1, None, f"malformed CSV: {exc}") from None
-            number = self._reader.line_num
+                raise _file_error(start, None, _malformed(exc)) from None
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines and ",,,," trailers carry nothing
-            yield CsvRow(number, cells, self.columns)
+            yield CsvRow(start, cells, self.columns)
 
 
-class _NotUtf8(Exception):
-    def __init__(self, line: int, error: UnicodeDecodeError) -> None:
-        super().__init__(str(error))
+class _Unreadable(Exception):
+    """A line that cannot be read (not UTF-8, too long); ``line`` is its number."""
+
+    def __init__(self, line: int, msg: str, *, record: bool = False) -> None:
+        super().__init__(msg)
         self.line = line
-        self.error = error
+        self.msg = msg
+        self.record = record  # about the record as a whole: report the line it starts on
 
 
-def _decoded_lines(binary: IO[bytes]) -> Iterator[str]:
-    """Decode line by line, so an encoding error can name its line.
+# Bytes that are not UTF-8, as the "surrogateescape" error handler decodes them.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+class _DecodedLines:
+    """The file's lines, decoded, as ``csv.reader`` wants them (line ends kept as written).
 
     UTF-8 only (a byte-order mark, as Excel writes, is dropped); a Latin-1 or UTF-16 file is an
-    error, never guessed at: a wrongly decoded issuer name would be silently wrong forever.
+    error naming its first bad line, never guessed at: a wrongly decoded issuer name would be
+    silently wrong forever. Lines end at LF, CRLF or a bare CR. ``record_chars`` counts what
+    the current record has read (the reader resets it per record): beyond ``MAX_RECORD_CHARS``
+    the file is refused, so no line or record is ever held whole however long it is.
     """
-    for number, raw in enumerate(binary, start=1):
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8) :]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _NotUtf8(number, exc) from None
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._text = io.TextIOWrapper(
+            binary,
+            encoding="utf-8-sig",
+            errors="surrogateescape",
+            newline="",
+        )
+        self.number = 0
+        self.record_chars = 0
+
+    def __iter__(self) -> _DecodedLines:
+        return self
+
+    def __next__(self) -> str:
+        room = MAX_RECORD_CHARS - self.record_chars
+        line = self._text.readline(room + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        self.record_chars += len(line)
+        if len(line) > room:
+            raise _Unreadable(
+                self.number,
+                f"a record (its lines together) is longer than {MAX_RECORD_CHARS:,} "
+                "characters: is it a CSV file with line breaks? (a quoted cell left open also "
+                "runs on to the end of the file)",
+                record=True,
+            )
+        if bad := _UNDECODABLE.search(line):
+            byte = ord(bad.group()) - 0xDC00
+            raise _Unreadable(
+                self.number,
+                f"the file is not UTF-8 (byte 0x{byte:02x} cannot be decoded): save it as UTF-8",
+            )
+        return line
+
+    def close(self) -> None:
+        self._text.close()  # and the binary file under it
+
+
+def _malformed(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a cell is longer than {MAX_CELL_CHARS:,} characters"
+    return f"malformed CSV: {exc}"
 
 
 def _file_error(row: int, column: str | None, msg: str) -> InvalidInput:
     return InvalidInput(
         f"The file was rejected: {msg}. Nothing was loaded.",
         errors=[FieldError.in_file(row, column, msg)],
-    )
-
-
-def _not_utf8(row: int, exc: UnicodeDecodeError) -> InvalidInput:
-    return _file_error(
-        row,
-        None,
-        f"the file is not UTF-8 (byte 0x{exc.object[exc.start]:02x} cannot be decoded): "
-        "save it as UTF-8",
     )
 
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from app.auth.dependencies import Authorize, CurrentPrincipal
 from app.auth.schemas import Principal
@@ -15,6 +17,7 @@ from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
 from app.kit.db import DbSession
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.openapi import problem_responses
+from app.kit.settings import Settings
 from app.models import Dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -41,23 +44,60 @@ def _read(dataset: Dataset) -> DatasetRead:
     return DatasetRead.model_validate(dataset, from_attributes=True)
 
 
-async def _upload(request: Request) -> service.Upload:
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise InvalidInput(
-                "A multipart upload needs a `file` part holding the CSV.",
-                errors=[FieldError(loc=("body", "file"), msg="missing file part")],
+def _limited(request: Request, limit: int) -> Request:
+    """The request, its body cut off with a 413 once past ``limit`` bytes: a multipart body
+    is read by starlette's form parser, which has no limit of its own on a file part."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise service.too_large(limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
+async def _upload(request: Request, settings: Settings) -> service.Upload:
+    """The uploaded file, spooled to disk (``service.spool``).
+
+    Errors: 413 past ``settings.max_upload_bytes`` (from Content-Length, before reading, else
+    while reading), 422 for a multipart body without a file part or a body cut off.
+    """
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise service.too_large(limit)
+    request = _limited(request, limit)
+    directory = settings.upload_directory
+    try:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return await service.spool(
+                request.stream(), request.headers.get("x-filename"), directory, limit
             )
+        async with request.form() as form:  # closes (removes) the parser's own files
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise InvalidInput(
+                    "A multipart upload needs a `file` part holding the CSV.",
+                    errors=[FieldError(loc=("body", "file"), msg="missing file part")],
+                )
 
-        async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await part.read(1 << 20):
-                yield chunk
+            async def chunks() -> AsyncIterator[bytes]:
+                while chunk := await part.read(1 << 20):
+                    yield chunk
 
-        return await service.spool(chunks(), part.filename)
-    return await service.spool(request.stream(), request.headers.get("x-filename"))
+            return await service.spool(chunks(), part.filename, directory, limit)
+    except ClientDisconnect:
+        # Nobody reads this answer; it keeps the log free of a 500 for a client gone away.
+        raise InvalidInput(
+            "The upload was cut off before the end of the file. Nothing was loaded.",
+            errors=[FieldError(loc=("body",), msg="incomplete upload")],
+        ) from None
 
 
 @router.post(
@@ -83,7 +123,7 @@ async def _upload(request: Request) -> service.Upload:
     ),
     responses={
         200: {"model": DatasetRead, "description": "Already loaded: the existing dataset."},
-        **problem_responses(401, 403, 409),
+        **problem_responses(401, 403, 409, 413),
     },
     openapi_extra=_UPLOAD_DOC,
 )
@@ -104,7 +144,8 @@ async def create_dataset(
         Query(description="list-entries only: the one policy this file is (part of) the list of."),
     ] = None,
 ) -> DatasetRead:
-    upload = await _upload(request)
+    settings: Settings = request.app.state.settings
+    upload = await _upload(request, settings)
     try:
         dataset, created = await service.load_dataset(
             session,
@@ -115,6 +156,7 @@ async def create_dataset(
             as_of=as_of,
             mode=mode,
             policy=policy,
+            progress_seconds=settings.load_progress_seconds,
         )
     finally:
         upload.discard()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.datasets.adapters import Adapter
-from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext
+from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, StagedValues
 from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow
 from app.kit.errors import FieldError
 
@@ -24,6 +24,19 @@ BATCH_ROWS = 20_000
 SKIP_EXAMPLES = 10
 
 Batch = list[tuple[Any, ...]]
+
+# A row error's message echoes the cell it is about; a cell may be a megabyte (up to
+# ``csvfile.MAX_CELL_CHARS``), and 100 such errors must not make a 100 MB answer.
+MESSAGE_CHARS = 500
+# A skipped row's example (a territory's name) is kept in the dataset's summary.
+EXAMPLE_CHARS = 100
+
+
+def clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 @dataclass
@@ -42,15 +55,17 @@ class RowParser:
         self.adapter = adapter
         self.ctx = ctx
         self.result = ParseResult()
+        self.values = StagedValues(type(adapter))
 
     def next_batch(self) -> Batch | None:
         batch: Batch = []
         result = self.result
         for row in self.rows:
             try:
-                staged = self.adapter.parse(row, self.ctx)
+                staged = list(self.adapter.parse(row, self.ctx))
+                self.values.check(staged)
             except CellError as exc:
-                result.errors.append(FieldError.in_file(row.number, exc.column, exc.msg))
+                result.errors.append(FieldError.in_file(row.number, exc.column, clip(exc.msg)))
                 if len(result.errors) >= MAX_ROW_ERRORS:
                     return None
                 continue
@@ -58,7 +73,7 @@ class RowParser:
                 result.skipped[skip.reason] += 1
                 examples = result.examples.setdefault(skip.reason, [])
                 if len(examples) < SKIP_EXAMPLES:
-                    examples.append(skip.example)
+                    examples.append(clip(skip.example, EXAMPLE_CHARS))
                 continue
             result.rows += 1
             if not result.errors:  # after the first error only look for more errors

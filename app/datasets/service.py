@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +21,10 @@ from app.datasets.parsing import BatchReader, open_csv
 from app.datasets.repository import DatasetRepository, stage_name
 from app.datasets.schemas import DatasetKind, ListMode
 from app.kit.bulk import bulk_insert
-from app.kit.errors import FieldError, InvalidInput, NotFound
+from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
+from app.kit.files import SpoolFile
 from app.kit.logging import get_logger
+from app.kit.settings import get_settings
 from app.kit.time import latest_provider_date, utcnow
 from app.kit.vocabulary import PROVIDERS
 from app.models import Dataset
@@ -40,24 +41,53 @@ class Upload:
     sha256: str
     size: int
     name: str | None
-    temporary: bool
+    spooled: SpoolFile | None = None  # ours, to remove when done
 
     def discard(self) -> None:
-        if self.temporary:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        if self.spooled is not None:
+            self.spooled.discard()
 
 
-async def spool(chunks: AsyncIterator[bytes], name: str | None) -> Upload:
-    """Copy a request body to a temporary file, hashing it on the way: memory stays flat."""
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The file is larger than {limit:,} bytes, the most this service accepts "
+        "(MAYHOLD_MAX_UPLOAD_BYTES): split it, or ask the operator to raise the limit. "
+        "Nothing was loaded."
+    )
+
+
+async def spool(
+    chunks: AsyncIterator[bytes],
+    name: str | None,
+    directory: Path | None = None,
+    limit: int | None = None,
+) -> Upload:
+    """Copy a request body to a spool file of ours, hashing it on the way: memory stays flat.
+
+    ``directory`` and ``limit`` (bytes) default to the settings' ``upload_directory`` and
+    ``max_upload_bytes``. Errors: ``PayloadTooLarge`` (413) past ``limit`` bytes. The spool
+    file is removed on any error (a client gone mid-upload too); after success, by
+    ``Upload.discard``.
+    """
+    if directory is None or limit is None:
+        settings = get_settings()
+        directory = directory or settings.upload_directory
+        limit = limit or settings.max_upload_bytes
     digest = hashlib.sha256()
     size = 0
-    with tempfile.NamedTemporaryFile(prefix="mayhold-upload-", delete=False) as file:
+    spooled = SpoolFile(directory)
+    try:
         async for chunk in chunks:
-            digest.update(chunk)
-            file.write(chunk)
             size += len(chunk)
-    return Upload(file.name, digest.hexdigest(), size, name, temporary=True)
+            if size > limit:
+                raise too_large(limit)
+            digest.update(chunk)
+            spooled.write(chunk)
+        spooled.finish()
+    except BaseException:
+        spooled.discard()
+        raise
+    return Upload(str(spooled.path), digest.hexdigest(), size, name, spooled)
 
 
 def spool_path(path: str) -> Upload:
@@ -65,7 +95,21 @@ def spool_path(path: str) -> Upload:
     with open(path, "rb") as source:
         for chunk in iter(lambda: source.read(1 << 20), b""):
             digest.update(chunk)
-    return Upload(path, digest.hexdigest(), os.path.getsize(path), path, temporary=False)
+    return Upload(path, digest.hexdigest(), os.path.getsize(path), path)
+
+
+# A file's name is provenance, not data: kept as given, cut to what the column holds (a CLI
+# path or an ``X-Filename`` header may be longer) and without the NUL no text column holds.
+_SOURCE_NAME_CHARS = int(getattr(Dataset.__table__.c.source_name.type, "length", 0) or 300)
+
+
+def _source_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.replace("\x00", "")
+    if len(name) <= _SOURCE_NAME_CHARS:
+        return name
+    return name[: _SOURCE_NAME_CHARS - 1] + "\u2026"
 
 
 def _provider(kind: DatasetKind, given: str | None) -> str:
@@ -121,6 +165,7 @@ async def load_dataset(
     as_of: dt.date | None,
     mode: ListMode | None = None,
     policy: str | None = None,
+    progress_seconds: float = 10.0,
 ) -> tuple[Dataset, bool]:
     """Load a file; returns the dataset and whether it is new (False: the same load again).
 
@@ -133,6 +178,9 @@ async def load_dataset(
     ``as_of`` omitted (kinds that allow it) means the load's date, today in UTC: it counts as
     that date exactly as if given, so the same bytes without as_of answer the existing dataset
     on the day they were loaded and are recorded anew, dated that day, on a later day.
+
+    A long load logs ``dataset loading`` (rows and row errors so far, seconds) every
+    ``progress_seconds``.
 
     Errors: 422 (``InvalidInput``) for bad parameters (e.g. ``policy`` naming no policy) or
     rows, nothing written; 409
@@ -189,12 +237,25 @@ async def load_dataset(
     await repository.create_stage(stage)
     conn = await repository.connection()
     started = time.perf_counter()
+    reported = started
     try:
         # The next batch is parsed (worker thread) while the database takes this one.
         pending = asyncio.ensure_future(batches.next())
         try:
             while (batch := await pending) is not None:
                 pending = asyncio.ensure_future(batches.next())
+                if time.perf_counter() - reported >= progress_seconds:
+                    reported = time.perf_counter()
+                    log.info(
+                        "dataset loading",
+                        dataset_id=dataset_id,
+                        kind=kind.value,
+                        sha256=upload.sha256,
+                        bytes=upload.size,
+                        rows=batches.result.rows,
+                        errors=len(batches.result.errors),
+                        seconds=round(reported - started, 1),
+                    )
                 if not batches.result.errors:
                     await bulk_insert(conn, stage, batch)
                     if adapter.publishes_in_batches:
@@ -257,7 +318,7 @@ async def load_dataset(
             loaded_at=utcnow(),
             loaded_by=actor.name,
             loaded_by_key_id=actor.key_id,
-            source_name=upload.name,
+            source_name=_source_name(upload.name),
             summary=ctx.summary,
             mode=list_mode,
             policy=list_policy,

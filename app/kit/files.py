@@ -11,14 +11,20 @@ worst a ``.part`` file is left behind by a killed process (``SIGKILL``), never u
 
 The temporary file is created with mode 0666 less the umask, as ``>`` in a shell would create
 ``path`` (``tempfile.mkstemp`` would make it 0600, unreadable for the custodian's reader).
+
+``SpoolFile`` is the other kind: an upload held on disk while it is loaded, removed in every
+exit path, and (if its process was killed) by ``remove_stale_spools`` at the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
+import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -97,3 +103,75 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+# ------------------------------------------------------------------------------ spool files
+
+SPOOL_PREFIX = "upload-"
+# A spool file unlocked for this long belongs to no process (see ``remove_stale_spools``); the
+# margin covers the instant between creating a spool file and locking it.
+STALE_AFTER_SECONDS = 2.0
+
+
+class SpoolFile:
+    """A temporary file of ours holding an upload while it is loaded, locked while in use.
+
+    Created in ``directory`` (made 0700 if missing) as ``upload-<random>.part``, and locked
+    (``flock``, exclusive) until ``discard()``, which closes and removes it; call it in every
+    exit path. A process killed meanwhile (``SIGKILL``, the OOM killer) cannot remove it, but
+    its lock dies with it: ``remove_stale_spools`` at the next start removes what is unlocked.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".part", dir=directory)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody else holds it
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(descriptor, "wb")
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def finish(self) -> None:
+        """Everything written: flushed for readers (the file stays open: the lock with it)."""
+        self.file.flush()
+
+    def discard(self) -> None:
+        """Remove the file (idempotent); its lock goes with the descriptor."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.file.close()
+
+
+def remove_stale_spools(directory: Path, *, older_than: float = STALE_AFTER_SECONDS) -> int:
+    """Remove the spool files in ``directory`` that no live process holds; how many.
+
+    Safe while other processes (workers sharing the directory) load files: a file in use is
+    locked, and a lock can be taken only once its process has let go of it or died.
+    """
+    removed = 0
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    now = time.time()
+    for path in entries:
+        if not (path.name.startswith(SPOOL_PREFIX) and path.name.endswith(".part")):
+            continue
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue  # in use
+        try:
+            if now - os.fstat(descriptor).st_mtime >= older_than:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                removed += 1
+        finally:
+            os.close(descriptor)
+    return removed

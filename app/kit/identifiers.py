@@ -75,16 +75,40 @@ def _validate_lei(number: str) -> str:
     return str(lei.validate(compact))
 
 
+# ISO 6166 prefixes python-stdnum (2.2) does not know yet. stdnum has the ISO 3166 country
+# codes and the other non-country prefixes (XS international securities, EU, XA-XD substitute
+# agencies, XF, XK, QS, QT).
+ISIN_PREFIXES_BEYOND_STDNUM = {
+    # OTC derivatives, allocated by ANNA's Derivatives Service Bureau (ISO 6166:2021).
+    "EZ": "OTC derivative",
+}
+
+
+def _validate_isin(number: str) -> str:
+    """stdnum's ``isin.validate``, also accepting ``ISIN_PREFIXES_BEYOND_STDNUM``: for those,
+    the same shape and stdnum's own check digit."""
+    compact = str(isin.compact(number))
+    if compact[:2] not in ISIN_PREFIXES_BEYOND_STDNUM:
+        return str(isin.validate(compact))
+    if len(compact) != 12:
+        raise InvalidLength()
+    if not _ISIN_SHAPE.fullmatch(compact):
+        raise InvalidFormat()
+    if isin.calc_check_digit(compact[:-1]) != compact[-1]:
+        raise InvalidChecksum()
+    return compact
+
+
 _ISIN = _Scheme(
     name="ISIN",
     length=12,
-    validate=isin.validate,
+    validate=_validate_isin,
     compact=isin.compact,
     allowed=_DIGITS + _LETTERS,
     layout="a two-letter country code, nine letters or digits and a check digit",
     component=lambda compact: (
         f"its prefix {compact[:2]!r} is not an ISO 3166 country code or another ISIN prefix "
-        "such as XS or EU"
+        "such as XS, EU or EZ"
     ),
 )
 _LEI = _Scheme(
@@ -161,10 +185,10 @@ _ISIN_AS_DIGITS = str.maketrans({c: str(i) for i, c in enumerate(_DIGITS + _LETT
 
 @lru_cache(maxsize=1024)
 def _isin_prefix_known(prefix: str) -> bool:
-    """Whether stdnum accepts a two-letter ISIN prefix (asked once per prefix)."""
+    """Whether ``_validate_isin`` accepts a two-letter ISIN prefix (asked once per prefix)."""
     body = f"{prefix}000000000"
     try:
-        isin.validate(body + isin.calc_check_digit(body))
+        _validate_isin(body + isin.calc_check_digit(body))
     except ValidationError:
         return False
     return True
@@ -173,10 +197,12 @@ def _isin_prefix_known(prefix: str) -> bool:
 def normalize_isin(value: str) -> str:
     """Return the ISIN in compact upper-case form, or raise ``InvalidIdentifier``.
 
-    Bulk loads validate millions of ISINs, and stdnum's ``isin.validate`` spends ~20 us on
-    each. The fast path asks stdnum the same three questions more cheaply (its Luhn routine
-    over the digit-spelled number, its prefix table once per prefix); anything the fast path
-    does not accept goes through ``isin.validate`` itself, so every error message is stdnum's.
+    Every prefix ISO 6166 allows: the ISO 3166 country codes and the others stdnum knows, and
+    ``ISIN_PREFIXES_BEYOND_STDNUM`` (EZ, OTC derivatives). Bulk loads validate millions of
+    ISINs, and stdnum's ``isin.validate`` spends ~20 us on each. The fast path asks the same
+    three questions more cheaply (stdnum's Luhn routine over the digit-spelled number, the
+    prefix once per prefix); anything it does not accept goes through the full validation, so
+    every error message is the same.
     """
     compact = value.strip().upper()
     if (

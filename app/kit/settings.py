@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -39,8 +41,20 @@ class Settings(BaseSettings):
     index_enabled: bool = True
     index_poll_seconds: float = Field(default=0.5, gt=0)
 
+    # Data loads: the largest file accepted (bytes; a larger upload is a 413), where uploads
+    # are held while loaded (default: ``mayhold-uploads-<uid>`` in the system's temporary
+    # directory; stale files there are removed at start), and how often a long load logs its
+    # progress (seconds).
+    max_upload_bytes: int = Field(default=1 << 30, ge=1)
+    upload_dir: Path | None = None
+    load_progress_seconds: float = Field(default=10.0, ge=0)
+
     # Where the Alembic scripts live; the default is the repository's own ``migrations/``.
     migrations_dir: Path = REPO_ROOT / "migrations"
+
+    @property
+    def upload_directory(self) -> Path:
+        return self.upload_dir or Path(tempfile.gettempdir()) / f"mayhold-uploads-{os.getuid()}"
 
     @property
     def dialect(self) -> str:

@@ -90,6 +90,11 @@ class Adapter(ABC):
     # table while Python parses the next batch; a failed check still rolls everything back.
     # Others publish once at the end (e.g. when one row's as_of depends on the whole file).
     publishes_in_batches: ClassVar[bool] = False
+    # Where each staged text column is finally stored, when ``target`` has no column of the
+    # same name: its type's length bounds the staged values (``stage_limits``).
+    stored_as: ClassVar[dict[str, Any]] = {}
+    # A staged column's name in the file, where they differ (for row errors).
+    column_labels: ClassVar[dict[str, str]] = {}
 
     def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:  # noqa: B027 - optional hook
         """Inspect the header before the rows (e.g. find a year-suffixed column)."""
@@ -131,6 +136,78 @@ class Adapter(ABC):
                 select(literal(dataset_id), *(stage.c[c] for c in columns)),
             )
         )
+
+
+def _type_length(column: Any) -> int | None:
+    """The length of a stored column's string type (``String(n)``, or the ``String(n)`` a
+    ``TypeDecorator`` such as ``DecimalText`` is stored as); None when unbounded."""
+    sql_type = column.type
+    length = getattr(sql_type, "length", None)
+    if length is None:
+        length = getattr(getattr(sql_type, "impl", None), "length", None)
+    return int(length) if length is not None else None
+
+
+def stage_limits(adapter: type[Adapter]) -> dict[str, int]:
+    """Each staged text column -> the most characters the column it is stored in holds.
+
+    Derived from the ORM (``stored_as``, else ``target``'s column of the same name), never
+    repeated: a value the database cannot hold is a row error before it is staged, instead of
+    a database error (a 500, a traceback) at publish time. ``KeyError`` for a text column
+    stored nowhere known: every adapter must say (tests/test_hostile_files.py checks them all).
+    """
+    table = adapter.target.__table__ if adapter.target is not None else None
+    limits: dict[str, int] = {}
+    for name, kind in adapter.stage_columns:
+        if kind is not str:
+            continue
+        column = adapter.stored_as.get(name)
+        if column is None and table is not None and name in table.c:
+            column = table.c[name]
+        if column is None:
+            raise KeyError(f"{adapter.__name__}: where is staged column {name!r} stored?")
+        length = _type_length(column)
+        if length is None:
+            raise KeyError(f"{adapter.__name__}: {name!r} is stored in an unbounded column")
+        limits[name] = length
+    return limits
+
+
+# Characters no text column can hold: Postgres refuses NUL in text (SQLite would keep it,
+# and the same file must load alike on both).
+_REFUSED_CHARACTERS = "\x00"
+
+
+class StagedValues:
+    """Checks an adapter's staged tuples against what their columns hold (``check``)."""
+
+    def __init__(self, adapter: type[Adapter]) -> None:
+        limits = stage_limits(adapter)
+        self.checks = [
+            (position, adapter.column_labels.get(name, name), limits[name])
+            for position, (name, kind) in enumerate(adapter.stage_columns)
+            if kind is str
+        ]
+
+    def check(self, staged: Iterable[tuple[Any, ...]]) -> None:
+        """Raise ``CellError`` (naming the file's column) for a value too long to store or
+        holding a character the databases refuse."""
+        for values in staged:
+            for position, column, limit in self.checks:
+                value = values[position]
+                if value is None:
+                    continue
+                if len(value) > limit:
+                    raise CellError(
+                        column,
+                        f"{len(value):,} characters is too long: at most {limit:,} are kept",
+                    )
+                if _REFUSED_CHARACTERS in value:
+                    raise CellError(
+                        column,
+                        "holds a NUL character (0x00), which no text can: the file is damaged "
+                        "or not UTF-8 text",
+                    )
 
 
 def stage_table(name: str, adapter: Adapter) -> Table:

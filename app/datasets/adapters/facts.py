@@ -45,6 +45,7 @@ class FactsAdapter(Adapter):
         ("value", str),
         ("as_of", dt.date),
     )
+    stored_as = {"issuer_ref": Fact.issuer_ref, "metric": Fact.metric, "value": Fact.value}
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         name = row.require("metric")

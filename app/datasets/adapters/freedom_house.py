@@ -26,6 +26,7 @@ from app.datasets.adapters.base import (
 from app.datasets.csvfile import CellError, CsvRow, SkipRow, parse_decimal
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
+from app.models import Fact
 
 STATUS = {
     "f": "Free",
@@ -48,6 +49,18 @@ class FreedomHouseAdapter(Adapter):
         ("pr_rating", str),
         ("cl_rating", str),
     )
+    stored_as = {
+        "country": Fact.country,
+        "status": Fact.value,
+        "pr_rating": Fact.value,
+        "cl_rating": Fact.value,
+    }
+    column_labels = {
+        "country": "Country/Territory",
+        "status": "Status",
+        "pr_rating": "PR rating",
+        "cl_rating": "CL rating",
+    }
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         name = row.require("country territory")

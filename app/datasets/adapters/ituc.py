@@ -21,6 +21,7 @@ from app.datasets.adapters.facts import fact_value
 from app.datasets.csvfile import CsvRow
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
+from app.models import Fact
 
 
 class ItucAdapter(Adapter):
@@ -29,6 +30,7 @@ class ItucAdapter(Adapter):
     column_aliases = {"gri rating": "rating"}
     default_provider = "ituc"
     stage_columns = (("country", str), ("rating", str))
+    stored_as = {"country": Fact.country, "rating": Fact.value}
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         return [

@@ -89,6 +89,15 @@ class ListEntriesAdapter(Adapter):
         ("expires_on", dt.date),
         ("rule_ids", str),
     )
+    stored_as = {
+        "policy_key": ListEntry.policy_key,
+        "issuer_ref": ListEntry.issuer_ref,
+        "list": ListEntry.list,
+        "reason": ListEntry.reason,
+        "reference": ListEntry.reference,
+        "rule_ids": ListEntry.rule_ids,
+    }
+    column_labels = {"policy_key": "policy", "rule_ids": "rules"}
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         policy = row.require("policy")

@@ -58,6 +58,14 @@ class MsciEsgAdapter(Adapter):
         ("value", str),
         ("source_field", str),
     )
+    stored_as = {
+        "msci_id": Fact.issuer_ref,
+        "isin": InstrumentRecord.isin,
+        "metric": Fact.metric,
+        "value": Fact.value,
+        "source_field": Fact.source_field,
+    }
+    column_labels = {"msci_id": "ISSUERID", "isin": "ISSUER_ISIN"}
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         msci_id = row.require("issuerid")

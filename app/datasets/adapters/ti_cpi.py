@@ -30,6 +30,7 @@ from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow, parse_perc
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError, InvalidInput
+from app.models import Fact
 
 _SCORE = re.compile(r"cpi score(?: (\d{4}))?")
 
@@ -40,6 +41,8 @@ class TiCpiAdapter(Adapter):
     column_aliases = {"country territory": "country"}
     default_provider = "transparency-international"
     stage_columns = (("country", str), ("year", int), ("score", str))
+    stored_as = {"country": Fact.country, "score": Fact.value}
+    column_labels = {"country": "Country", "score": "CPI score"}
 
     def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:
         score = csvfile.find_column(_SCORE)
