@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
-from app.lists import formats
+from app.lists import formats, service
 from app.lists.formats import csv_text
 from app.lists.service import ListRow
 from app.lists.tokens import ListToken
@@ -263,6 +263,45 @@ async def test_etag_and_if_none_match(custodian: Custodian) -> None:
     assert fresh.status_code == 200
     assert token_of(fresh) != token
     assert "BATS" in fresh.text
+
+
+async def test_head_answers_the_token_without_computing_the_rows(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custodian's poller: HEAD gives GET's status and headers (ETag, X-List-Token, type,
+    disposition), no body, and 304 with If-None-Match, without loading the list."""
+    gets = {fmt: await custodian.get(level="issuer", format=fmt) for fmt in ("csv", "ndjson")}
+
+    async def unused(*_: Any) -> None:
+        raise AssertionError("HEAD must not compute the list's rows")
+
+    monkeypatch.setattr(service, "load_list", unused)
+    for fmt, get in gets.items():
+        head = await custodian.client.head(
+            "/v1/lists/rpf",
+            params={"level": "issuer", "format": fmt},
+            headers=bearer(custodian.reader),
+        )
+        assert head.status_code == 200, head.text
+        assert head.content == b""
+        for name in (
+            "etag",
+            "x-list-token",
+            "content-type",
+            "content-disposition",
+            "cache-control",
+        ):
+            assert head.headers[name] == get.headers[name], name
+        assert "content-length" not in head.headers  # as the streamed GET
+        cached = await custodian.client.head(
+            "/v1/lists/rpf",
+            params={"level": "issuer", "format": fmt},
+            headers={**bearer(custodian.reader), "If-None-Match": get.headers["etag"]},
+        )
+        assert (cached.status_code, cached.content) == (304, b"")
+        assert cached.headers["etag"] == get.headers["etag"]
+    no_key = await custodian.client.head("/v1/lists/rpf")
+    assert (no_key.status_code, no_key.content) == (401, b"")
 
 
 async def test_delta_across_data_loads(custodian: Custodian) -> None:
