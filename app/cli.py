@@ -27,6 +27,7 @@ from app.demo import load_demo
 from app.kit.db import READ_ONLY_OPTION, Database, create_engine
 from app.kit.errors import AppError, InvalidInput, NotFound
 from app.kit.files import AtomicFile
+from app.kit.http_protocol import ProblemHttpToolsProtocol
 from app.kit.logging import configure_logging, get_logger
 from app.kit.migrations import current_revisions, head_revisions, upgrade_to_head
 from app.kit.settings import Settings, get_settings
@@ -61,6 +62,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         log_config=None,  # logging is ours (JSON lines), see app.kit.logging
         access_log=False,
         proxy_headers=True,
+        http=ProblemHttpToolsProtocol,  # a malformed request's 400 is problem+json too
     )
 
 

@@ -17,7 +17,7 @@ from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
 from app.kit.files import remove_stale_spools
 from app.kit.logging import configure_logging, get_logger
-from app.kit.middleware import RequestContextMiddleware
+from app.kit.middleware import HttpMethodsMiddleware, RequestContextMiddleware
 from app.kit.migrations import head_revisions
 from app.kit.openapi import add_component_schemas
 from app.kit.problems import install_problem_handlers
@@ -37,6 +37,9 @@ with the rule, the data and the policy version behind it.
 
 Every error is `application/problem+json` (RFC 9457). Authenticate with
 `Authorization: Bearer <api key>`; each endpoint names the scope it needs.
+
+Every `GET` also answers `HEAD` (the same status and headers, no body: a list's `ETag` without
+its rows); `OPTIONS` on a path answers 204 with `Allow` naming every method it serves.
 """
 
 
@@ -88,6 +91,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database
 
     install_problem_handlers(app)
+    # Added first, so inside the request context: the access log and metrics name HEAD as HEAD.
+    app.add_middleware(HttpMethodsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
-from app.lists import formats
+from app.lists import formats, service
 from app.lists.formats import csv_text
 from app.lists.service import ListRow
 from app.lists.tokens import ListToken
@@ -265,6 +265,45 @@ async def test_etag_and_if_none_match(custodian: Custodian) -> None:
     assert "BATS" in fresh.text
 
 
+async def test_head_answers_the_token_without_computing_the_rows(
+    custodian: Custodian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custodian's poller: HEAD gives GET's status and headers (ETag, X-List-Token, type,
+    disposition), no body, and 304 with If-None-Match, without loading the list."""
+    gets = {fmt: await custodian.get(level="issuer", format=fmt) for fmt in ("csv", "ndjson")}
+
+    async def unused(*_: Any) -> None:
+        raise AssertionError("HEAD must not compute the list's rows")
+
+    monkeypatch.setattr(service, "load_list", unused)
+    for fmt, get in gets.items():
+        head = await custodian.client.head(
+            "/v1/lists/rpf",
+            params={"level": "issuer", "format": fmt},
+            headers=bearer(custodian.reader),
+        )
+        assert head.status_code == 200, head.text
+        assert head.content == b""
+        for name in (
+            "etag",
+            "x-list-token",
+            "content-type",
+            "content-disposition",
+            "cache-control",
+        ):
+            assert head.headers[name] == get.headers[name], name
+        assert "content-length" not in head.headers  # as the streamed GET
+        cached = await custodian.client.head(
+            "/v1/lists/rpf",
+            params={"level": "issuer", "format": fmt},
+            headers={**bearer(custodian.reader), "If-None-Match": get.headers["etag"]},
+        )
+        assert (cached.status_code, cached.content) == (304, b"")
+        assert cached.headers["etag"] == get.headers["etag"]
+    no_key = await custodian.client.head("/v1/lists/rpf")
+    assert (no_key.status_code, no_key.content) == (401, b"")
+
+
 async def test_delta_across_data_loads(custodian: Custodian) -> None:
     desk = custodian.desk
     old_rows, old_token = await custodian.csv()
@@ -369,6 +408,44 @@ async def test_errors(custodian: Custodian) -> None:
     assert_problem(await custodian.client.get("/v1/lists/rpf"), 401)
 
 
+HOSTILE_NAMES = {
+    "EVIL-EQ": "=cmd|' /C calc'!A0",
+    "EVIL-AT": '@SUM(1+1)*cmd|" /C calc"!A0',
+    "EVIL-PL": "+41 22, Geneva",
+    "EVIL-MI": "-2+3",
+}  # A leading tab or CR never reaches a list (the loader trims names); the property test
+# below covers them.
+
+
+async def test_formula_like_cells_are_neutralised_in_csv_only(custodian: Custodian) -> None:
+    """OWASP CSV injection: a cell a spreadsheet would evaluate is written as quoted text with a
+    leading ``'``, in the endpoint's CSV and the delta's; NDJSON and JSON keep the name exact."""
+    desk = custodian.desk
+    _, before = await custodian.csv(level="issuer")
+    body = "issuer_id,name,kind,country\n" + "".join(
+        f'{issuer},"{name.replace(chr(34), chr(34) * 2)}",company,CH\n'
+        for issuer, name in HOSTILE_NAMES.items()
+    )
+    await load_ok(desk.client, desk.steward, "issuers", body)
+    for issuer in HOSTILE_NAMES:
+        await desk.clean(issuer, revenue_pct__tobacco="90")
+
+    response = await custodian.get(level="issuer", format="csv")
+    assert response.status_code == 200, response.text
+    assert "\r\nEVIL-EQ,\"'=cmd|' /C calc'!A0\",CH," in response.text
+    assert '\r\nEVIL-AT,"\'@SUM(1+1)*cmd|"" /C calc""!A0",CH,' in response.text
+    rows, _ = await custodian.csv(level="issuer")
+    names = {r["issuer_id"]: r["name"] for r in rows if r["issuer_id"] in HOSTILE_NAMES}
+    assert names == {issuer: f"'{name}" for issuer, name in HOSTILE_NAMES.items()}
+    delta, _ = await custodian.csv(level="issuer", since=before)
+    assert {r["name"] for r in delta if r["issuer_id"] in HOSTILE_NAMES} == set(names.values())
+
+    exact = {r["issuer_id"]: r["name"] for r in await custodian.ndjson(level="issuer")}
+    assert {issuer: exact[issuer] for issuer in HOSTILE_NAMES} == HOSTILE_NAMES
+    document = (await custodian.get(level="issuer", format="json")).json()
+    assert {r["name"] for r in document["rows"]} >= set(HOSTILE_NAMES.values())
+
+
 @pytest.mark.parametrize("policy", ["rpf", "dk-pension"])
 async def test_every_row_agrees_with_a_check_at_the_same_time(
     custodian: Custodian, policy: str
@@ -456,21 +533,55 @@ async def test_cli_export_equals_the_endpoint_served_from_the_index(
         assert b"there is no policy 'nope'" in unknown.stderr
 
 
-@given(st.lists(st.lists(st.text(), min_size=2, max_size=10), max_size=20))
-def test_csv_rendering_is_exactly_the_csv_module(records: list[list[str]]) -> None:
-    expected = io.StringIO()
-    csv.writer(expected, lineterminator="\r\n").writerows(records)
-    assert csv_text(records) == expected.getvalue()
+def _reference_csv(records: list[list[str]]) -> str:
+    """What OWASP's guidance asks of ``csv.writer``'s output: a row without formula-like cells
+    exactly as it writes it; in a row with some, each such cell ``'``-prefixed and quoted."""
+    out = io.StringIO()
+    plain = csv.writer(out, lineterminator="\r\n")
+    for record in records:
+        risky = [c[:1] in ("=", "+", "-", "@", "\t", "\r") for c in record]
+        if not any(risky):
+            plain.writerow(record)
+            continue
+        cells = []
+        for cell, is_risky in zip(record, risky, strict=True):
+            # One cell as csv.writer writes it in a row (a second cell avoids its special case
+            # of a lone empty cell), QUOTE_ALL for a neutralised one.
+            one = io.StringIO()
+            writer = (
+                csv.writer(one, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+                if is_risky
+                else csv.writer(one, lineterminator="\r\n")
+            )
+            writer.writerow(["'" + cell if is_risky else cell, "z"])
+            cells.append(one.getvalue().removesuffix(',"z"\r\n' if is_risky else ",z\r\n"))
+        out.write(",".join(cells) + "\r\n")
+    return out.getvalue()
 
 
-_cell = st.text(alphabet=st.sampled_from('ab,"\r\n é'), max_size=6)
+_text = st.text() | st.text(alphabet=st.sampled_from('=+-@\t\r,"\n a'), max_size=5)
+
+
+@given(st.lists(st.lists(_text, min_size=2, max_size=10), max_size=20))
+def test_csv_rendering_is_the_csv_module_with_formulas_neutralised(
+    records: list[list[str]],
+) -> None:
+    text = csv_text(records)
+    assert text == _reference_csv(records)
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    assert parsed == [
+        [f"'{c}" if c[:1] in formats.FORMULA_STARTS else c for c in record] for record in records
+    ]
+
+
+_cell = st.text(alphabet=st.sampled_from('ab,"\r\n é=+-@\t'), max_size=6)
 
 
 @given(
     st.lists(
         st.builds(
             ListRow,
-            issuer_id=st.sampled_from(["I1", "I2", "I,3", 'I"4']),
+            issuer_id=st.sampled_from(["I1", "I2", "I,3", 'I"4', "-I5", "@I6"]),
             name=_cell,
             country=st.sampled_from(["NL", "FR"]),
             lei=st.none() | _cell,
@@ -491,11 +602,9 @@ _cell = st.text(alphabet=st.sampled_from('ab,"\r\n é'), max_size=6)
 def test_csv_lines_of_rows_are_exactly_the_csv_module(
     rows: list[ListRow], instrument: bool, delta: bool
 ) -> None:
-    """The direct formatting of list rows writes what csv.writer writes for their records."""
+    """The direct formatting of list rows writes what csv_text writes for their records (which
+    is csv.writer's output with formula-like cells neutralised)."""
     names = formats.INSTRUMENT_COLUMNS if instrument else formats.ISSUER_COLUMNS
     names = ("change", *names) if delta else names
-    expected = io.StringIO()
-    csv.writer(expected, lineterminator="\r\n").writerows(
-        formats._records(rows, names, formats._joined, "")
-    )
-    assert formats._csv_lines(rows, names) == expected.getvalue()
+    records = [list(r) for r in formats._records(rows, names, formats._joined, "")]
+    assert formats._csv_lines(rows, names) == _reference_csv(records)

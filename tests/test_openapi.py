@@ -30,3 +30,16 @@ def test_openapi_publishes_the_policy_document_for_both_body_types() -> None:
     assert set(content) == {"application/json", "application/yaml"}
     assert content["application/yaml"]["schema"] == {"$ref": "#/components/schemas/PolicyDocument"}
     assert "415" in post["responses"]
+
+
+def test_every_operation_lists_the_problems_the_service_can_give() -> None:
+    """422 everywhere (unknown query parameters), 503 wherever the database is used: as
+    problem+json, whatever a route declares itself."""
+    document = json.loads(render_openapi(create_app(Settings())))
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            expected = {"422"} if path == "/healthz" else {"422", "503"}
+            for status in expected:
+                response = operation["responses"].get(status)
+                assert response is not None, (method, path, status)
+                assert "application/problem+json" in response["content"], (method, path)

@@ -87,6 +87,29 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient, make_key: MakeKe
     assert_problem(response, 422)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        ("/v1/keys", b"[" * 100_000 + b"]" * 100_000, "application/json"),  # past the depth
+        ("/v1/checks", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "application/json"),
+        ("/v1/datasets?kind=issuers", b"--x\r\nbroken", "multipart/form-data"),  # no boundary
+        ("/v1/datasets?kind=issuers", b"--x\r\nbroken", "multipart/form-data; boundary="),
+    ],
+)
+async def test_unparseable_body_is_422_not_400(
+    client: httpx.AsyncClient, make_key: MakeKey, path: str, body: bytes, content_type: str
+) -> None:
+    """The framework's own 400s (a body its parser gives up on) are invalid input: 422."""
+    key = await make_key(Scope.admin)
+    response = await client.post(
+        path, content=body, headers={**bearer(key), "content-type": content_type}
+    )
+    problem = assert_problem(response, 422)
+    assert problem["type"] == "urn:mayhold:problem:invalid-input"
+    assert problem["errors"][0]["loc"] == ["body"]
+    assert "request body cannot be read" in problem["detail"]
+
+
 async def test_rejected_request_writes_nothing(
     client: httpx.AsyncClient, make_key: MakeKey
 ) -> None:

@@ -1,4 +1,5 @@
-"""The outermost piece of every request: request id, access log, metrics, last-resort 500.
+"""The outermost pieces of every request: request id, access log, metrics, last-resort 500;
+and HTTP method semantics (HEAD, OPTIONS, Allow) for every route at once.
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``): it sits on the pre-trade hot path and must
 not buffer or copy bodies, and streamed responses (exclusion lists) must pass through untouched.
@@ -12,6 +13,8 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.logging import get_logger
@@ -110,3 +113,91 @@ class RequestContextMiddleware:
                 fields["api_key"] = principal.name
             log.info("request", **fields)
             structlog.contextvars.clear_contextvars()
+
+
+# The request's method as the client sent it, when the app routes it as another (HEAD as GET).
+REQUESTED_METHOD = "mayhold.requested_method"
+
+
+def is_head(scope: Scope) -> bool:
+    """Whether the client asked HEAD (routed as GET): an endpoint whose body is costly to
+    compute (a list) may then answer its headers without it."""
+    return scope.get(REQUESTED_METHOD) == "HEAD"
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(scope: Scope) -> list[str]:
+    """Every method some route answers at this path (HEAD with GET, OPTIONS always), sorted; an
+    empty list when no route has this path.
+
+    Asks the router itself, one method at a time (FastAPI nests included routers, whose
+    routes are not public): only for OPTIONS and 405 answers, never on a served request.
+    """
+    router = getattr(scope.get("app"), "router", None)
+    routes = getattr(router, "routes", ())
+    methods = set()
+    for method in _METHODS:
+        probe: Scope = {
+            "type": "http",
+            "method": method,
+            "path": scope["path"],
+            "root_path": scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    if not methods:
+        return []
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"})
+
+
+class HttpMethodsMiddleware:
+    """HTTP method semantics for every route at once (RFC 9110, section 9.3):
+
+    - ``HEAD`` is answered as ``GET`` with the same status and headers and no body (a
+      custodian's poller reads a list's ``ETag`` so); ``is_head`` lets an endpoint skip
+      computing a body nobody reads.
+    - ``OPTIONS`` on a path that exists answers 204 with ``Allow`` naming every method of every
+      route at that path (a path served by several routes, ``GET``/``POST /v1/keys``, lists
+      all); on a path that does not exist, the usual 404 problem.
+    - A 405 says the same complete ``Allow``, not only the first matching route's methods.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method == "OPTIONS":
+            allowed = _allowed_methods(scope)
+            if allowed:
+                await Response(status_code=204, headers={"Allow": ", ".join(allowed)})(
+                    scope, receive, send
+                )
+                return
+        # A copy: the server reads its own scope's HEAD to send no body and expect none.
+        routed = {**scope, "method": "GET", REQUESTED_METHOD: "HEAD"} if method == "HEAD" else scope
+
+        async def send_fixed(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = ", ".join(_allowed_methods(routed)).encode("latin-1")
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", allow)]}
+            elif message["type"] == "http.response.body" and method == "HEAD":
+                if message.get("more_body", False):
+                    return  # the body of a HEAD answer is never sent; its end is
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(routed, receive, send_fixed)
+        finally:
+            if "route" in routed:  # the access log and metrics label by the matched route
+                scope["route"] = routed["route"]

@@ -39,8 +39,30 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# Operations that never touch the database (liveness): every other one can answer 503.
+_WITHOUT_DATABASE = frozenset({"/healthz"})
+
+
+def _document_service_wide_problems(document: dict[str, Any]) -> None:
+    """Add the problems every operation can give whatever its route declares: 422 (unknown
+    query parameters are refused everywhere, app.kit.query_params) and 503 (the database is
+    unavailable: the key lookup and the data), so the spec lists what the service answers."""
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            statuses = [422] if path in _WITHOUT_DATABASE else [422, 503]
+            for status in statuses:
+                if str(status) not in responses:
+                    entry = problem_responses(status)[status]
+                    responses[str(status)] = {
+                        "description": entry["description"],
+                        "content": entry["content"],
+                    }
+
+
 def add_component_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
-    """Publish models that no route parameter names (e.g. a body read raw) under components."""
+    """Publish models that no route parameter names (e.g. a body read raw) under components,
+    and the problems every operation can give (``_document_service_wide_problems``)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -54,6 +76,7 @@ def add_component_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
                 if schemas.setdefault(name, definition) != definition:
                     raise ValueError(f"two different OpenAPI schemas are named {name}")
             schemas[model.__name__] = schema
+        _document_service_wide_problems(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

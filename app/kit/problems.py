@@ -113,6 +113,20 @@ async def _validation_error_handler(request: Request, exc: Exception) -> Respons
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # The framework's own 400s are bodies it cannot parse (JSON nested past the parser's
+        # depth, multipart without a boundary): invalid input, 422 as the contract says.
+        reason = exc.detail if isinstance(exc.detail, str) else "unreadable body"
+        return problem_response(
+            status=422,
+            slug="invalid-input",
+            title="Invalid input",
+            detail=f"The request body cannot be read ({reason}). Send a well-formed body of a "
+            "Content-Type this endpoint accepts: see /docs.",
+            instance=request.url.path,
+            request_id=_request_id(request),
+            errors=[FieldError(loc=("body",), msg=reason)],
+        )
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":

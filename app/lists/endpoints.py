@@ -10,6 +10,7 @@ from app.auth.dependencies import Authorize
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.kit.db import DbSession, read_only_transaction
+from app.kit.middleware import is_head
 from app.kit.openapi import problem_responses
 from app.lists import formats, service
 from app.lists.schemas import ListDocument
@@ -36,7 +37,8 @@ the row's `since` is the earliest of those reasons' dates.
 
 **Token**: the `ETag` (and the `X-List-Token` header) names the policy version(s), the data
 version and the day the list was computed for, so it can be computed again later, identically.
-`If-None-Match` with it answers 304 while nothing changed.
+`If-None-Match` with it answers 304 while nothing changed. `HEAD` answers the token (and
+every other header) without computing the rows: the cheap way to poll for a change.
 
 **Deltas**: `since=TOKEN` returns only the rows added, removed (shown as they were) or changed
 since that list, with a leading `change` column; across data loads and policy versions.
@@ -111,8 +113,13 @@ async def get_list(
     }
     if _matches(if_none_match, plan.token):
         return Response(status_code=304, headers=headers)
-    export = await service.load_list(session, plan, _index(request))
     headers["Content-Disposition"] = f'attachment; filename="{policy}-{level}s.{format_}"'
+    media_type = formats.MEDIA_TYPES[format_]
+    if is_head(request.scope):
+        # A poller reading the token: the GET's headers (a streamed body has no length), and
+        # no rows computed; the token is the plan's.
+        return StreamingResponse(iter(()), media_type=media_type, headers=headers)
+    export = await service.load_list(session, plan, _index(request))
     return StreamingResponse(
-        formats.render(format_, export), media_type=formats.MEDIA_TYPES[format_], headers=headers
+        formats.render(format_, export), media_type=media_type, headers=headers
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
@@ -103,21 +101,41 @@ async def render(fmt: ListFormat, export: ListExport) -> AsyncIterator[bytes]:
 
 # What makes the csv module (QUOTE_MINIMAL) quote a cell: the delimiter, the quote, a line end.
 _NEEDS_QUOTING = re.compile(r'[,"\r\n]')
+# A spreadsheet reads a cell starting with one of these as a formula (or, tab and CR, as a
+# cell whose formula follows): OWASP's CSV-injection list. Such a cell is written as text.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def neutralised(cell: str) -> str:
+    """The cell a spreadsheet shows as text: ``'`` before a cell starting with a formula
+    character (``=cmd|' /C calc'!A0`` becomes ``'=cmd|' /C calc'!A0``), others unchanged."""
+    return f"'{cell}" if cell[:1] in FORMULA_STARTS else cell
+
+
+def _cell(cell: str) -> str:
+    """One CSV cell: a formula-like one neutralised and always quoted (OWASP), the others
+    quoted exactly when ``csv.writer`` (QUOTE_MINIMAL) quotes them."""
+    if cell[:1] in FORMULA_STARTS:
+        return "\"'" + cell.replace('"', '""') + '"'
+    if _NEEDS_QUOTING.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def csv_text(records: Iterable[Sequence[str]]) -> str:
-    """RFC 4180 lines (CRLF): exactly what ``csv.writer`` writes.
+    """RFC 4180 lines (CRLF): what ``csv.writer`` writes, with formula-like cells neutralised.
 
-    The hot path of a large export: a row needing no quoting (nearly all) is joined directly,
-    twice as fast as the csv module; any other row is written by the csv module itself.
+    A cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR is prefixed with ``'`` and
+    quoted (OWASP's CSV-injection guidance), so no spreadsheet evaluates it; every other cell is
+    exactly as ``csv.writer`` (QUOTE_MINIMAL) writes it. The hot path of a large export: a row
+    with no such cell and nothing to quote (nearly all) is joined directly, twice as fast as the
+    csv module. Records have at least two cells (a header has seven): ``csv.writer``'s special
+    case of a lone empty cell never arises.
     """
     lines: list[str] = []
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
     for cells in records:
-        if _NEEDS_QUOTING.search("".join(cells)):
-            writer.writerow(cells)
-            lines.append(_drain(buffer))
+        if _NEEDS_QUOTING.search("".join(cells)) or any(c[:1] in FORMULA_STARTS for c in cells):
+            lines.append(",".join(_cell(c) for c in cells) + "\r\n")
         else:
             lines.append(",".join(cells) + "\r\n")
     return "".join(lines)
@@ -126,16 +144,23 @@ def csv_text(records: Iterable[Sequence[str]]) -> str:
 def _csv_lines(rows: list[ListRow], names: tuple[str, ...]) -> str:
     """The rows as CSV lines: exactly ``csv_text`` of their records, faster.
 
-    Only the issuer's free text (issuer_id, name, LEI) can need quoting: the other cells are
-    controlled values (verdicts, change kinds, rule ids of ``[a-z0-9:-]``, ISO dates and
-    country codes, ISINs, asset classes). A row whose free text needs it goes through
-    ``csv_text``; the others are formatted directly (30% faster on a large list).
+    Only the issuer's free text (issuer_id, name, LEI) can need quoting or neutralising: the
+    other cells are controlled values that never start with a formula character (verdicts,
+    change kinds, rule ids of ``[a-z0-9:-]`` starting with a letter or digit, ISO dates and
+    country codes, ISINs, asset classes; no numbers, so no negative ones). A row whose free
+    text needs either goes through ``csv_text``; the others are formatted directly (30% faster
+    on a large list).
     """
     instrument, delta = "isin" in names, "change" in names
     lines: list[str] = []
     for row in rows:
         lei = row.lei or ""
-        if _NEEDS_QUOTING.search(f"{row.issuer_id}{row.name}{lei}"):
+        if (
+            _NEEDS_QUOTING.search(f"{row.issuer_id}{row.name}{lei}")
+            or row.issuer_id[:1] in FORMULA_STARTS
+            or row.name[:1] in FORMULA_STARTS
+            or lei[:1] in FORMULA_STARTS
+        ):
             lines.append(csv_text(_records([row], names, _joined, "")))
             continue
         since = row.since.isoformat() if row.since is not None else ""
@@ -151,10 +176,3 @@ def _csv_lines(rows: list[ListRow], names: tuple[str, ...]) -> str:
 
 def _json(names: tuple[str, ...], record: list[Any]) -> bytes:
     return orjson.dumps(dict(zip(names, record, strict=True)))
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
