@@ -68,7 +68,9 @@ async def create_key(body: KeyCreate, _: AdminPrincipal, session: DbSession) -> 
     "/keys/{name}/revoke",
     status_code=204,
     summary="Revoke an API key; it stops working at once",
-    responses=problem_responses(401, 403, 404),
+    description="409 for the last active admin key (create another admin key first); an admin "
+    "key may revoke itself while another active admin key remains.",
+    responses=problem_responses(401, 403, 404, 409),
 )
 async def revoke_key(name: str, request: Request, _: AdminPrincipal, session: DbSession) -> None:
     await service.revoke_key(session, name)

@@ -105,12 +105,29 @@ async def _authenticate(session: AsyncSession, key: str, key_hash: str) -> Princ
 
 
 async def revoke_key(session: AsyncSession, name: str) -> None:
-    row = await ApiKeyRepository(session).get_by_name(name)
+    """Revoke the key named ``name`` (revoking a revoked key again changes nothing).
+
+    Raises NotFound for no such key, and Conflict for the last active admin key: without one,
+    no key could be created or revoked any more except from a shell on the server. An admin
+    key may revoke itself while another active admin key remains.
+    """
+    repository = ApiKeyRepository(session)
+    row = await repository.get_by_name(name)
     if row is None:
         raise NotFound(f"no key named {name!r}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        await session.flush()
+    if row.revoked_at is not None:
+        return
+    if Scope.admin.value in row.scopes:
+        # Locked (Postgres): two admins revoking each other at once must not both succeed.
+        admins = await repository.active_admins_for_update()
+        if not any(other.id != row.id for other in admins):
+            raise Conflict(
+                f"{name!r} is the last active admin key: revoking it would leave no key that "
+                "can manage keys. Create another admin key first (POST /v1/keys), then revoke "
+                "this one."
+            )
+    row.revoked_at = utcnow()
+    await session.flush()
 
 
 async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
