@@ -15,6 +15,7 @@ from app.decisions.log import DecisionLog
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
+from app.kit.limits import RequestLimitsMiddleware
 from app.kit.logging import configure_logging, get_logger
 from app.kit.middleware import RequestContextMiddleware
 from app.kit.migrations import head_revisions
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database
 
     install_problem_handlers(app)
+    app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)

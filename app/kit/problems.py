@@ -27,6 +27,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
 }
 
@@ -121,6 +122,11 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"There is no endpoint at {request.url.path}. See /docs for the API reference."
+    if exc.status_code == 413:  # a body over the route's max_body_size (app/kit/limits.py)
+        detail = (
+            "The request body is larger than this endpoint accepts (see its description in "
+            "the API reference); nothing was done."
+        )
     return problem_response(
         status=exc.status_code,
         slug=slug,
