@@ -344,3 +344,24 @@ async def test_a_hostile_bearer_key_is_401_not_500(client: httpx.AsyncClient) ->
     for value in (b"Bearer mh_\x00_x", b"Bearer mh_" + b"a" * 5000 + b"_x", b"Bearer mh_\xe9_x"):
         response = await client.get("/v1/whoami", headers=[(b"authorization", value)])
         assert_problem(response, 401)
+
+
+async def test_the_refusal_names_the_character_and_its_position(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    headers = bearer(await make_key(Scope.check))
+    response = await client.get(f"/v1/check?policy=rp%00f&instrument={ISIN}", headers=headers)
+    body = assert_problem(response, 422)
+    assert body["errors"] == [
+        {
+            "loc": ["query", "policy"],
+            "msg": "Value error, contains a control character (U+0000) at position 3; remove it",
+        }
+    ]
+    for surrogate in ("\\udc80", "ab\\ud800"):
+        response = await client.post(
+            "/v1/keys",
+            content=f'{{"name": "{surrogate}", "scopes": ["check"]}}'.encode(),
+            headers={**bearer(await make_key(Scope.admin)), "content-type": "application/json"},
+        )
+        assert_problem(response, 422)

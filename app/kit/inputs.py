@@ -45,8 +45,9 @@ def _storable(value: str) -> str:
     for position, char in enumerate(value):
         code = ord(char)
         if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+            kind = "a lone surrogate" if code >= 0xD800 else "a control character"
             raise ValueError(
-                f"contains the control character U+{code:04X} at position {position + 1}; remove it"
+                f"contains {kind} (U+{code:04X}) at position {position + 1}; remove it"
             )
     return value
 
