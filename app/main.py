@@ -16,6 +16,7 @@ from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
 from app.kit.files import remove_stale_spools
+from app.kit.limits import RequestLimitsMiddleware
 from app.kit.logging import configure_logging, get_logger
 from app.kit.middleware import HttpMethodsMiddleware, RequestContextMiddleware
 from app.kit.migrations import head_revisions
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_problem_handlers(app)
     # Added first, so inside the request context: the access log and metrics name HEAD as HEAD.
     app.add_middleware(HttpMethodsMiddleware)
+    app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)

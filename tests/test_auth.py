@@ -183,3 +183,22 @@ async def test_a_revocation_elsewhere_takes_effect_within_the_cache_time(
     assert (await client.get("/v1/whoami", headers=bearer(key))).status_code == 200  # cached
     await asyncio.sleep(0.35)
     assert_problem(await client.get("/v1/whoami", headers=bearer(key)), 401)
+
+
+async def test_the_last_active_admin_key_cannot_be_revoked(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    root = bearer(await make_key(Scope.admin, name="root"))
+    await make_key(Scope.check, name="desk")
+    body = assert_problem(await client.post("/v1/keys/root/revoke", headers=root), 409)
+    assert "last active admin key" in str(body["detail"])
+    assert (await client.get("/v1/whoami", headers=root)).status_code == 200  # still works
+    # With another admin key, an admin key may revoke itself...
+    second = bearer(await make_key(Scope.admin, name="second"))
+    assert (await client.post("/v1/keys/root/revoke", headers=root)).status_code == 204
+    assert (await client.get("/v1/whoami", headers=root)).status_code == 401
+    # ...but the remaining one is the last again, while other keys may still go.
+    body = assert_problem(await client.post("/v1/keys/second/revoke", headers=second), 409)
+    assert "Create another admin key first" in str(body["detail"])
+    assert (await client.post("/v1/keys/desk/revoke", headers=second)).status_code == 204
+    assert (await client.get("/v1/whoami", headers=second)).status_code == 200

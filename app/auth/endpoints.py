@@ -9,10 +9,12 @@ from app.auth.dependencies import Authorize, CurrentPrincipal
 from app.auth.schemas import KeyCreate, KeyCreated, KeyRead, Principal, WhoAmI
 from app.auth.scopes import Scope
 from app.kit.db import DbSession
+from app.kit.inputs import Name
+from app.kit.limits import BODY_MAX_DEFAULT
 from app.kit.openapi import problem_responses
 from app.models import ApiKey
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1", tags=["auth"])
 
 AdminPrincipal = Annotated[Principal, Depends(Authorize(Scope.admin))]
 
@@ -68,9 +70,11 @@ async def create_key(body: KeyCreate, _: AdminPrincipal, session: DbSession) -> 
     "/keys/{name}/revoke",
     status_code=204,
     summary="Revoke an API key; it stops working at once",
-    responses=problem_responses(401, 403, 404),
+    description="409 for the last active admin key (create another admin key first); an admin "
+    "key may revoke itself while another active admin key remains.",
+    responses=problem_responses(401, 403, 404, 409),
 )
-async def revoke_key(name: str, request: Request, _: AdminPrincipal, session: DbSession) -> None:
+async def revoke_key(name: Name, request: Request, _: AdminPrincipal, session: DbSession) -> None:
     await service.revoke_key(session, name)
     cache = getattr(request.app.state, "key_cache", None)
     if isinstance(cache, service.KeyCache):

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.scopes import Scope
 from app.models import ApiKey
 
 
@@ -23,6 +24,13 @@ class ApiKeyRepository:
     async def list_all(self) -> Sequence[ApiKey]:
         result = await self.session.execute(select(ApiKey).order_by(ApiKey.created_at))
         return result.scalars().all()
+
+    async def active_admins_for_update(self) -> Sequence[ApiKey]:
+        """Every unrevoked key with the admin scope, locked until the transaction ends."""
+        result = await self.session.execute(
+            select(ApiKey).where(ApiKey.revoked_at.is_(None)).with_for_update()
+        )
+        return [row for row in result.scalars() if Scope.admin.value in row.scopes]
 
     async def add(self, key: ApiKey) -> None:
         self.session.add(key)

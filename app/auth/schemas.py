@@ -9,6 +9,7 @@ from datetime import datetime
 from pydantic import Field
 
 from app.auth.scopes import Scope
+from app.kit.inputs import Name
 from app.kit.schemas import Schema
 
 
@@ -62,7 +63,7 @@ class WhoAmI(Schema):
 
 
 class KeyCreate(Schema):
-    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key.")
+    name: Name = Field(description="Who or what uses the key (at most 200 characters).")
     scopes: list[Scope] = Field(min_length=1)
 
 

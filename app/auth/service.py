@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from app.kit.time import utcnow
 from app.models import ApiKey
 
 KEY_PREFIX = "mh"
+PUBLIC_ID_BYTES = 6
+_PUBLIC_ID = re.compile(f"[0-9a-f]{{{2 * PUBLIC_ID_BYTES}}}")
 
 
 def hash_key(key: str) -> str:
@@ -41,7 +44,7 @@ async def create_key(session: AsyncSession, *, name: str, scopes: frozenset[Scop
     repository = ApiKeyRepository(session)
     if await repository.get_by_name(name) is not None:
         raise Conflict(f"a key named {name!r} already exists; choose another name")
-    public_id = secrets.token_hex(6)
+    public_id = secrets.token_hex(PUBLIC_ID_BYTES)
     key = f"{KEY_PREFIX}_{public_id}_{secrets.token_urlsafe(32)}"
     row = ApiKey(
         public_id=public_id,
@@ -93,7 +96,9 @@ async def authenticate(
 
 async def _authenticate(session: AsyncSession, key: str, key_hash: str) -> Principal:
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    # Only a well-formed public id is looked up: anything else (a NUL, 5,000 characters) could
+    # not exist, and may not even be storable (the driver would fail on it).
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not _PUBLIC_ID.fullmatch(parts[1]):
         raise NotAuthenticated("The API key is not valid.")
     row = await ApiKeyRepository(session).get_by_public_id(parts[1])
     # Compare in constant time; the same message for every failure so keys cannot be probed.
@@ -105,12 +110,29 @@ async def _authenticate(session: AsyncSession, key: str, key_hash: str) -> Princ
 
 
 async def revoke_key(session: AsyncSession, name: str) -> None:
-    row = await ApiKeyRepository(session).get_by_name(name)
+    """Revoke the key named ``name`` (revoking a revoked key again changes nothing).
+
+    Raises NotFound for no such key, and Conflict for the last active admin key: without one,
+    no key could be created or revoked any more except from a shell on the server. An admin
+    key may revoke itself while another active admin key remains.
+    """
+    repository = ApiKeyRepository(session)
+    row = await repository.get_by_name(name)
     if row is None:
         raise NotFound(f"no key named {name!r}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        await session.flush()
+    if row.revoked_at is not None:
+        return
+    if Scope.admin.value in row.scopes:
+        # Locked (Postgres): two admins revoking each other at once must not both succeed.
+        admins = await repository.active_admins_for_update()
+        if not any(other.id != row.id for other in admins):
+            raise Conflict(
+                f"{name!r} is the last active admin key: revoking it would leave no key that "
+                "can manage keys. Create another admin key first (POST /v1/keys), then revoke "
+                "this one."
+            )
+    row.revoked_at = utcnow()
+    await session.flush()
 
 
 async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:

@@ -16,6 +16,7 @@ from app.datasets import service
 from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
 from app.kit.db import DbSession
 from app.kit.errors import FieldError, InvalidInput
+from app.kit.inputs import Identifier, RowNumber
 from app.kit.openapi import problem_responses
 from app.kit.settings import Settings
 from app.models import Dataset
@@ -175,9 +176,11 @@ async def list_datasets(
     session: DbSession,
     _: CurrentPrincipal,
     kind: DatasetKind | None = None,
-    provider: str | None = None,
+    provider: Identifier | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="Page: datasets with id < before.")] = None,
+    before: Annotated[
+        RowNumber | None, Query(description="Page: datasets with id < before.")
+    ] = None,
 ) -> list[DatasetRead]:
     datasets = await service.list_datasets(
         session, kind=kind, provider=provider, limit=limit, before_id=before
@@ -191,5 +194,7 @@ async def list_datasets(
     summary="One load: what, from whom, when, by whom",
     responses=problem_responses(401, 404),
 )
-async def get_dataset(dataset_id: int, session: DbSession, _: CurrentPrincipal) -> DatasetRead:
+async def get_dataset(
+    dataset_id: RowNumber, session: DbSession, _: CurrentPrincipal
+) -> DatasetRead:
     return _read(await service.get_dataset(session, dataset_id))

@@ -3,13 +3,13 @@ verification of the hash chain."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from app.auth.dependencies import Authorize
@@ -20,25 +20,32 @@ from app.decisions.repository import DecisionFilters
 from app.decisions.schemas import ChainVerification, DecisionPage, Replay, StoredDecision
 from app.kit.db import DbSession, read_only_transaction
 from app.kit.errors import FieldError, InvalidInput
+from app.kit.inputs import Identifier, PolicyKey, Rfc3339, Token
+from app.kit.limits import BODY_MAX_DEFAULT
 from app.kit.openapi import problem_responses
 from app.models import VERDICTS
 
 # Reading only: on SQLite the request's transaction must not hold the write lock the decision
 # log's writer needs (a verify of millions of decisions would stall every check meanwhile).
 router = APIRouter(
-    prefix="/v1/decisions", tags=["decisions"], dependencies=[Depends(read_only_transaction)]
+    max_body_size=BODY_MAX_DEFAULT,
+    prefix="/v1/decisions",
+    tags=["decisions"],
+    dependencies=[Depends(read_only_transaction)],
 )
 
 Auditor = Annotated[Principal, Depends(Authorize(Scope.decisions_read))]
 
 From = Annotated[
-    AwareDatetime | None,
-    Query(alias="from", description="RFC 3339; decisions decided at or after it."),
+    Rfc3339 | None,
+    Query(alias="from", description="RFC 3339 with an offset; decisions decided at or after it."),
 ]
-To = Annotated[AwareDatetime | None, Query(description="RFC 3339; decisions decided before it.")]
+To = Annotated[
+    Rfc3339 | None, Query(description="RFC 3339 with an offset; decisions decided before it.")
+]
 
 
-def _time_range(from_: AwareDatetime | None, to: AwareDatetime | None) -> None:
+def _time_range(from_: dt.datetime | None, to: dt.datetime | None) -> None:
     if from_ is not None and to is not None and from_ >= to:
         raise InvalidInput(
             "`from` must be before `to`.",
@@ -68,20 +75,19 @@ async def list_decisions(
     session: DbSession,
     _: Auditor,
     instrument: Annotated[
-        str | None,
+        Identifier | None,
         Query(
-            min_length=1,
             max_length=12,
             description="ISIN (also finds decisions on an ISIN we did not know when asked).",
         ),
     ] = None,
-    issuer_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    policy: Annotated[str | None, Query(min_length=1, max_length=64, description="Key.")] = None,
+    issuer_id: Annotated[Identifier | None, Query()] = None,
+    policy: Annotated[PolicyKey | None, Query(description="Key.")] = None,
     verdict: Annotated[str | None, Query(description=", ".join(VERDICTS))] = None,
     from_: From = None,
     to: To = None,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+        Token | None, Query(max_length=200, description="`next_cursor` of the previous page.")
     ] = None,
     limit: Annotated[
         int, Query(ge=1, le=service.PAGE_MAX, description="Decisions per page.")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,10 +8,11 @@ from app.auth.dependencies import CurrentPrincipal
 from app.issuers import service
 from app.issuers.schemas import CountryRead, InstrumentRead, IssuerFacts, IssuerRead
 from app.kit.db import DbSession
-from app.kit.errors import InvalidInput
+from app.kit.inputs import Identifier, Rfc3339
+from app.kit.limits import BODY_MAX_DEFAULT
 from app.kit.openapi import problem_responses
 
-router = APIRouter(prefix="/v1", tags=["issuers"])
+router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1", tags=["issuers"])
 
 
 @router.get(
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["issuers"])
     summary="An issuer now: identifiers, structure, instruments, current facts and evidence",
     responses=problem_responses(401, 404),
 )
-async def get_issuer(issuer_id: str, session: DbSession, _: CurrentPrincipal) -> IssuerRead:
+async def get_issuer(issuer_id: Identifier, session: DbSession, _: CurrentPrincipal) -> IssuerRead:
     return await service.get_issuer(session, issuer_id)
 
 
@@ -32,16 +32,14 @@ async def get_issuer(issuer_id: str, session: DbSession, _: CurrentPrincipal) ->
     responses=problem_responses(401, 404),
 )
 async def get_issuer_facts(
-    issuer_id: str,
+    issuer_id: Identifier,
     session: DbSession,
     _: CurrentPrincipal,
-    at: Annotated[dt.datetime | None, Query(description="RFC 3339 time; default now.")] = None,
+    at: Annotated[
+        Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
+    ] = None,
     history: Annotated[bool, Query(description="Also list superseded facts.")] = False,
 ) -> IssuerFacts:
-    if at is not None and at.tzinfo is None:
-        raise InvalidInput(
-            "`at` needs a timezone, e.g. 2025-03-12T00:00:00Z.",
-        )
     return await service.get_issuer_facts(session, issuer_id, at, history)
 
 
@@ -51,7 +49,9 @@ async def get_issuer_facts(
     summary="An instrument: its issuer and underlying",
     responses=problem_responses(401, 404),
 )
-async def get_instrument(isin: str, session: DbSession, _: CurrentPrincipal) -> InstrumentRead:
+async def get_instrument(
+    isin: Identifier, session: DbSession, _: CurrentPrincipal
+) -> InstrumentRead:
     return await service.get_instrument(session, isin)
 
 
@@ -61,5 +61,5 @@ async def get_instrument(isin: str, session: DbSession, _: CurrentPrincipal) -> 
     summary="A country: its sovereign issuers, current facts and arms embargoes",
     responses=problem_responses(401, 404),
 )
-async def get_country(country: str, session: DbSession, _: CurrentPrincipal) -> CountryRead:
+async def get_country(country: Identifier, session: DbSession, _: CurrentPrincipal) -> CountryRead:
     return await service.get_country(session, country)

@@ -97,5 +97,19 @@ class ServiceUnavailable(AppError):
 
 
 class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot serve now (down, restarting, out of connections, locked)."""
+
     slug = "database-unavailable"
     title = "Database unavailable"
+    # Long enough for a restart or a failover to finish, short enough for a desk's retry.
+    RETRY_AFTER_SECONDS: ClassVar[int] = 5
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        retry = {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+        super().__init__(detail, errors=errors, headers={**retry, **(headers or {})})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +27,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
 }
 
@@ -131,6 +136,11 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"There is no endpoint at {request.url.path}. See /docs for the API reference."
+    if exc.status_code == 413:  # a body over the route's max_body_size (app/kit/limits.py)
+        detail = (
+            "The request body is larger than this endpoint accepts (see its description in "
+            "the API reference); nothing was done."
+        )
     return problem_response(
         status=exc.status_code,
         slug=slug,
@@ -142,27 +152,66 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _database_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DBAPIError)
-    # Only connection-level failures mean "the database is down"; anything else is a bug (500).
-    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-        raise exc
-    log.warning("database unavailable", error=str(exc.orig)[:200])
-    return _from_app_error(
-        request,
-        DatabaseUnavailable(
-            "The database cannot be reached. Nothing was decided or written; retry shortly."
-        ),
+# SQLSTATE classes and codes that mean "the database cannot serve now; the same request will
+# work once it is back": connection exceptions (08), insufficient resources (53: too many
+# connections, out of memory or disk), operator intervention (57P01 admin shutdown, 57P02 crash
+# shutdown, 57P03 cannot connect now: starting up or recovering, 57P04 database dropped),
+# and a standby that cannot serve (58P0x: system errors such as I/O failures).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P", "58")
+# SQLite's equivalents arrive as OperationalError: "database is locked" (another writer held
+# the lock past the busy timeout), "unable to open database file", "disk I/O error".
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is not available now (503 and retry), as opposed to
+    a bug or a bad statement (500). The one classification, for every driver and dialect."""
+    if isinstance(exc, SQLAlchemyTimeoutError):  # the pool had no connection to give in time
+        return True
+    code = _sqlstate(exc)
+    if code is not None and code.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
+        return True
+    if isinstance(exc, DBAPIError):
+        # OperationalError (SQLite locked or unopenable, psycopg connection failures) and
+        # InterfaceError (asyncpg: connection closed, does not exist) are the connection's;
+        # connection_invalidated: SQLAlchemy recognised a disconnect.
+        return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    if isinstance(exc, asyncpg.exceptions.InterfaceError | asyncpg.exceptions.PostgresError):
+        # Raised unwrapped while connecting (SQLAlchemy wraps only errors on a connection).
+        return isinstance(
+            exc,
+            asyncpg.exceptions.ConnectionDoesNotExistError
+            | asyncpg.exceptions.CannotConnectNowError
+            | asyncpg.exceptions.TooManyConnectionsError,
+        )
+    # The socket: refused, reset, unreachable host or network, DNS failure, connect timeout
+    # (not every OSError: a missing file is a bug, not an outage).
+    return isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or (
+        isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS
     )
 
 
-async def _connection_error_handler(request: Request, exc: Exception) -> Response:
-    # Raw socket errors surface from the driver when the server is not listening at all.
-    log.warning("database connection failed", error=str(exc)[:200])
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ETIMEDOUT}
+)
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        raise exc  # a bug, not an outage: the last-resort 500 logs it in full
+    log.warning("database unavailable", error=type(exc).__name__, detail=str(exc)[:200])
     return _from_app_error(
         request,
         DatabaseUnavailable(
-            "The database cannot be reached. Nothing was decided or written; retry shortly."
+            "The database cannot be reached. Nothing was decided or written; retry in "
+            f"{DatabaseUnavailable.RETRY_AFTER_SECONDS} seconds.",
         ),
     )
 
@@ -171,6 +220,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
-    app.add_exception_handler(DBAPIError, _database_error_handler)
-    app.add_exception_handler(ConnectionError, _connection_error_handler)
-    app.add_exception_handler(TimeoutError, _connection_error_handler)
+    # Every class an outage can surface as (database_unavailable decides which instances are).
+    for database_error in (
+        DBAPIError,
+        SQLAlchemyTimeoutError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.PostgresError,
+        OSError,
+        TimeoutError,
+    ):
+        app.add_exception_handler(database_error, _database_error_handler)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -10,13 +9,15 @@ from app.auth.dependencies import Authorize
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.kit.db import DbSession, read_only_transaction
+from app.kit.inputs import PolicyKey, Rfc3339, Token
+from app.kit.limits import BODY_MAX_DEFAULT
 from app.kit.middleware import is_head
 from app.kit.openapi import problem_responses
 from app.lists import formats, service
 from app.lists.schemas import ListDocument
 from app.screening.index import VerdictIndex
 
-router = APIRouter(prefix="/v1", tags=["lists"])
+router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1", tags=["lists"])
 
 LIST_TOKEN_HEADER = "X-List-Token"  # noqa: S105 - a header name, not a secret
 
@@ -91,17 +92,17 @@ async def get_list(
     request: Request,
     session: DbSession,
     _: ListsPrincipal,
-    policy: str,
+    policy: PolicyKey,
     format_: Annotated[
         formats.ListFormat, Query(alias="format", description="csv, ndjson or json.")
     ] = "csv",
     level: Annotated[service.Level, Query(description="issuer or instrument.")] = "instrument",
     as_of: Annotated[
-        dt.datetime | None,
-        Query(description="RFC 3339: the list as it was then (policy and data of then)."),
+        Rfc3339 | None,
+        Query(description="RFC 3339 with an offset: the list as it was then (policy and data)."),
     ] = None,
     since: Annotated[
-        str | None, Query(description="A list token (ETag): only what changed since that list.")
+        Token | None, Query(description="A list token (ETag): only what changed since that list.")
     ] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:

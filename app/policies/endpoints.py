@@ -4,13 +4,14 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime
 
 from app.auth.dependencies import Authorize, CurrentPrincipal
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.kit.db import DbSession
 from app.kit.errors import PayloadTooLarge, UnsupportedMediaType
+from app.kit.inputs import PolicyKey, Rfc3339, RowNumber
+from app.kit.limits import BODY_MAX_DEFAULT, BODY_MAX_POLICY
 from app.kit.openapi import problem_responses
 from app.kit.time import utcnow
 from app.models import Policy, PolicyVersion
@@ -31,12 +32,12 @@ from app.policies.schemas import (
     VersionSummary,
 )
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1/policies", tags=["policies"])
 
 WritePrincipal = Annotated[Principal, Depends(Authorize(Scope.policies_write))]
 ApprovePrincipal = Annotated[Principal, Depends(Authorize(Scope.policies_approve))]
 
-MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_DOCUMENT_BYTES = BODY_MAX_POLICY
 _MEDIA_TYPES: dict[str, service.Format] = {
     "application/json": "json",
     "application/yaml": "yaml",
@@ -127,9 +128,10 @@ def _title(version: PolicyVersion) -> str:
         **problem_responses(401, 403, 409, 413, 415),
     },
     openapi_extra=_DOCUMENT_BODY,
+    max_body_size=MAX_DOCUMENT_BYTES,
 )
 async def create_version(
-    key: str,
+    key: PolicyKey,
     request: Request,
     response: Response,
     principal: WritePrincipal,
@@ -160,8 +162,8 @@ async def create_version(
     responses=problem_responses(401, 403, 404, 409),
 )
 async def approve_version(
-    key: str,
-    version: int,
+    key: PolicyKey,
+    version: RowNumber,
     principal: ApprovePrincipal,
     session: DbSession,
     body: ApproveRequest | None = None,
@@ -202,7 +204,7 @@ async def list_policies(_: CurrentPrincipal, session: DbSession) -> list[PolicyS
     summary="A policy and its versions",
     responses=problem_responses(401, 404),
 )
-async def get_policy(key: str, _: CurrentPrincipal, session: DbSession) -> PolicyRead:
+async def get_policy(key: PolicyKey, _: CurrentPrincipal, session: DbSession) -> PolicyRead:
     overview, versions = await service.get_policy(session, key)
     return PolicyRead(
         key=overview.policy.key,
@@ -225,12 +227,10 @@ async def get_policy(key: str, _: CurrentPrincipal, session: DbSession) -> Polic
     responses=problem_responses(401, 404),
 )
 async def get_in_force(
-    key: str,
+    key: PolicyKey,
     _: CurrentPrincipal,
     session: DbSession,
-    at: Annotated[
-        AwareDatetime | None, Query(description="RFC 3339 with offset; default now.")
-    ] = None,
+    at: Annotated[Rfc3339 | None, Query(description="RFC 3339 with offset; default now.")] = None,
 ) -> VersionRead:
     policy, version = await service.get_in_force(session, key, at or utcnow())
     return _read(policy, version)
@@ -243,7 +243,7 @@ async def get_in_force(
     responses=problem_responses(401, 404),
 )
 async def get_version(
-    key: str, version: int, _: CurrentPrincipal, session: DbSession
+    key: PolicyKey, version: RowNumber, _: CurrentPrincipal, session: DbSession
 ) -> VersionRead:
     policy, row = await service.get_version(session, key, version)
     return _read(policy, row)
@@ -265,7 +265,7 @@ async def get_version(
     },
 )
 async def get_version_document(
-    key: str, version: int, _: CurrentPrincipal, session: DbSession
+    key: PolicyKey, version: RowNumber, _: CurrentPrincipal, session: DbSession
 ) -> Response:
     sha256, canonical = await service.export_version(session, key, version)
     return Response(canonical, media_type="application/json", headers={"ETag": f'"{sha256}"'})
@@ -299,11 +299,11 @@ def _collection(diff: CollectionDiff) -> CollectionDiffRead:
     responses=problem_responses(401, 404),
 )
 async def diff_version(
-    key: str,
-    version: int,
+    key: PolicyKey,
+    version: RowNumber,
     _: CurrentPrincipal,
     session: DbSession,
-    against: Annotated[int | None, Query(description="The version to compare with.")] = None,
+    against: Annotated[RowNumber | None, Query(description="The version to compare with.")] = None,
 ) -> VersionDiff:
     after, before, diff = await service.diff_versions(session, key, version, against)
     return VersionDiff(

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
+from app.kit.inputs import Rfc3339
 from app.kit.schemas import Schema
 
 StoredDocument = Annotated[
@@ -36,7 +37,7 @@ class VersionCreated(Schema):
 
 
 class ApproveRequest(Schema):
-    effective_from: AwareDatetime | None = Field(
+    effective_from: Rfc3339 | None = Field(
         default=None,
         description="When the version takes effect (RFC 3339, with offset). Default: now. "
         "Never in the past, and after every earlier approved version's.",

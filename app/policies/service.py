@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.schemas import Actor
 from app.kit.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from app.kit.inputs import quote, refuse_unstorable
 from app.kit.time import utcnow
 from app.models import Policy, PolicyVersion, VersionStatus
 from app.policies.diff import DocumentDiff, diff_documents
@@ -90,7 +91,7 @@ class _YamlLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    None, None, f"the key {quote(str(key))} is given twice", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -115,13 +116,24 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"the key {key!r} is given twice")
+            raise ValueError(f"the key {quote(key)} is given twice")
         result[key] = value
     return result
 
 
 def read_document_text(raw: bytes, fmt: Format) -> Any:
-    """Parse a JSON or YAML body; problems are 422 with the line and column."""
+    """Parse a JSON or YAML body; problems are 422 with the line and column (or the path of a
+    string holding NUL or a lone surrogate, which no database can store)."""
+    data = _parse_document_text(raw, fmt)
+    if (where := refuse_unstorable(data)) is not None:
+        raise _body_error(
+            f"the string at {quote(where)} holds a NUL character or a lone surrogate, which "
+            "cannot be stored; remove it"
+        )
+    return data
+
+
+def _parse_document_text(raw: bytes, fmt: Format) -> Any:
     if not raw.strip():
         raise _body_error("the body is empty: send a policy document")
     try:

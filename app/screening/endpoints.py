@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -14,12 +13,14 @@ from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.decisions.log import DecisionLog
 from app.kit.db import DbSession, read_only_sessions
+from app.kit.inputs import Identifier, PolicyKey, Rfc3339, RowNumber
+from app.kit.limits import BODY_MAX_CHECKS, BODY_MAX_DEFAULT
 from app.kit.openapi import problem_responses
 from app.screening import service
 from app.screening.index import VerdictIndex
 from app.screening.schemas import CheckBatch, CheckBatchResult, Decision
 
-router = APIRouter(prefix="/v1", tags=["checks"])
+router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1", tags=["checks"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +70,11 @@ def _json(content: Any) -> Response:
 )
 async def check_one(
     checker: CheckerDep,
-    policy: Annotated[str, Query(description="Policy key, e.g. rpf.")],
-    instrument: Annotated[str, Query(description="ISIN.")],
-    as_of: Annotated[dt.datetime | None, Query(description="RFC 3339; default now.")] = None,
+    policy: Annotated[PolicyKey, Query(description="Policy key, e.g. rpf.")],
+    instrument: Annotated[Identifier, Query(description="ISIN.")],
+    as_of: Annotated[
+        Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
+    ] = None,
 ) -> Response:
     (decision,) = await service.check(
         checker.sessions,
@@ -93,9 +96,11 @@ async def check_one(
     summary="Check up to 10,000 instruments at once, answered in the order asked",
     description=(
         "A malformed ISIN does not fail the batch: its decision is `unknown` (fail closed) with "
-        "a reason naming the problem, and it is logged like every other decision."
+        "a reason naming the problem, and it is logged like every other decision. The body is "
+        f"at most {BODY_MAX_CHECKS:,} bytes (413), each identifier at most 64 characters (422)."
     ),
     responses=problem_responses(401, 403, 404, 413, 503),
+    max_body_size=BODY_MAX_CHECKS,
 )
 async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
     decisions = await service.check(
@@ -123,8 +128,8 @@ async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
     responses=problem_responses(401, 403, 404),
 )
 async def policy_impact(
-    key: str,
-    number: int,
+    key: PolicyKey,
+    number: RowNumber,
     session: DbSession,
     _: Annotated[Principal, Depends(AuthorizeAny(Scope.policies_write, Scope.policies_approve))],
 ) -> Response:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
+from app.kit.inputs import IDENTIFIER_MAX, STORABLE, PolicyKey, Rfc3339
 from app.kit.schemas import Schema
 
 MAX_BATCH = 10_000
@@ -71,10 +72,19 @@ class Decision(Schema):
     reasons: list[ReasonOut]
 
 
+# An instrument as asked in a batch: empty or malformed is an `unknown` decision (fail closed,
+# logged), but longer than any identifier or unstorable fails the request before any work.
+BatchInstrument = Annotated[str, StringConstraints(max_length=IDENTIFIER_MAX), STORABLE]
+
+
 class CheckBatch(Schema):
-    policy: str
-    instruments: list[str] = Field(min_length=1, description=f"Up to {MAX_BATCH:,} ISINs.")
-    as_of: dt.datetime | None = Field(
+    policy: PolicyKey
+    instruments: list[BatchInstrument] = Field(
+        # More than MAX_BATCH is a 413 from the service (the body limit bounds the parse).
+        min_length=1,
+        description=f"Up to {MAX_BATCH:,} ISINs, each at most {IDENTIFIER_MAX} characters.",
+    )
+    as_of: Rfc3339 | None = Field(
         default=None, description="A past time: answer with the policy and data of then."
     )
 

@@ -61,75 +61,11 @@ class KnownFailure:
     statuses: frozenset[int] = frozenset({500})
 
 
-def _values(case: Case[Any]) -> list[Any]:
-    return [*(case.path_parameters or {}).values(), *(case.query or {}).values()]
-
-
-def _out_of_int32_range(case: Case[Any]) -> bool:
-    """An integer path or query value the database's integer columns cannot hold (Postgres
-    int4 for versions; SQLite and int8 past 2**63)."""
-    for value in _values(case):
-        try:
-            number = int(str(value))
-        except ValueError:
-            continue
-        if not -(2**31) <= number < 2**31:
-            return True
-    return False
-
-
-_TIME_PARAMETERS = ("as_of", "at", "from", "to")
-
-
-def _bare_number_as_time(case: Case[Any]) -> bool:
-    """A time parameter given as a bare number (``to=2025``, ``to=0.0``), read as a time."""
-    for name in _TIME_PARAMETERS:
-        value = (case.query or {}).get(name)
-        try:
-            float(str(value))
-        except ValueError:
-            continue
-        if value is not None:
-            return True
-    return False
-
-
-# What the runs found that other items of issue 11 fix (the "Requests" items, worked on in
-# parallel): tolerated only for these operations and causes, and counted in the output. Remove
-# an entry once its fix is merged; the test then holds the fix.
-KNOWN: list[KnownFailure] = [
-    KnownFailure(
-        item='issue 11, Requests: "NUL and out-of-range values in URLs" (out of range)',
-        operations=frozenset(
-            {
-                "GET /v1/datasets",
-                "GET /v1/datasets/{dataset_id}",
-                "GET /v1/decisions",
-                "GET /v1/policies/{key}/versions/{version}",
-                "GET /v1/policies/{key}/versions/{version}/diff",
-                "GET /v1/policies/{key}/versions/{version}/document",
-                "POST /v1/policies/{key}/versions/{version}/approve",
-                "POST /v1/policies/{key}/versions/{number}/impact",
-            }
-        ),
-        cause=_out_of_int32_range,
-    ),
-    KnownFailure(
-        item='issue 11, Requests: "Bare numbers read as times"',
-        operations=frozenset(
-            {
-                "GET /v1/check",
-                "GET /v1/decisions",
-                "GET /v1/decisions/verify",
-                "GET /v1/issuers/{issuer_id}/facts",
-                "GET /v1/lists/{policy}",
-                "GET /v1/policies/{key}/in-force",
-            }
-        ),
-        cause=_bare_number_as_time,
-        statuses=frozenset({200, 304, 404}),  # accepted (the check: invalid data answered)
-    ),
-]
+# Known failures, tolerated only for the named operations and causes and counted in the output
+# (an entry names the issue item that fixes it; remove it with the fix). Empty: the out-of-range
+# integers and bare-number times of issue 11 are fixed (app/kit/inputs.py), and the test holds
+# those fixes.
+KNOWN: list[KnownFailure] = []
 
 
 @dataclass
