@@ -2,10 +2,18 @@
 
 Country facts (Freedom House, Transparency International CPI, ITUC, arms embargoes) are keyed by
 ISO 3166-1 alpha-2 (see ``Subject.country`` in the vocabulary). Providers name countries their
-own way ("Congo (Kinshasa)", "Korea, South", "St. Lucia", "Türkiye", ISO3 "KSV"), so every load
-goes through ``resolve_country``: codes, the English names pycountry knows, and an explicit alias
-table for the rest. Anything else is refused rather than guessed: a wrong country is worse than a
-row that a person has to look at.
+own way ("Congo (Kinshasa)", "Korea, Dem. People's Rep.", "Myanmar/Burma", "DPRK", ISO3 "KSV"),
+so every load goes through ``resolve_country``:
+
+1. codes (alpha-2, alpha-3, any case) through pycountry, plus Kosovo and two codes in the wild;
+2. a small table of names refused on purpose (historic states, territories) and of overrides
+   where the product decides differently from, or goes beyond, the name library;
+3. country_converter, a maintained table of name variants (UN, EU, World Bank, FAO, ...) as
+   regular expressions. It needs pandas, so it is imported on the first name that is not a code
+   (never for checks, which carry codes), and every answer is cached.
+
+Anything else is refused rather than guessed: a wrong country is worse than a row that a person
+has to look at.
 """
 
 from __future__ import annotations
@@ -13,14 +21,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from typing import Any
 
 import pycountry
 
 __all__ = [
-    "ALIASES",
     "CODE_ALIASES",
     "KOSOVO",
+    "OVERRIDES",
     "REFUSALS",
     "Country",
     "UnknownCountry",
@@ -54,7 +63,6 @@ class UnknownCountry(ValueError):
 # Kosovo has no ISO 3166-1 code. XK / XKX are the user-assigned codes the EU, IMF, World Bank and
 # SWIFT use; pycountry leaves Kosovo out, so it is defined here.
 KOSOVO = Country(alpha2="XK", alpha3="XKX", name="Kosovo")
-_KOSOVO_NAMES = ("kosovo", "republic of kosovo")
 
 # Codes that are not ISO 3166-1 but that published files use. Keys are upper case.
 CODE_ALIASES: dict[str, str] = {
@@ -62,52 +70,20 @@ CODE_ALIASES: dict[str, str] = {
     "UK": "GB",  # exceptionally reserved by ISO for the United Kingdom; common in the wild
 }
 
-# Normalised name -> alpha-2, for names pycountry does not know. pycountry already covers many
-# provider spellings (e.g. "Czech Republic" is Czechia's official name, "Laos", "Syria", "Iran",
-# "South Korea" are common names, "Cote d'Ivoire" matches once accents are stripped, "St. Lucia"
-# matches once "St." becomes "saint"), so those are not repeated here.
-ALIASES: dict[str, str] = {
-    # Freedom House names the two Congos by capital; ITUC puts the form in brackets.
-    "congo brazzaville": "CG",
-    "congo republic of": "CG",
-    "republic of congo": "CG",
-    "congo kinshasa": "CD",
-    "congo democratic republic of": "CD",
-    "democratic republic of congo": "CD",
-    "dr congo": "CD",
-    "drc": "CD",  # SIPRI arms-embargo archive
-    "korea north": "KP",
-    "korea south": "KR",
-    "russia": "RU",
-    "brunei": "BN",
-    "cape verde": "CV",
-    "ivory coast": "CI",
-    "swaziland": "SZ",  # renamed Eswatini in 2018
-    "micronesia": "FM",
-    "east timor": "TL",
-    "turkey": "TR",  # ISO renamed it Turkiye in 2022; FH and TI still wrote "Turkey"
-    "macedonia": "MK",  # renamed North Macedonia in 2019
-    "burma": "MM",
-    "zaire": "CD",  # renamed 1997, same state and territory (ISO 3166-3 ZRCD)
-    "southern rhodesia": "ZW",  # became Zimbabwe in 1980, same territory (ISO 3166-3 RHZW)
-    "rhodesia": "ZW",
-    "great britain": "GB",
-    "uae": "AE",
-    "holy see": "VA",
-    "vatican": "VA",
-    "vatican city": "VA",
-    "macau": "MO",
-    "palestine": "PS",
-    "palestinian territories": "PS",
-    "occupied palestinian territory": "PS",
-    # Freedom House rates the Gaza Strip and the West Bank as two territories because they are
-    # governed by different authorities. ISO 3166-1 has a single code, PS, covering both (West
-    # Bank including East Jerusalem, and Gaza), and no code for either part, so both resolve to
-    # PS. Consequence for loaders: two FH rows per edition share PS; keep the FH name alongside
-    # the code (or decide explicitly which rating wins) rather than letting one overwrite the
-    # other.
+# Normalised name -> alpha-2: the few names the name library (country_converter, see
+# ``_library_alpha2``) gets wrong or does not know, and the product's own decisions. Everything
+# else a publisher writes ("Myanmar/Burma", "DPRK", "Korea, Dem. People's Rep.", "Lao PDR",
+# "Congo (Kinshasa)", "Swaziland", "Zaire", ...) is the library's job; add a line here only with
+# a test showing the library's answer, and say why.
+OVERRIDES: dict[str, str] = {
+    # Product decision (the library agrees today; the entries pin it): Freedom House rates the
+    # Gaza Strip and the West Bank as two territories because they are governed by different
+    # authorities. ISO 3166-1 has a single code, PS, covering both (West Bank including East
+    # Jerusalem, and Gaza), and no code for either part, so both resolve to PS rather than being
+    # refused as territories. Consequence for loaders: two FH rows per edition share PS; keep the
+    # FH name alongside the code (or decide explicitly which rating wins) rather than letting one
+    # overwrite the other.
     "gaza strip": "PS",
-    "gaza": "PS",
     "west bank": "PS",
     "west bank and gaza strip": "PS",  # older FH editions' single unit
     "palestinian authority administered territories": "PS",  # older FH editions
@@ -115,8 +91,9 @@ ALIASES: dict[str, str] = {
     # absorbed the GDR in 1990 (same state, code DE throughout); the Democratic Republic of
     # Vietnam absorbed the South in 1976 and was renamed; North Yemen's code, capital and
     # continuity carried over to the 1990 Republic of Yemen. FH writes them "Germany, W.",
-    # "Vietnam, N.", "Yemen, N.". Their other halves are refused (see REFUSALS), so no edition
-    # holds two rated rows for one code.
+    # "Vietnam, N.", "Yemen, N.". The library does not know the German and Vietnamese ones; it
+    # maps every Yemen to YE, "Yemen, S." included, so the Yemen entries pin the decision. Their
+    # other halves are refused (see REFUSALS), so no edition holds two rated rows for one code.
     "germany w": "DE",
     "west germany": "DE",
     "vietnam n": "VN",
@@ -140,7 +117,11 @@ _TERRITORY = (
 )
 
 # Normalised name -> why it is refused. Freedom House rates these (historic states, and
-# territories next to their countries); a precise message saves a person a lookup.
+# territories next to their countries); a precise message saves a person a lookup. They are
+# checked before the name library, which maps several of them to a country on purpose for its
+# own users and wrongly for ours: "Czechoslovakia" to CZ, "Yemen, S." to YE, "Somaliland" to SO,
+# "Northern Cyprus" to CY, "Indian/Pakistani Kashmir" to IN/PK, "Israeli-Occupied Territories"
+# to IL.
 REFUSALS: dict[str, str] = {
     "ussr": _DISSOLVED,
     "soviet union": _DISSOLVED,
@@ -205,13 +186,13 @@ def _keys(value: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Index:
-    by_code: dict[str, Country]
-    by_name: dict[str, Country]
+    by_code: dict[str, Country]  # alpha-2, alpha-3 and CODE_ALIASES, upper case
+    by_alpha2: dict[str, Country]
 
 
 def _add(table: dict[str, Country], key: str, country: Country) -> None:
     # Two countries under one key would make resolution depend on iteration order; fail loudly
-    # instead (a pycountry upgrade or a careless alias would show up here, and in the tests).
+    # instead (a pycountry upgrade would show up here, and in the tests).
     existing = table.setdefault(key, country)
     if existing != country:
         raise RuntimeError(f"country key {key!r} is ambiguous: {existing} and {country}")
@@ -219,10 +200,9 @@ def _add(table: dict[str, Country], key: str, country: Country) -> None:
 
 @cache
 def _index() -> _Index:
-    """Build the code and name tables once, on first use."""
+    """Build the code tables once, on first use."""
     by_alpha2: dict[str, Country] = {KOSOVO.alpha2: KOSOVO}
     by_code: dict[str, Country] = {KOSOVO.alpha2: KOSOVO, KOSOVO.alpha3: KOSOVO}
-    by_name: dict[str, Country] = {}
     for record in pycountry.countries:
         common = getattr(record, "common_name", None)
         country = Country(
@@ -231,25 +211,52 @@ def _index() -> _Index:
         by_alpha2[country.alpha2] = country
         _add(by_code, country.alpha2, country)
         _add(by_code, country.alpha3, country)
-        for attribute in ("name", "official_name", "common_name"):
-            text = getattr(record, attribute, None)
-            if text:
-                for key in _keys(str(text)):
-                    _add(by_name, key, country)
-    for key in _KOSOVO_NAMES:
-        _add(by_name, key, KOSOVO)
     for code, alpha2 in CODE_ALIASES.items():
         _add(by_code, code, by_alpha2[alpha2])
-    for key, alpha2 in ALIASES.items():
+    for key, alpha2 in OVERRIDES.items():
         if normalise_name(key) != key:
             raise RuntimeError(
-                f"alias {key!r} is not normalised (expected {normalise_name(key)!r})"
+                f"override {key!r} is not normalised (expected {normalise_name(key)!r})"
             )
-        _add(by_name, key, by_alpha2[alpha2])
+        if alpha2 not in by_alpha2:
+            raise RuntimeError(f"override {key!r} names no country: {alpha2!r}")
     for key in REFUSALS:
-        if key in by_name:
-            raise RuntimeError(f"refused name {key!r} is also a known country name")
-    return _Index(by_code=by_code, by_name=by_name)
+        if key in OVERRIDES:
+            raise RuntimeError(f"refused name {key!r} is also an override")
+    return _Index(by_code=by_code, by_alpha2=by_alpha2)
+
+
+# Longest name handed to the name library (the longest real one, "Saint Vincent and the
+# Grenadines" or "United Kingdom of Great Britain and Northern Ireland", is far shorter): its
+# regular expressions run over the whole text, so a bound keeps a hostile cell cheap.
+_MAX_NAME = 100
+# The characters publishers use in country names. The library's regular expressions search
+# rather than match whole names ("Germany!!x" would be Germany), so text with anything else is
+# refused before it gets there.
+_NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ .,'\u2018\u2019\u02bc()/&-])*")
+_NOT_FOUND = "\x00not found"
+
+
+@cache
+def _converter() -> Any:
+    """country_converter's table, loaded on the first name that is not a code (imports pandas)."""
+    import logging
+
+    import country_converter
+
+    # It logs a warning for every name it does not find; an unknown name is ours to report.
+    logging.getLogger("country_converter").setLevel(logging.ERROR)
+    return country_converter.CountryConverter()
+
+
+@lru_cache(maxsize=4096)
+def _library_alpha2(text: str) -> str | None:
+    """The alpha-2 country_converter gives for ``text``, or None if none or several match."""
+    found = _converter().convert(
+        text, src="regex", to="ISO2", enforce_list=True, not_found=_NOT_FOUND
+    )
+    codes = {str(code) for code in found[0]} - {_NOT_FOUND}
+    return codes.pop() if len(codes) == 1 else None
 
 
 def resolve_country(value: str) -> Country:
@@ -259,19 +266,26 @@ def resolve_country(value: str) -> Country:
     absorbed and territories without their own code.
     """
     index = _index()
-    text = value.strip()
+    text = " ".join(value.split())
     if _CODE.fullmatch(text):
         country = index.by_code.get(text.upper())
         if country is not None:
             return country
+    if not text or len(text) > _MAX_NAME:
+        raise UnknownCountry(value)
     keys = _keys(text)
-    for key in keys:
-        country = index.by_name.get(key)
-        if country is not None:
-            return country
     for key in keys:
         if key in REFUSALS:
             raise UnknownCountry(value, f"it is {REFUSALS[key]}")
+        if key in OVERRIDES:
+            return index.by_alpha2[OVERRIDES[key]]
+    if _NAME.fullmatch(text):
+        # As written first (the library knows "Korea, Dem. People's Rep."), then the lookup keys
+        # ("Sudan, South" as "south sudan", "St." as "saint").
+        for candidate in (text, *keys):
+            alpha2 = _library_alpha2(candidate)
+            if alpha2 is not None and alpha2 in index.by_alpha2:
+                return index.by_alpha2[alpha2]
     raise UnknownCountry(value)
 
 
