@@ -14,6 +14,8 @@ WORKDIR /srv/mayhold
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
+COPY policies ./policies
+COPY openapi ./openapi
 RUN pip install . \
     && mkdir -p /var/lib/mayhold \
     && chown mayhold:mayhold /var/lib/mayhold

@@ -11,7 +11,15 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# Where migrations/, policies/ and openapi/ are: the source checkout (also an editable
+# install), else the copies an installed wheel carries inside the package (pyproject.toml,
+# tool.hatch.build.targets.wheel.force-include).
+REPO_ROOT = (
+    _CHECKOUT
+    if (_CHECKOUT / "migrations").is_dir()
+    else Path(__file__).resolve().parents[1] / "_bundled"
+)
 
 
 class Settings(BaseSettings):
