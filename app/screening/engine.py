@@ -566,9 +566,6 @@ _FROM_STATE = frozenset({"exclude", "unknown"})
 _LINK_UNKNOWN = {"exclude": "unknown", "watch": "undecided", "unknown": "unknown"}
 
 
-_NOT_GIVEN = "not given"
-
-
 def _link_evidence(
     issuer: IssuerNode, field: str, value: Decimal | None, op: str, pct: float
 ) -> Evidence:
@@ -577,7 +574,7 @@ def _link_evidence(
     return Evidence(
         provider="internal",
         metric=field,
-        value=format_value(value) if value is not None else _NOT_GIVEN,
+        value=format_value(value) if value is not None else "not given",
         comparison=op,
         threshold=format_value(Decimal(str(pct))),
         as_of=None,
@@ -585,12 +582,6 @@ def _link_evidence(
         source_row=issuer.source_row,
         source_field=f"issuer {issuer.issuer_id}",
     )
-
-
-def _travel(reason: Reason, via: Via, link: Evidence | None) -> Reason:
-    """``reason`` one hop further along a chain, with the link's percentage as evidence."""
-    evidence = reason.evidence if link is None else (*reason.evidence, link)
-    return replace(reason, via=(via, *reason.via), evidence=evidence)
 
 
 def _unlinked(reason: Reason, via: Via, why: str, link: Evidence) -> Reason | None:
@@ -608,12 +599,14 @@ def _unlinked(reason: Reason, via: Via, why: str, link: Evidence) -> Reason | No
     )
 
 
-def _across(hits: list[Reason], via: Via, link: Evidence, why_unlinked: str) -> list[Reason]:
-    """``hits`` one hop along a link: with its percentage as evidence, or, when the record gives
-    none (``link.value`` "not given"), undecided for ``why_unlinked``."""
-    if link.value == _NOT_GIVEN:
-        return [r for h in hits if (r := _unlinked(h, via, why_unlinked, link)) is not None]
-    return [_travel(h, via, link) for h in hits]
+def _across(
+    hits: list[Reason], via: Via, link: Evidence, unlinked_because: str | None
+) -> list[Reason]:
+    """``hits`` one hop along a link, the link's percentage appended to their evidence; when
+    the record gives no percentage (``unlinked_because`` says so), undecided instead."""
+    if unlinked_because is not None:
+        return [r for h in hits if (r := _unlinked(h, via, unlinked_because, link)) is not None]
+    return [replace(h, via=(via, *h.via), evidence=(*h.evidence, link)) for h in hits]
 
 
 def _travels(ctx: _Context, reason: Reason, outcomes: frozenset[str]) -> bool:
@@ -659,7 +652,7 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
                 "established: the issuer record gives no control percentage"
             )
             link = _link_evidence(child, "parent_control_pct", pct, rule.op, rule.control_pct)
-            found.extend(_across(hits, via, link, why))
+            found.extend(_across(hits, via, link, why if pct is None else None))
     return found
 
 
@@ -689,7 +682,7 @@ def _state_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
             "without an ownership percentage"
         )
         link = _link_evidence(issuer, "state_owner_pct", pct, rule.op, rule.pct)
-        found.extend(_across(hits, via, link, why))
+        found.extend(_across(hits, via, link, why if pct is None else None))
     return found
 
 
@@ -872,10 +865,11 @@ def _lifted_note(
 
 def _readmits(ctx: _Context, entry: ListEntryPoint, reason: Reason) -> bool:
     """Whether an inclusion entry lifts ``reason`` (seed 003: an excluded company can be
-    readmitted by decision). It lifts a hit (exclude or watch) of a rule it names, or a hit
-    already established by evidence dated on or before its ``decided_on``: an exclusion entry
-    decided no later than it, or a rule whose condition held on the data as it stood that day.
-    A later hit (new evidence), and missing or undecidable data, are never lifted."""
+    readmitted by decision). Only hits (exclude or watch): an exclusion entry decided no later
+    than it; a rule's hit when the entry names that rule (naming rules lifts those only), else
+    when the rule's condition held on the data the decision could have seen (dated on or before
+    ``decided_on``, loaded no later than the entry's dataset, judged that day). A later hit
+    (new evidence), and missing or undecidable data, are never lifted."""
     if reason.outcome not in ("exclude", "watch"):
         return False
     if reason.rule_id.startswith("list:"):
