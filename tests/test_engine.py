@@ -927,3 +927,25 @@ def test_stale_data_is_shown_as_evidence() -> None:
         "as_of >=",
         (DAY - dt.timedelta(days=213)).isoformat(),
     )
+
+
+def test_a_stale_embargo_list_beside_a_fresh_one_is_unknown_unless_the_fresh_one_decides() -> None:
+    """Providers' lists complement each other: a fresh list without the country does not
+    clear it while another provider's list is stale; a fresh list with the embargo decides."""
+    stale_load = EmbargoLoad(4, "eu", DAY - dt.timedelta(days=500))
+    fresh_load = EmbargoLoad(3, "sipri", FRESH)
+
+    def judged(*embargoes: Embargo) -> Evaluation:
+        snapshot = universe(
+            sovereign("XB"), country_facts=country_facts("XB"), embargoes=list(embargoes)
+        )
+        snapshot.embargo_loads = (fresh_load, stale_load)
+        return judge(RPF, snapshot, "ISIN-SOV-XB")
+
+    in_stale_list = Embargo("XB", "EU", "2014/512/CFSP", dt.date(2014, 7, 31), None, 4, 2)
+    result = judged(in_stale_list)
+    assert result.verdict == "unknown"
+    assert fired(result) == {("country-sanctions", "unknown")}
+    assert judged().verdict == "unknown"  # absent from both: the stale list cannot say so
+    in_fresh_list = Embargo("XB", "UN", "UNSCR 1970", dt.date(2011, 2, 26), None, 3, 2)
+    assert judged(in_fresh_list).verdict == "excluded"

@@ -340,7 +340,9 @@ def _fh_average(ctx: _Context, issuer: IssuerNode, atom: Threshold | Duration) -
 
 def _embargo_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
     """Arms embargoes: a list, so absence means "not listed", once a list is loaded; a list
-    older than the rule's data age (country data) is missing, like any stale data."""
+    older than the rule's data age (country data) is missing, like any stale data. Providers'
+    lists complement each other (not alternatives, as providers of a fact are): while one is
+    stale, only an embargo the fresh lists show decides; otherwise it is missing."""
     loads = ctx.snapshot.embargo_loads
     if ctx.loaded_by is not None:
         loads = tuple(load for load in loads if load.dataset_id <= ctx.loaded_by)
@@ -349,17 +351,6 @@ def _embargo_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
         return None, "no arms-embargoes list has been loaded", None
     max_age = ctx.data.max_age_for(atom)
     latest = {p: load for p, load in current.items() if (ctx.day - load.as_of).days <= max_age}
-    if not latest:
-        newest = max(current.values(), key=lambda load: load.as_of)
-        why = (
-            f"the arms-embargoes lists are stale: the newest ({newest.provider}, dataset "
-            f"{newest.dataset_id}) is as of {newest.as_of.isoformat()}, more than {max_age} "
-            f"days before {ctx.day.isoformat()}"
-        )
-        list_point = FactPoint(
-            ARMS_EMBARGO, newest.provider, "(the list)", newest.as_of, newest.dataset_id, 0
-        )
-        return None, why, list_point
     current_ids = {load.dataset_id for load in latest.values()}
     rows = [
         e
@@ -367,6 +358,19 @@ def _embargo_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
         if e.dataset_id in current_ids and e.in_force(ctx.day)
     ]
     authorities = frozenset(e.authority for e in rows)
+    stale = [load for p, load in current.items() if p not in latest]
+    threshold, _ = ctx.threshold(atom)
+    if stale and not authorities & threshold:
+        oldest = min(stale, key=lambda load: load.as_of)
+        why = (
+            f"the arms-embargoes lists are stale: {oldest.provider}'s (dataset "
+            f"{oldest.dataset_id}) is as of {oldest.as_of.isoformat()}, more than {max_age} "
+            f"days before {ctx.day.isoformat()}"
+        )
+        list_point = FactPoint(
+            ARMS_EMBARGO, oldest.provider, "(the list)", oldest.as_of, oldest.dataset_id, 0
+        )
+        return None, why, list_point
     source = min(latest.values(), key=lambda load: load.as_of)
     first = min(rows, key=lambda e: (e.dataset_id, e.source_row)) if rows else None
     return (
