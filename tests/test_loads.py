@@ -423,19 +423,21 @@ async def test_an_appended_older_decision_never_overwrites_a_newer_one(
     assert [h["title"] for h in hits] == ["Committee decision"]
     assert decision["may_hold"] is False
 
-    # A newer decision still updates it, and the summary says what changed.
+    # A newer decision still updates it, and the summary says what changed. (Its expiry a year
+    # from today: a fixed date would expire the entry, and fail the test, on that day.)
+    expires = (today() + dt.timedelta(days=365)).isoformat()
     renewed = await load_ok(
         desk.client,
         desk.steward,
         "list-entries",
-        header + "rpf,THALES,exclusion,Committee review,2026-11-20,EXC-2026-9,2027-11-20\n",
+        header + f"rpf,THALES,exclusion,Committee review,2026-11-20,EXC-2026-9,{expires}\n",
     )
     assert renewed["summary"]["superseded"]["count"] == 0
     [changed] = renewed["summary"]["changed"]["examples"]
     assert changed["changes"] == {
         "reason": {"before": "Committee decision", "after": "Committee review"},
         "decided_on": {"before": "2026-11-15", "after": "2026-11-20"},
-        "expires_on": {"before": None, "after": "2027-11-20"},
+        "expires_on": {"before": None, "after": expires},
     }
     hits = [r for r in (await desk.check(THALES))["reasons"] if r["rule_id"] == "list:exclusion"]
     assert [h["title"] for h in hits] == ["Committee review"]
