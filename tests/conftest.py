@@ -112,3 +112,9 @@ def bearer(key: str) -> dict[str, str]:
 @pytest.fixture
 def tmp_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+async def steward(make_key: MakeKey) -> str:
+    """A data steward's key (scope data:write)."""
+    return await make_key(Scope.data_write, name="data-steward")

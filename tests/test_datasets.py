@@ -7,21 +7,9 @@ import pytest
 
 from app.auth.scopes import Scope
 from tests.conftest import MakeKey, bearer
-from tests.support.datasets import FIXTURES, load, load_ok, load_universe, real_file
+from tests.support.datasets import FIXTURES, datasets, load, load_ok, load_universe, real_file
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
-
-
-@pytest.fixture
-async def steward(make_key: MakeKey) -> str:
-    return await make_key(Scope.data_write, name="data-steward")
-
-
-async def datasets(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
-    response = await client.get("/v1/datasets", headers=bearer(key))
-    assert response.status_code == 200
-    result: list[dict[str, Any]] = response.json()
-    return result
 
 
 async def issuer(client: httpx.AsyncClient, key: str, issuer_id: str) -> dict[str, Any]:

@@ -34,25 +34,13 @@ from app.main import create_app
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import open_desk
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.datasets import load, load_ok, load_universe
+from tests.support.datasets import datasets, load, load_ok, load_universe
 from tests.support.problems import assert_problem
 from tests.support.processes import free_port, mayhold
 
 NAME_CHARS = stage_limits(IssuersAdapter)["name"]
 ID_CHARS = stage_limits(IssuersAdapter)["msci_issuer_id"]
 REASON_CHARS = stage_limits(ListEntriesAdapter)["reason"]
-
-
-@pytest.fixture
-async def steward(make_key: MakeKey) -> str:
-    return await make_key(Scope.data_write, name="data-steward")
-
-
-async def datasets(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
-    response = await client.get("/v1/datasets", headers=bearer(key))
-    assert response.status_code == 200
-    result: list[dict[str, Any]] = response.json()
-    return result
 
 
 def first_error(response: httpx.Response) -> dict[str, Any]:

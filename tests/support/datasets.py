@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import bearer
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 # The published files live beside the repository (shared/data/real), in CI as on a laptop.
 REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
@@ -54,3 +56,11 @@ async def load_universe(client: httpx.AsyncClient, key: str) -> None:
     """The fixture issuers and instruments (what every other kind refers to)."""
     await load_ok(client, key, "issuers", FIXTURES / "issuers.csv")
     await load_ok(client, key, "instruments", FIXTURES / "instruments.csv")
+
+
+async def datasets(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
+    """``GET /v1/datasets`` as ``key`` sees it (newest first)."""
+    response = await client.get("/v1/datasets", headers=bearer(key))
+    assert response.status_code == 200
+    result: list[dict[str, Any]] = response.json()
+    return result
