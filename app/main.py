@@ -29,6 +29,7 @@ from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
 from app.screening.endpoints import router as screening_router
 from app.screening.index import VerdictIndex
+from app.screening.service import recompute
 
 log = get_logger("mayhold.app")
 
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         )
         await app.state.decision_log.start()
         app.state.verdict_index = None
+        # Replay needs the engine; the decision log must not import it (screening writes to
+        # the log): the one place both meet is here.
+        app.state.recompute = recompute
         if settings.index_enabled:
             app.state.verdict_index = VerdictIndex(
                 app.state.database.sessionmaker, poll_seconds=settings.index_poll_seconds

@@ -19,9 +19,9 @@ import time
 
 from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
+from app.screening.applied import applied_at
 from app.screening.index import VerdictIndex, read_watermark
 from app.screening.repository import ScreeningRepository
-from app.screening.service import judge_at
 from bench.support import demo_postgres, rss_mb
 
 
@@ -29,12 +29,12 @@ async def main(companies: int, extra_bonds: int) -> None:
     async with demo_postgres(companies, extra_bonds) as (_, database):
         async with database.sessionmaker() as session:
             mark = await read_watermark(session)
-            judge = await judge_at(session, "rpf", utcnow())
+            applied = await applied_at(session, "rpf", utcnow())
             before = rss_mb()
             started = time.perf_counter()
             with building_long_lived():  # as the index builds it
                 snapshot = await ScreeningRepository(session).full_snapshot(
-                    mark[0], judge.list_keys
+                    mark[0], applied.list_keys
                 )
             read = time.perf_counter() - started
         print(
@@ -45,7 +45,7 @@ async def main(companies: int, extra_bonds: int) -> None:
         index = VerdictIndex(database.sessionmaker)
         index._watermark = mark
         started = time.perf_counter()
-        await index._build("rpf")
+        await index._build(("rpf", "client"))
         total = time.perf_counter() - started
         assert index.builds == 1, "the build failed (see the log)"
         print(

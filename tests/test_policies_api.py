@@ -19,6 +19,7 @@ from app.auth.scopes import Scope
 from app.models import ImmutableVersionError, PolicyVersion
 from app.policies import service
 from app.policies.document import document_sha256, parse_document
+from app.screening.applied import applied_at
 from tests.conftest import MakeKey, bearer
 from tests.support.policies import (
     HOUSE,
@@ -524,7 +525,7 @@ async def test_version_in_force_at_the_boundaries(
             session, "rpf", boundary - dt.timedelta(microseconds=1)
         )
         assert before.version == 1
-        effective = await service.get_effective_policy(session, "rpf", boundary)
+        effective = await applied_at(session, "rpf", boundary)
         assert (effective.version, effective.base_key) == (2, None)
         assert effective.document.title == "RPF v2"
 
@@ -833,7 +834,7 @@ async def test_overlay_tightening_is_accepted_and_merged(
     import datetime as dt
 
     async with sessionmaker() as session:
-        effective = await service.get_effective_policy(session, "mandate", dt.datetime.now(dt.UTC))
+        effective = await applied_at(session, "mandate", dt.datetime.now(dt.UTC))
     assert (effective.base_key, effective.base_version) == ("house", 1)
     merged = effective.document
     assert [r.id for r in merged.rules][-1] == "coal"

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
@@ -153,5 +153,8 @@ async def get_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -
     ),
     responses=problem_responses(401, 403, 404),
 )
-async def replay_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -> Response:
-    return _json(await service.replay(session, decision_id))
+async def replay_decision(
+    decision_id: uuid.UUID, session: DbSession, _: Auditor, request: Request
+) -> Response:
+    recompute: service.Recompute = request.app.state.recompute
+    return _json(await service.replay(session, decision_id, recompute))

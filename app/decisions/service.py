@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,6 @@ from app.kit.canonical import canonical_bytes, json_ready, rfc3339
 from app.kit.errors import AppError, Conflict, FieldError, InvalidInput, NotFound
 from app.kit.time import utcnow
 from app.models import DecisionCheckpoint
-from app.screening.service import recompute
 
 # Rows read per query while verifying: memory stays flat whatever the range.
 VERIFY_PAGE = 1000
@@ -188,7 +187,18 @@ def _hash_ok(row: Any) -> bool:
     )
 
 
-async def replay(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
+class Recompute(Protocol):
+    """Evaluates a stored payload (without decision_id/decided_at) again, as it would be
+    stored now. The screening service's ``recompute``; passed in by the caller (the app wires
+    it: ``app.state.recompute``) because screening writes to this log: the log must not
+    import the engine that writes to it."""
+
+    async def __call__(self, session: AsyncSession, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+
+async def replay(
+    session: AsyncSession, decision_id: uuid.UUID, recompute: Recompute
+) -> dict[str, Any]:
     """Recompute a stored decision from its own policy versions and data version, and compare.
 
     ``decision_id`` and ``decided_at`` are the log's, not the engine's: they are left out of

@@ -1,5 +1,7 @@
 from datetime import UTC, date, datetime, timedelta
 
+from app.kit.errors import FieldError, InvalidInput
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (the only kind of timestamp the service handles)."""
@@ -15,3 +17,24 @@ def latest_provider_date() -> date:
     until that day, or outrank every real later load until then.
     """
     return utcnow().date() + timedelta(days=1)
+
+
+def check_time(as_of: datetime | None, now: datetime) -> datetime:
+    """The time a question is about: ``as_of`` (in UTC), else ``now``.
+
+    422 (``InvalidInput`` at ``query.as_of``) without a timezone, or in the future: a decision
+    can only be about now or the past.
+    """
+    if as_of is None:
+        return now
+    if as_of.tzinfo is None:
+        raise InvalidInput(
+            "as_of needs a timezone, e.g. 2025-03-12T00:00:00Z.",
+            errors=[FieldError(loc=("query", "as_of"), msg="timezone required")],
+        )
+    if as_of > now:
+        raise InvalidInput(
+            "as_of is in the future: a decision can only be about now or the past.",
+            errors=[FieldError(loc=("query", "as_of"), msg="in the future")],
+        )
+    return as_of.astimezone(UTC)

@@ -9,7 +9,7 @@ from app.auth.dependencies import Authorize
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.kit.db import DbSession, read_only_transaction
-from app.kit.inputs import PolicyKey, Rfc3339, Token
+from app.kit.inputs import Identifier, PolicyKey, Rfc3339, Token
 from app.kit.limits import BODY_MAX_DEFAULT
 from app.kit.middleware import is_head
 from app.kit.openapi import problem_responses
@@ -104,9 +104,16 @@ async def get_list(
     since: Annotated[
         Token | None, Query(description="A list token (ETag): only what changed since that list.")
     ] = None,
+    portfolio: Annotated[
+        Identifier | None,
+        Query(
+            description="A portfolio held under this policy: the list as it applies to it (its "
+            "account, own or client, decides which exceptions apply)."
+        ),
+    ] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
-    plan = await service.plan_list(session, policy, level, as_of, since)
+    plan = await service.plan_list(session, policy, level, as_of, since, portfolio)
     headers = {
         "ETag": f'"{plan.token}"',
         LIST_TOKEN_HEADER: plan.token,

@@ -31,7 +31,8 @@ def header(export: ListExport) -> dict[str, Any]:
     """What the JSON document says about the list before its rows (headers say it too)."""
     plan = export.plan
     return {
-        "policy": plan.current.judge.policy_ref(),
+        "policy": plan.current.applied.policy_ref(),
+        "account": plan.current.applied.account,
         "level": plan.level,
         "as_of": rfc3339(plan.current.at),
         "data_version": plan.current.token.data_version,

@@ -1,7 +1,8 @@
 """Lists for custodians: every issuer or instrument a policy excludes or puts on watch.
 
 The verdicts are the checks' own: the same pure engine over the whole universe's snapshot at one
-data version, with the policy version(s) in force (``Judge``: overlays included), on one day.
+data version, with the policy as it applies (``AppliedPolicy``: versions in force, overlay
+base, account), on one day.
 
 * ``level=instrument``: exactly what ``GET /v1/check`` answers for each instrument.
 * ``level=issuer``: the issuer itself judged (``evaluate_issuers``): every rule counts whatever
@@ -34,14 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.datasets.repository import data_version
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.kit.memory import building_long_lived
-from app.kit.time import utcnow
+from app.kit.time import check_time, utcnow
 from app.lists.repository import ListRepository
 from app.lists.tokens import ListToken, short_hash
 from app.policies import service as policy_service
-from app.screening.engine import Reason, outcome_verdict
+from app.screening.applied import AppliedPolicy, applied_as_recorded, applied_at
+from app.screening.engine import Account, Reason, outcome_verdict
 from app.screening.index import Compiled, VerdictIndex
 from app.screening.repository import ScreeningRepository
-from app.screening.service import Judge, check_time, judge_at, judge_for
+from app.screening.service import portfolio_at
 from app.screening.snapshot import InstrumentNode, Snapshot
 
 Level = Literal["issuer", "instrument"]
@@ -78,7 +80,7 @@ class ListState:
     """What one list's verdicts rest on; its token names exactly this."""
 
     token: ListToken
-    judge: Judge
+    applied: AppliedPolicy
     at: dt.datetime  # the time evaluated for (the engine reads only its date)
 
 
@@ -143,28 +145,51 @@ async def plan_list(
     level: Level,
     as_of: dt.datetime | None,
     since: str | None,
+    portfolio_id: str | None = None,
 ) -> ListPlan:
-    """Which list is asked for, and its token: a few small reads, no verdicts yet (for 304)."""
+    """Which list is asked for, and its token: a few small reads, no verdicts yet (for 304).
+
+    ``portfolio_id``: the list as it applies to that portfolio (its account decides which
+    exceptions apply); 404 unknown portfolio, 422 when it is held under another policy.
+    """
     now = utcnow()
     at = check_time(as_of, now)
-    judge = await judge_at(session, policy_key, at)
     repository = ListRepository(session)
     version = await data_version(session, at if as_of is not None else None)
+    account: Account = "client"
+    if portfolio_id is not None:
+        portfolio = await portfolio_at(session, portfolio_id, version)
+        if portfolio.policy_key != policy_key:
+            raise InvalidInput(
+                f"portfolio {portfolio_id!r} is held under policy {portfolio.policy_key!r}, "
+                f"not {policy_key!r}: ask /v1/lists/{portfolio.policy_key}?portfolio="
+                f"{portfolio_id}.",
+                errors=[FieldError(loc=("query", "portfolio"), msg="held under another policy")],
+            )
+        account = portfolio.account
+    applied = await applied_at(session, policy_key, at, account=account)
     token = ListToken(
-        policy_key=judge.key,
-        policy_version=judge.version,
-        policy_sha=short_hash(judge.sha256),
-        base_key=judge.base_key,
-        base_version=judge.base_version,
-        base_sha=short_hash(judge.base_sha256) if judge.base_key else None,
+        policy_key=applied.key,
+        policy_version=applied.version,
+        policy_sha=short_hash(applied.sha256),
+        base_key=applied.base_key,
+        base_version=applied.base_version,
+        base_sha=short_hash(applied.base_sha256) if applied.base_key else None,
         data_version=version,
         data_sha=short_hash(await repository.dataset_sha256(version)),
         day=at.date(),
+        account=account,
     )
     previous = None
     if since is not None:
         previous = await _state_of(session, repository, policy_key, since, now)
-    return ListPlan(policy_key, level, ListState(token, judge, at), previous, as_of is None)
+        if previous.token.account != account:
+            raise InvalidInput(
+                f"since is the token of the {previous.token.account}-account list; this is the "
+                f"{account}-account list: pass a token of the same list.",
+                errors=[FieldError(loc=("query", "since"), msg="token of another account's list")],
+            )
+    return ListPlan(policy_key, level, ListState(token, applied, at), previous, as_of is None)
 
 
 async def _state_of(
@@ -196,8 +221,8 @@ async def _state_of(
     ref: dict[str, Any] = {"key": token.policy_key, "version": token.policy_version}
     if token.base_key is not None:
         ref["base"] = {"key": token.base_key, "version": token.base_version}
-    judge = await judge_for(session, ref)
-    return ListState(token, judge, dt.datetime.combine(token.day, dt.time(), dt.UTC))
+    applied = await applied_as_recorded(session, ref, account=token.account)
+    return ListState(token, applied, dt.datetime.combine(token.day, dt.time(), dt.UTC))
 
 
 def _unknown(why: str) -> NotFound:
@@ -214,13 +239,14 @@ async def load_list(
     session: AsyncSession, plan: ListPlan, index: VerdictIndex | None = None
 ) -> ListExport:
     """Read what the list needs (the compiled index's snapshot and verdicts when current)."""
-    compiled = index.lookup(plan.policy_key, utcnow()) if index and plan.live else None
+    account = plan.current.token.account
+    compiled = index.lookup(plan.policy_key, utcnow(), account) if index and plan.live else None
     current = await _universe(session, plan.current, compiled)
     previous = None
     if plan.since is not None:
         same_data = (
             plan.since.token.data_version == plan.current.token.data_version
-            and plan.since.judge.list_keys == plan.current.judge.list_keys
+            and plan.since.applied.list_keys == plan.current.applied.list_keys
         )
         previous = (
             Universe(plan.since, current.snapshot, current.leis)
@@ -236,11 +262,14 @@ async def _universe(session: AsyncSession, state: ListState, compiled: Compiled 
     if compiled is not None and (
         compiled.data_version == version
         and compiled.day == state.token.day
-        and compiled.judge.policy_ref() == state.judge.policy_ref()
+        and compiled.applied.policy_ref() == state.applied.policy_ref()
+        and compiled.applied.account == state.applied.account
     ):
         return Universe(state, compiled.snapshot, leis, compiled.templates)
     with building_long_lived():
-        snapshot = await ScreeningRepository(session).full_snapshot(version, state.judge.list_keys)
+        snapshot = await ScreeningRepository(session).full_snapshot(
+            version, state.applied.list_keys
+        )
     return Universe(state, snapshot, leis)
 
 
@@ -257,7 +286,7 @@ def _instrument_rows(universe: Universe) -> Iterator[ListRow]:
     snapshot, state = universe.snapshot, universe.state
     # One evaluator for all chunks: an issuer is evaluated once, though its instruments (in
     # ISIN order) fall in different chunks.
-    evaluator = state.judge.evaluator(snapshot, state.at)
+    evaluator = state.applied.evaluator(snapshot, state.at)
     for chunk in _batches(sorted(snapshot.instruments), EVALUATION_CHUNK):
         if universe.templates is not None:
             judged = [_template_grounds(universe.templates[isin]) for isin in chunk]
@@ -272,7 +301,7 @@ def _instrument_rows(universe: Universe) -> Iterator[ListRow]:
 
 def _issuer_rows(universe: Universe) -> Iterator[ListRow]:
     snapshot, state = universe.snapshot, universe.state
-    evaluator = state.judge.evaluator(snapshot, state.at)  # shared: subsidiaries, parents
+    evaluator = state.applied.evaluator(snapshot, state.at)  # shared: subsidiaries, parents
     for chunk in _batches(sorted(snapshot.issuers), EVALUATION_CHUNK):
         for judged in evaluator.issuers(chunk):
             if judged.verdict in LISTED:

@@ -17,9 +17,11 @@ import binascii
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 from app.kit.errors import FieldError, InvalidInput
 
+Account = Literal["own", "client"]
 PREFIX = "ml1"
 HASH_PREFIX = 8  # hex characters of a sha256 kept in a token
 
@@ -35,6 +37,10 @@ class ListToken:
     data_version: int
     data_sha: str
     day: dt.date
+    # Whose money the list is for (``?portfolio=``: the portfolio's account decides which
+    # exceptions apply, seed 001). Encoded only for ``own``: a client list's token is what it
+    # was before accounts existed, so custodians' stored ETags stay valid.
+    account: Account = "client"
 
     def encode(self) -> str:
         fields = [
@@ -47,6 +53,7 @@ class ListToken:
             str(self.data_version),
             self.data_sha,
             self.day.isoformat(),
+            *(["own"] if self.account == "own" else []),
         ]
         payload = "|".join(fields).encode("utf-8")
         body = base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
@@ -72,6 +79,10 @@ class ListToken:
             raise malformed("its checksum does not match: truncated or mistyped?")
         try:
             fields = payload.decode("utf-8").split("|")
+            account: Account = "client"
+            if len(fields) == 10 and fields[9] == "own":
+                account = "own"
+                fields = fields[:9]
             key, version, sha, base_key, base_version, base_sha, data, data_sha, day = fields
             return cls(
                 policy_key=key,
@@ -83,6 +94,7 @@ class ListToken:
                 data_version=int(data),
                 data_sha=data_sha,
                 day=dt.date.fromisoformat(day),
+                account=account,
             )
         except ValueError:  # also a wrong field count (unpacking) and bad UTF-8
             raise malformed("its fields cannot be read") from None

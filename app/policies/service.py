@@ -32,7 +32,6 @@ from app.policies.document import (
     canonical_json,
     document_data,
     document_sha256,
-    effective_document,
     merge_overlay,
     parse_document,
 )
@@ -46,19 +45,6 @@ class CreatedVersion:
     policy: Policy
     version: PolicyVersion
     created: bool  # False: the same document was the latest draft already (idempotent retry)
-
-
-@dataclass(frozen=True)
-class EffectivePolicy:
-    """What the engine evaluates at a time: the version in force and, for an overlay, its base's."""
-
-    key: str
-    version: int
-    sha256: str
-    document: PolicyDocument  # for an overlay: effective_document(base, overlay)
-    base_key: str | None
-    base_version: int | None
-    base_sha256: str | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,20 +428,6 @@ async def get_in_force(
 async def get_version_in_force(session: AsyncSession, key: str, at: datetime) -> PolicyVersion:
     """The approved version of ``key`` with the latest effective_from <= ``at`` (else 404)."""
     return (await get_in_force(session, key, at))[1]
-
-
-async def get_effective_policy(session: AsyncSession, key: str, at: datetime) -> EffectivePolicy:
-    """What the engine evaluates for ``key`` at ``at``: for an overlay, merged with the base
-    version in force at the same time (404 when either has none)."""
-    policy, version = await get_in_force(session, key, at)
-    document = PolicyDocument.model_validate(version.document)
-    if policy.extends_key is None:
-        return EffectivePolicy(key, version.version, version.sha256, document, None, None, None)
-    base = await get_version_in_force(session, policy.extends_key, at)
-    merged = effective_document(PolicyDocument.model_validate(base.document), document)
-    return EffectivePolicy(
-        key, version.version, version.sha256, merged, policy.extends_key, base.version, base.sha256
-    )
 
 
 async def diff_versions(

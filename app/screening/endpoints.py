@@ -13,12 +13,13 @@ from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.decisions.log import DecisionLog
 from app.kit.db import DbSession, read_only_sessions
+from app.kit.errors import FieldError, InvalidInput
 from app.kit.inputs import Identifier, PolicyKey, Rfc3339, RowNumber
 from app.kit.limits import BODY_MAX_CHECKS, BODY_MAX_DEFAULT
 from app.kit.openapi import problem_responses
 from app.screening import service
 from app.screening.index import VerdictIndex
-from app.screening.schemas import CheckBatch, CheckBatchResult, Decision
+from app.screening.schemas import CheckBatch, CheckBatchResult, ComplianceRun, Decision
 
 router = APIRouter(max_body_size=BODY_MAX_DEFAULT, prefix="/v1", tags=["checks"])
 
@@ -60,61 +61,113 @@ def _json(content: Any) -> Response:
 @router.get(
     "/check",
     response_model=Decision,
-    summary="May we hold this instrument under this policy?",
+    summary="May we hold this instrument under this policy (or in this portfolio)?",
     description=(
         "The verdict with the rules, data and policy version behind it. The decision is stored "
         "durably before it is returned. `as_of` in the past answers with the policy version in "
-        "force then and only the data loaded by then."
+        "force then and only the data loaded by then. With `portfolio` the policy is the "
+        "portfolio's and its account decides which exceptions apply (seed 001); `policy` may "
+        "then be left out, and must be the portfolio's when given (else 422)."
     ),
     responses=problem_responses(401, 403, 404, 503),
 )
 async def check_one(
     checker: CheckerDep,
-    policy: Annotated[PolicyKey, Query(description="Policy key, e.g. rpf.")],
     instrument: Annotated[Identifier, Query(description="ISIN.")],
+    policy: Annotated[
+        PolicyKey | None, Query(description="Policy key, e.g. rpf (required without portfolio).")
+    ] = None,
+    portfolio: Annotated[
+        Identifier | None, Query(description="Portfolio id: its policy and account apply.")
+    ] = None,
     as_of: Annotated[
         Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
     ] = None,
 ) -> Response:
-    (decision,) = await service.check(
+    if policy is None and portfolio is None:
+        raise InvalidInput(
+            "Name a policy (policy=rpf) or a portfolio (portfolio=ID).",
+            errors=[FieldError(loc=("query", "policy"), msg="required without portfolio")],
+        )
+    asked = service.CheckAsked(policy, [instrument], as_of, portfolio)
+    (decision,) = await _check(checker, asked, strict_isins=True)
+    return _json(decision)
+
+
+async def _check(
+    checker: Checker, asked: service.CheckAsked, *, strict_isins: bool
+) -> list[dict[str, Any]]:
+    return await service.check(
         checker.sessions,
         checker.log,
         checker.principal.actor,
         checker.request_id,
-        policy,
-        [instrument],
-        as_of,
-        strict_isins=True,
+        asked,
+        strict_isins=strict_isins,
         index=checker.index,
     )
-    return _json(decision)
 
 
 @router.post(
     "/checks",
     response_model=CheckBatchResult,
-    summary="Check up to 10,000 instruments at once, answered in the order asked",
+    summary="Check up to 10,000 instruments or pre-trade orders at once, answered in order",
     description=(
         "A malformed ISIN does not fail the batch: its decision is `unknown` (fail closed) with "
         "a reason naming the problem, and it is logged like every other decision. The body is "
-        f"at most {BODY_MAX_CHECKS:,} bytes (413), each identifier at most 64 characters (422)."
+        f"at most {BODY_MAX_CHECKS:,} bytes (413), each identifier at most 64 characters (422). "
+        "`orders` (with `portfolio`): each order is judged as if executed on the portfolio's "
+        "current holdings, not on the other orders; an order that would take a position limit's "
+        "share above its limit, or raise it while above, is `excluded` with a reason giving the "
+        "share after the order (`metric` portfolio_pct) and the limit; exactly at the limit is "
+        "allowed. A limit that cannot be computed (a holding without market value, an unknown "
+        "instrument that could matter, no position report) is `unknown`, naming why."
     ),
     responses=problem_responses(401, 403, 404, 413, 503),
     max_body_size=BODY_MAX_CHECKS,
 )
 async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
-    decisions = await service.check(
+    orders = None
+    if body.orders is not None:
+        orders = [
+            service.OrderAsked(o.instrument, o.side, o.market_value, o.quantity)
+            for o in body.orders
+        ]
+    instruments = body.instruments if orders is None else [o.instrument for o in orders]
+    asked = service.CheckAsked(body.policy, instruments or [], body.as_of, body.portfolio, orders)
+    return _json({"decisions": await _check(checker, asked, strict_isins=False)})
+
+
+@router.get(
+    "/portfolios/{portfolio_id}/compliance",
+    tags=["portfolios"],
+    response_model=ComplianceRun,
+    summary="The post-trade run: every holding's verdict, each limit's use, every breach",
+    description=(
+        "Judges the portfolio's position report (the newest dated on or before the time asked, "
+        "as loaded by then) under its policy and account: each holding's verdict and weight, "
+        "each position limit's share of the portfolio (a breach is above the limit; exactly at "
+        "it is not), and the breaches. Logged like a check (its `decision_id` replays it)."
+    ),
+    responses=problem_responses(401, 403, 404, 503),
+)
+async def portfolio_compliance(
+    portfolio_id: Identifier,
+    checker: CheckerDep,
+    as_of: Annotated[
+        Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
+    ] = None,
+) -> Response:
+    run = await service.compliance(
         checker.sessions,
         checker.log,
         checker.principal.actor,
         checker.request_id,
-        body.policy,
-        body.instruments,
-        body.as_of,
-        strict_isins=False,
-        index=checker.index,
+        portfolio_id,
+        as_of,
+        checker.index,
     )
-    return _json({"decisions": decisions})
+    return _json(run)
 
 
 @router.post(

@@ -64,6 +64,9 @@ Account = Literal["own", "client"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
 
 ARMS_EMBARGO = "country.sanctions.arms_embargo"
+# Lists that say something other than a verdict: a sponsoring employer (seed 002) is held to a
+# position limit (``limits.py``), not screened.
+NOT_SCREENING_LISTS = frozenset({"sponsor"})
 FH_AVERAGE = "country.freedom_house.pr_cl_average"
 
 
@@ -703,6 +706,8 @@ def _list_reasons(ctx: _Context, issuer: IssuerNode) -> tuple[list[Reason], list
             if entry.list == "exception":
                 lifting.append(entry)
                 continue
+            if entry.list in NOT_SCREENING_LISTS:
+                continue
             action: ListAction = getattr(actions, entry.list)
             if action is ListAction.readmit:
                 lifting.append(entry)
@@ -1072,10 +1077,12 @@ def _evaluate_issuer(ctx: _Context, issuer_id: str) -> IssuerEvaluation:
             via=(),
             detail=f"no issuer {issuer_id} is known at data version {ctx.snapshot.data_version}",
         )
-        return IssuerEvaluation(issuer_id, "unknown", _may_hold(ctx.policy, "unknown"), (missing,))
+        return IssuerEvaluation(
+            issuer_id, "unknown", may_hold_under(ctx.policy, "unknown"), (missing,)
+        )
     ordered = tuple(sorted(set(_issuer_reasons(ctx, issuer, frozenset())), key=_sort_key))
     verdict = _verdict(ordered)
-    return IssuerEvaluation(issuer_id, verdict, _may_hold(ctx.policy, verdict), ordered)
+    return IssuerEvaluation(issuer_id, verdict, may_hold_under(ctx.policy, verdict), ordered)
 
 
 def _evaluate(ctx: _Context, isin: str) -> Evaluation:
@@ -1091,17 +1098,21 @@ def _evaluate(ctx: _Context, isin: str) -> Evaluation:
             detail=f"no instrument with ISIN {isin} (or its issuer) is known at data version "
             f"{snapshot.data_version}",
         )
-        return Evaluation(isin, False, None, "unknown", _may_hold(policy, "unknown"), (missing,))
+        return Evaluation(
+            isin, False, None, "unknown", may_hold_under(policy, "unknown"), (missing,)
+        )
     if not reasons:  # most instruments of a universe: nothing to order
         return Evaluation(isin, True, instrument.issuer_id, "allowed", True, ())
     ordered = tuple(sorted(set(reasons), key=_sort_key))
     verdict = _verdict(ordered)
     return Evaluation(
-        isin, True, instrument.issuer_id, verdict, _may_hold(policy, verdict), ordered
+        isin, True, instrument.issuer_id, verdict, may_hold_under(policy, verdict), ordered
     )
 
 
-def _may_hold(policy: PolicyDocument, verdict: Verdict) -> bool:
+def may_hold_under(policy: PolicyDocument, verdict: Verdict) -> bool:
+    """Whether a verdict lets the instrument be held: never when excluded; when unknown, as
+    the policy's ``unknown`` setting says (default: block, fail closed)."""
     if verdict == "excluded":
         return False
     if verdict == "unknown":

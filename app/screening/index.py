@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,22 +33,45 @@ from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
 from app.models import Dataset, Policy, PolicyVersion
+from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
+from app.screening.applied import AppliedPolicy, applied_at
+from app.screening.engine import Account
+from app.screening.limits import PortfolioLimits
+from app.screening.positions import limit_state
+from app.screening.repository import ScreeningRepository
 from app.screening.snapshot import Snapshot
+from app.screening.templates import compile_templates
 
 log = get_logger("mayhold.index")
 
 Watermark = tuple[int, int, str]
 
 
+# A compilation's key: the policy and the account judged (exceptions scoped to the house's own
+# account apply only to ``own``; a check without a portfolio is client money).
+IndexKey = tuple[str, Account]
+
+
 @dataclass(frozen=True)
 class Compiled:
-    judge: Any  # app.screening.service.Judge (imported lazily: service imports this module)
+    applied: AppliedPolicy
     data_version: int
     day: dt.date
     watermark: Watermark
     valid_until: dt.datetime | None  # the next effective_from of the policy or its base
     snapshot: Snapshot
     templates: dict[str, dict[str, Any]]  # isin -> decision payload without as_of/requested
+
+
+@dataclass(frozen=True)
+class CompiledPortfolio:
+    """A portfolio ready for pre-trade checks: its record, its current position report and
+    limit state, on the verdicts of its policy and account (same data version)."""
+
+    portfolio: Portfolio
+    holdings: HoldingsReport | None
+    limits: PortfolioLimits | None
+    compiled: Compiled
 
 
 async def read_watermark(session: AsyncSession) -> Watermark:
@@ -82,11 +106,12 @@ class VerdictIndex:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._poll_seconds = poll_seconds
-        self._compiled: dict[str, Compiled] = {}
-        self._building: dict[str, asyncio.Task[None]] = {}
-        # Keys with no policy in force at a watermark: no build is started for them again until
-        # the watermark moves (a request naming an unknown policy must not start a build each).
-        self._not_found: dict[str, Watermark] = {}
+        self._compiled: dict[IndexKey, Compiled] = {}
+        self._portfolios: dict[str, CompiledPortfolio] = {}
+        self._building: dict[IndexKey | str, asyncio.Task[None]] = {}
+        # Keys with no policy (or portfolio) at a watermark: no build is started for them again
+        # until the watermark moves (a request naming an unknown one must not start a build each).
+        self._not_found: dict[IndexKey | str, Watermark] = {}
         self._watermark: Watermark | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.builds = 0
@@ -121,29 +146,51 @@ class VerdictIndex:
                 self._watermark = None
             await asyncio.sleep(self._poll_seconds)
 
-    def lookup(self, key: str, now: dt.datetime) -> Compiled | None:
-        """A compilation that is certainly current at ``now``, else None (and one is built)."""
-        compiled = self._compiled.get(key)
-        current = (
-            compiled is not None
-            and self._watermark is not None
+    def _is_current(self, compiled: Compiled, now: dt.datetime) -> bool:
+        return (
+            self._watermark is not None
             and compiled.watermark == self._watermark
             and compiled.day == now.date()
             and (compiled.valid_until is None or now < compiled.valid_until)
         )
-        if current:
-            return compiled
+
+    def _start(self, key: IndexKey | str, build: Coroutine[Any, Any, None]) -> None:
         if (
             self._watermark is not None
             and key not in self._building
             and self._not_found.get(key) != self._watermark
         ):
-            self._building[key] = asyncio.create_task(self._build(key), name=f"index-{key}")
+            self._building[key] = asyncio.create_task(build, name=f"index-{key}")
+        else:
+            build.close()
+
+    def _missing(self, key: IndexKey | str) -> None:
+        if len(self._not_found) >= 1024:  # bounded: keys come from requests
+            self._not_found.clear()
+        if self._watermark is not None:
+            self._not_found[key] = self._watermark
+
+    def lookup(
+        self, policy_key: str, now: dt.datetime, account: Account = "client"
+    ) -> Compiled | None:
+        """A compilation that is certainly current at ``now``, else None (and one is built)."""
+        key: IndexKey = (policy_key, account)
+        compiled = self._compiled.get(key)
+        if compiled is not None and self._is_current(compiled, now):
+            return compiled
+        self._start(key, self._build(key))
         return None
 
-    async def _build(self, key: str) -> None:
-        from app.screening.service import compile_templates, judge_at  # avoid an import cycle
+    def portfolio(self, portfolio_id: str, now: dt.datetime) -> CompiledPortfolio | None:
+        """A portfolio compiled on current verdicts at ``now``, else None (and one is built)."""
+        found = self._portfolios.get(portfolio_id)
+        if found is not None and self._is_current(found.compiled, now):
+            return found
+        self._start(portfolio_id, self._build_portfolio(portfolio_id))
+        return None
 
+    async def _build(self, key: IndexKey) -> None:
+        policy_key, account = key
         self.attempts += 1
         try:
             with building_long_lived():
@@ -151,26 +198,63 @@ class VerdictIndex:
                 async with session:
                     mark = await read_watermark(session)
                     now = utcnow()
-                    judge = await judge_at(session, key, now)
-                    from app.screening.repository import ScreeningRepository
-
+                    applied = await applied_at(session, policy_key, now, account=account)
                     repository = ScreeningRepository(session)
-                    snapshot = await repository.full_snapshot(mark[0], judge.list_keys)
+                    snapshot = await repository.full_snapshot(mark[0], applied.list_keys)
                     # Off the event loop: checks keep being answered meanwhile (GIL permitting).
-                    templates = await asyncio.to_thread(compile_templates, judge, snapshot, now)
-                    keys = [judge.key, *([judge.base_key] if judge.base_key else [])]
-                    valid_until = await _next_change(session, keys, now)
+                    templates = await asyncio.to_thread(compile_templates, applied, snapshot, now)
+                    valid_until = await _next_change(session, applied.list_keys, now)
                 self._compiled[key] = Compiled(
-                    judge, mark[0], now.date(), mark, valid_until, snapshot, templates
+                    applied, mark[0], now.date(), mark, valid_until, snapshot, templates
                 )
             self.builds += 1
-            log.info("index compiled", policy=key, instruments=len(templates), data_version=mark[0])
+            log.info(
+                "index compiled",
+                policy=policy_key,
+                account=account,
+                instruments=len(templates),
+                data_version=mark[0],
+            )
         except NotFound:  # no such policy (or none in force): the request's own path says 404
-            if len(self._not_found) >= 1024:  # bounded: keys come from requests
-                self._not_found.clear()
-            if self._watermark is not None:
-                self._not_found[key] = self._watermark
+            self._missing(key)
         except Exception as exc:  # no compilation: checks keep using the database path
-            log.warning("index build failed", policy=key[:64], error=repr(exc)[:300])
+            log.warning("index build failed", policy=policy_key[:64], error=repr(exc)[:300])
         finally:
             self._building.pop(key, None)
+
+    async def _build_portfolio(self, portfolio_id: str) -> None:
+        try:
+            session = await self._session()
+            async with session:
+                mark = await read_watermark(session)
+                portfolio = await PortfolioRepository(session).portfolio(portfolio_id, mark[0])
+            if portfolio is None:
+                self._missing(portfolio_id)
+                return
+            now = utcnow()
+            key: IndexKey = (portfolio.policy_key, portfolio.account)
+            compiled = self.lookup(portfolio.policy_key, now, portfolio.account)
+            if compiled is None and (task := self._building.get(key)) is not None:
+                await asyncio.shield(task)  # the verdicts first (a portfolio rests on them)
+                compiled = self.lookup(portfolio.policy_key, now, portfolio.account)
+            if compiled is None or compiled.data_version != mark[0]:
+                return  # not yet: checks take the database path, the next one tries again
+            session = await self._session()
+            async with session:
+                holdings = await PortfolioRepository(session).holdings(
+                    portfolio_id, now.date(), mark[0]
+                )
+            limits = await asyncio.to_thread(
+                limit_state, compiled.applied, compiled.snapshot, now, portfolio_id, holdings
+            )
+            if len(self._portfolios) >= 1024:  # bounded: portfolio ids come from requests
+                self._portfolios.clear()
+            self._portfolios[portfolio_id] = CompiledPortfolio(
+                portfolio, holdings, limits, compiled
+            )
+        except Exception as exc:  # no compilation: checks keep using the database path
+            log.warning(
+                "portfolio build failed", portfolio=portfolio_id[:64], error=repr(exc)[:300]
+            )
+        finally:
+            self._building.pop(portfolio_id, None)

@@ -165,8 +165,19 @@ class ScreeningRepository:
         return list((await self.session.execute(query)).scalars())
 
     async def snapshot(
-        self, isins: Sequence[str], version: int, policy_keys: Sequence[str], group_rule: bool
+        self,
+        isins: Sequence[str],
+        version: int,
+        policy_keys: Sequence[str],
+        group_rule: bool,
+        *,
+        sponsor_groups: bool = False,
     ) -> Snapshot:
+        """The neighbourhood of ``isins`` at data ``version`` (see the module docstring).
+
+        ``sponsor_groups``: also every issuer of the groups of the policies' sponsors (their
+        parents up to the ultimate parent, and everything under it), for position limits.
+        """
         snapshot = Snapshot(data_version=version)
         pending = set(isins)
         for _ in range(MAX_DEPTH):
@@ -188,7 +199,9 @@ class ScreeningRepository:
         await self._add_issuers(
             snapshot, {i.issuer_id for i in snapshot.instruments.values()}, version
         )
-        if group_rule:
+        if sponsor_groups:
+            await self._add_sponsors(snapshot, version, policy_keys)
+        if group_rule or sponsor_groups:
             await self._add_subsidiaries(snapshot, version)
         await self._add_state_owners(snapshot, version)
         await self._add_facts(snapshot, version)
@@ -227,6 +240,34 @@ class ScreeningRepository:
         missing = {i for i in ids if i not in snapshot.issuers}
         for record in await self._latest(IssuerRecord, "issuer_id", missing, version):
             snapshot.issuers[record.issuer_id] = _issuer_node(record)
+
+    async def _add_sponsors(
+        self, snapshot: Snapshot, version: int, policy_keys: Sequence[str]
+    ) -> None:
+        """The issuers the policies' ``sponsor`` lists name, and their parents to the top."""
+        entries = list_entries_in_force(version, policy_keys).subquery()
+        sponsors = (
+            (
+                await self.session.execute(
+                    select(entries.c.issuer_id).where(entries.c.list == "sponsor")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        pending, seen = set(sponsors), set[str]()
+        for _ in range(MAX_DEPTH):
+            if not pending:
+                break
+            await self._add_issuers(snapshot, pending, version)
+            seen |= pending
+            pending = {
+                parent
+                for issuer_id in pending
+                if (node := snapshot.issuers.get(issuer_id)) is not None
+                and (parent := node.parent_issuer_id) is not None
+                and parent not in seen
+            }
 
     async def _add_subsidiaries(self, snapshot: Snapshot, version: int) -> None:
         """Every issuer below those loaded, whose current record names a loaded parent."""

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
-from app.kit.inputs import IDENTIFIER_MAX, STORABLE, PolicyKey, Rfc3339
+from app.kit.inputs import IDENTIFIER_MAX, STORABLE, Identifier, PolicyKey, Rfc3339
 from app.kit.schemas import Schema
 
 MAX_BATCH = 10_000
@@ -58,6 +60,24 @@ class IssuerRef(Schema):
     country: str
 
 
+class PortfolioRefOut(Schema):
+    portfolio_id: str
+    account: Literal["own", "client"] = Field(
+        description="Whose money: own (the house's own account) or client (seed 001)."
+    )
+    holdings_version: int | None = Field(
+        description="The holdings load (dataset id) the position limits were judged on; null "
+        "when none was used (no order, no limits, or no position report)."
+    )
+
+
+class OrderOut(Schema):
+    instrument: str
+    side: Literal["buy", "sell"]
+    quantity: str | None = Field(description="Decimal, as asked.")
+    market_value: str = Field(description="Decimal, in the portfolio's base currency.")
+
+
 class Decision(Schema):
     decision_id: str
     decided_at: dt.datetime
@@ -70,6 +90,14 @@ class Decision(Schema):
     verdict: Literal["allowed", "watch", "excluded", "unknown"]
     may_hold: bool
     reasons: list[ReasonOut]
+    portfolio: PortfolioRefOut | None = Field(
+        default=None, description="Present when the check was asked in a portfolio."
+    )
+    order: OrderOut | None = Field(
+        default=None,
+        description="Present for a pre-trade order: judged as if executed on the current "
+        "holdings; a position limit it would breach is a reason with metric portfolio_pct.",
+    )
 
 
 # An instrument as asked in a batch: empty or malformed is an `unknown` decision (fail closed,
@@ -77,17 +105,112 @@ class Decision(Schema):
 BatchInstrument = Annotated[str, StringConstraints(max_length=IDENTIFIER_MAX), STORABLE]
 
 
+# A market value or quantity: positive, finite, at most 30 digits (JSON number or string).
+Amount = Annotated[Decimal, Field(gt=0, max_digits=30, decimal_places=10, allow_inf_nan=False)]
+
+
+class OrderIn(Schema):
+    instrument: BatchInstrument = Field(description="ISIN of the instrument to buy or sell.")
+    side: Literal["buy", "sell"]
+    quantity: Amount | None = Field(default=None, description="Units (optional, recorded).")
+    market_value: Amount = Field(
+        description="The order's value in the portfolio's base currency: a buy adds it to the "
+        "holdings, a sell takes it from them."
+    )
+
+
 class CheckBatch(Schema):
-    policy: PolicyKey
-    instruments: list[BatchInstrument] = Field(
+    policy: PolicyKey | None = Field(
+        default=None,
+        description="Policy key; with a portfolio it may be left out (it must be the "
+        "portfolio's when given).",
+    )
+    portfolio: Identifier | None = Field(
+        default=None,
+        description="A portfolio id: judged under its policy and account; needed for orders.",
+    )
+    instruments: list[BatchInstrument] | None = Field(
         # More than MAX_BATCH is a 413 from the service (the body limit bounds the parse).
+        default=None,
         min_length=1,
         description=f"Up to {MAX_BATCH:,} ISINs, each at most {IDENTIFIER_MAX} characters.",
+    )
+    orders: list[OrderIn] | None = Field(
+        default=None,
+        min_length=1,
+        description=f"Up to {MAX_BATCH:,} pre-trade orders in `portfolio`, each judged on the "
+        "current holdings (not on one another).",
     )
     as_of: Rfc3339 | None = Field(
         default=None, description="A past time: answer with the policy and data of then."
     )
 
+    @model_validator(mode="after")
+    def _one_question(self) -> CheckBatch:
+        if (self.instruments is None) == (self.orders is None):
+            raise PydanticCustomError(
+                "instruments_or_orders", "give either instruments or orders (one of them)"
+            )
+        if self.orders is not None and self.portfolio is None:
+            raise PydanticCustomError("portfolio_required", "orders are checked in a portfolio")
+        if self.policy is None and self.portfolio is None:
+            raise PydanticCustomError("policy_required", "give a policy or a portfolio")
+        return self
+
 
 class CheckBatchResult(Schema):
     decisions: list[Decision] = Field(description="In the order asked.")
+
+
+class HoldingVerdict(Schema):
+    isin: str
+    source_row: int = Field(description="The holding's row in its holdings load.")
+    position: Literal["long", "short"]
+    verdict: Literal["allowed", "watch", "excluded", "unknown"]
+    may_hold: bool
+    market_value: str | None = Field(description="Decimal, base currency; null: not reported.")
+    weight_pct: str | None = Field(
+        description="Share of the portfolio's total market value, in percent (4 decimals); null "
+        "when a market value is missing or the total is not positive."
+    )
+
+
+class LimitUse(Schema):
+    limit_id: str
+    title: str
+    pct: str | None = Field(description="The limit's share now, in percent; null: unknown.")
+    max_pct: str
+    breach: bool | None = Field(
+        description="Above the limit (exactly at it is not); null: unknown."
+    )
+    status: Literal["ok", "breach", "unknown"]
+
+
+class Breach(Schema):
+    kind: Literal["holding", "limit"]
+    isin: str | None = None
+    verdict: str | None = None
+    rule_ids: list[str] | None = None
+    limit_id: str | None = None
+
+
+class ComplianceRun(Schema):
+    decision_id: str
+    decided_at: dt.datetime
+    kind: Literal["compliance"]
+    as_of: dt.datetime
+    policy: PolicyRef
+    data_version: int
+    portfolio: PortfolioRefOut
+    holdings_version: int | None = Field(description="The holdings load judged (null: none).")
+    holdings_as_of: dt.date | None = Field(description="The position report's date.")
+    total_market_value: str | None
+    verdict: Literal["allowed", "watch", "excluded", "unknown"] = Field(
+        description="excluded on any breach; else unknown when a holding or limit cannot be "
+        "judged; else the worst holding verdict."
+    )
+    may_hold: bool = Field(description="False on any breach.")
+    holdings: list[HoldingVerdict]
+    limits: list[LimitUse]
+    reasons: list[ReasonOut] = Field(description="Why each limit is breached or unknown.")
+    breaches: list[Breach]

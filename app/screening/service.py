@@ -1,11 +1,19 @@
-"""Answering "may we hold X?": resolve the policy and data of the time asked, evaluate, log."""
+"""Answering "may we hold X?": resolve the policy and data of the time asked, evaluate, log.
+
+A check is judged in a *scene*: the policy as it applies (``AppliedPolicy``: versions in
+force, overlay base, account), a snapshot of the data at one data version, the time asked, and
+for a check in a portfolio the portfolio, its position report and its position limits. A scene
+comes from the compiled index (current time, answered from memory) or from the database (a
+past time, or no current compilation yet); both render the same decision.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,216 +23,142 @@ from app.kit.canonical import rfc3339
 from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
 from app.kit.identifiers import InvalidIdentifier, normalize_isin
 from app.kit.memory import building_long_lived
-from app.kit.time import utcnow
-from app.policies import service as policy_service
-from app.policies.document import PolicyDocument, effective_document
-from app.screening.engine import (
-    Evaluation,
-    Evaluator,
-    IssuerEvaluation,
-    JudgedT,
-    Reason,
-    stricter,
-)
+from app.kit.time import check_time, utcnow
+from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
+from app.screening.applied import AppliedPolicy, applied_as_recorded, applied_at, applied_candidate
+from app.screening.engine import VERDICT_RANK, Evaluation, Reason, Verdict, may_hold_under
 from app.screening.index import Compiled, VerdictIndex
+from app.screening.limits import Order, PortfolioLimits
+from app.screening.positions import limit_state
 from app.screening.repository import ScreeningRepository
 from app.screening.schemas import MAX_BATCH
 from app.screening.snapshot import Snapshot
+from app.screening.templates import render_reason, template
+
+Side = Literal["buy", "sell"]
 
 
 @dataclass(frozen=True)
-class Judge:
-    """The policy (and, for an overlay, its base) in force at one time."""
+class OrderAsked:
+    """A pre-trade order as asked: judged as if executed on the portfolio's current holdings."""
 
-    key: str
-    version: int
-    sha256: str
-    document: PolicyDocument
-    base_key: str | None = None
-    base_version: int | None = None
-    base_sha256: str | None = None
-    base_document: PolicyDocument | None = None
+    instrument: str
+    side: Side
+    market_value: Decimal  # in the portfolio's base currency, > 0
+    quantity: Decimal | None = None
 
-    @property
-    def list_keys(self) -> list[str]:
-        return [self.key, *([self.base_key] if self.base_key else [])]
-
-    @property
-    def group_rule(self) -> bool:
-        documents = [self.document, *([self.base_document] if self.base_document else [])]
-        return any(d.propagation.subsidiary_to_parent is not None for d in documents)
-
-    def policy_ref(self) -> dict[str, Any]:
-        ref: dict[str, Any] = {"key": self.key, "version": self.version, "sha256": self.sha256}
-        if self.base_key is not None:
-            ref["base"] = {
-                "key": self.base_key,
-                "version": self.base_version,
-                "sha256": self.base_sha256,
-            }
-        return ref
-
-    def evaluate(self, snapshot: Snapshot, isin: str, at: dt.datetime) -> Evaluation:
-        return self.evaluate_many(snapshot, [isin], at)[0]
-
-    def evaluate_many(
-        self, snapshot: Snapshot, isins: Sequence[str], at: dt.datetime
-    ) -> list[Evaluation]:
-        return self.evaluator(snapshot, at).instruments(isins)
-
-    def evaluate_issuers(
-        self, snapshot: Snapshot, issuer_ids: Sequence[str], at: dt.datetime
-    ) -> list[IssuerEvaluation]:
-        return self.evaluator(snapshot, at).issuers(issuer_ids)
-
-    def evaluator(self, snapshot: Snapshot, at: dt.datetime) -> JudgeEvaluator:
-        """Judgements on one snapshot and day in several calls, each issuer evaluated once."""
-        own = Evaluator(self.document, snapshot, at, list_keys=[self.key])
-        if self.base_document is None or self.base_key is None:
-            return JudgeEvaluator(own, None)
-        base = Evaluator(self.base_document, snapshot, at, list_keys=[self.base_key])
-        return JudgeEvaluator(own, base)
-
-
-@dataclass(frozen=True)
-class JudgeEvaluator:
-    own: Evaluator
-    base: Evaluator | None  # an overlay's base policy
-
-    def instruments(self, isins: Sequence[str]) -> list[Evaluation]:
-        bases = None if self.base is None else self.base.instruments(isins)
-        return self._judged(self.own.instruments(isins), bases)
-
-    def issuers(self, issuer_ids: Sequence[str]) -> list[IssuerEvaluation]:
-        bases = None if self.base is None else self.base.issuers(issuer_ids)
-        return self._judged(self.own.issuers(issuer_ids), bases)
-
-    @staticmethod
-    def _judged(results: list[JudgedT], bases: list[JudgedT] | None) -> list[JudgedT]:
-        if bases is None:
-            return results
-        # An overlay's own lists must not lift what the base alone excludes.
-        return [stricter(b, r) for b, r in zip(bases, results, strict=True)]
-
-
-async def judge_at(session: AsyncSession, key: str, at: dt.datetime) -> Judge:
-    effective = await policy_service.get_effective_policy(session, key, at)
-    base_document = None
-    if effective.base_key is not None:
-        base = await policy_service.get_version_in_force(session, effective.base_key, at)
-        base_document = PolicyDocument.model_validate(base.document)
-    return Judge(
-        key=effective.key,
-        version=effective.version,
-        sha256=effective.sha256,
-        document=effective.document,
-        base_key=effective.base_key,
-        base_version=effective.base_version,
-        base_sha256=effective.base_sha256,
-        base_document=base_document,
-    )
-
-
-def _reason(reason: Reason) -> dict[str, Any]:
-    return {
-        "rule_id": reason.rule_id,
-        "title": reason.title,
-        "outcome": reason.outcome,
-        "via": [{"issuer_id": v.issuer_id, "relation": v.relation} for v in reason.via],
-        "evidence": [
-            {
-                "provider": e.provider,
-                "metric": e.metric,
-                "value": e.value,
-                "comparison": e.comparison,
-                "threshold": e.threshold,
-                "as_of": e.as_of.isoformat() if e.as_of else None,
-                "dataset_id": e.dataset_id,
-                "source_row": e.source_row,
-                "source_field": e.source_field,
-            }
-            for e in reason.evidence
-        ],
-        "detail": reason.detail,
-    }
-
-
-class TemplateRenderer:
-    """Renders decision templates: everything of a decision that does not depend on the moment
-    or the spelling asked.
-
-    What instruments have in common (the policy reference, each issuer, each reason) is
-    rendered once and shared between the templates: a universe of 500,000 instruments has a
-    fifth as many issuers, whose instruments share their reasons. Templates are plain JSON
-    values, never mutated. Reasons are remembered by ``id``: the caller keeps the evaluations
-    alive while it renders, so no id is reused.
-    """
-
-    def __init__(self, judge: Judge, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
-        self._policy = judge.policy_ref()
-        self._issuers: dict[str, dict[str, Any]] = {}
-        self._reasons: dict[int, dict[str, Any]] = {}
-
-    def template(self, evaluation: Evaluation) -> dict[str, Any]:
-        snapshot = self._snapshot
-        instrument = (
-            snapshot.instruments.get(evaluation.isin) if evaluation.instrument_found else None
-        )
+    def payload(self) -> dict[str, Any]:
         return {
-            "policy": self._policy,
-            "data_version": snapshot.data_version,
-            "instrument": (
-                {"isin": instrument.isin, "asset_class": instrument.asset_class}
-                if instrument
-                else None
-            ),
-            "issuer": self._issuer(instrument.issuer_id) if instrument else None,
-            "verdict": evaluation.verdict,
-            "may_hold": evaluation.may_hold,
-            "reasons": [self._reason(r) for r in evaluation.reasons],
+            "instrument": self.instrument,
+            "side": self.side,
+            "quantity": None if self.quantity is None else str(self.quantity),
+            "market_value": str(self.market_value),
         }
 
-    def _issuer(self, issuer_id: str) -> dict[str, Any] | None:
-        found = self._issuers.get(issuer_id)
-        if found is None:
-            issuer = self._snapshot.issuers.get(issuer_id)
-            if issuer is None:
-                return None
-            found = self._issuers[issuer_id] = {
-                "issuer_id": issuer.issuer_id,
-                "name": issuer.name,
-                "country": issuer.country,
-            }
-        return found
 
-    def _reason(self, reason: Reason) -> dict[str, Any]:
-        found = self._reasons.get(id(reason))
-        if found is None:
-            found = self._reasons[id(reason)] = _reason(reason)
-        return found
+@dataclass(frozen=True)
+class CheckAsked:
+    """What a check request asks: instruments, or orders in a portfolio."""
+
+    policy: str | None
+    instruments: Sequence[str]  # for orders: each order's instrument
+    as_of: dt.datetime | None
+    portfolio: str | None = None
+    orders: Sequence[OrderAsked] | None = None
+
+    def request(self) -> dict[str, Any]:
+        asked: dict[str, Any] = {
+            "policy": self.policy,
+            "instruments": list(self.instruments),
+            "as_of": rfc3339(self.as_of) if self.as_of is not None else None,
+        }
+        if self.portfolio is not None:
+            asked["portfolio"] = self.portfolio
+        if self.orders is not None:
+            asked["orders"] = [o.payload() for o in self.orders]
+        return asked
 
 
-def template(judge: Judge, snapshot: Snapshot, evaluation: Evaluation) -> dict[str, Any]:
-    """One decision's template (see ``TemplateRenderer``)."""
-    return TemplateRenderer(judge, snapshot).template(evaluation)
+@dataclass(frozen=True)
+class PortfolioScope:
+    """A check's portfolio: its record, the position report its limits were judged on (None:
+    none used, or none exists) and the limit state (None: no order, or no limits)."""
+
+    portfolio: Portfolio
+    holdings: HoldingsReport | None = None
+    limits: PortfolioLimits | None = None
+
+    def ref(self) -> dict[str, Any]:
+        """The decision's ``portfolio`` object (contract: portfolio_id, account,
+        holdings_version)."""
+        return {
+            "portfolio_id": self.portfolio.portfolio_id,
+            "account": self.portfolio.account,
+            "holdings_version": None if self.holdings is None else self.holdings.dataset_id,
+        }
 
 
-def compile_templates(
-    judge: Judge, snapshot: Snapshot, at: dt.datetime
-) -> dict[str, dict[str, Any]]:
-    """The decision template of every instrument of the snapshot (the compiled index)."""
-    isins = sorted(snapshot.instruments)
-    evaluations = judge.evaluate_many(snapshot, isins, at)
-    renderer = TemplateRenderer(judge, snapshot)
+@dataclass
+class Scene:
+    """Everything one batch of checks is judged in."""
+
+    applied: AppliedPolicy
+    snapshot: Snapshot
+    at: dt.datetime
+    scope: PortfolioScope | None = None
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # compiled, by ISIN
+
+    def payload(
+        self, raw: str, isin: str | InvalidIdentifier, order: OrderAsked | None
+    ) -> dict[str, Any]:
+        """One decision: the instrument's template plus, for an order, its position limits."""
+        if isinstance(isin, InvalidIdentifier):
+            decision = _malformed(self.applied, self.snapshot, raw, str(isin), self.at)
+        else:
+            cached = self.templates.get(isin)
+            if cached is None:  # not compiled: the engine (pure, no database)
+                cached = template(
+                    self.applied, self.snapshot, self.applied.evaluate(self.snapshot, isin, self.at)
+                )
+            decision = {"as_of": rfc3339(self.at), "requested_isin": raw, **cached}
+        if self.scope is None:
+            return decision
+        decision["portfolio"] = self.scope.ref()
+        if order is None:
+            return decision
+        decision["order"] = order.payload()
+        if self.scope.limits is None or isinstance(isin, InvalidIdentifier):
+            return decision
+        return _with_limits(
+            self.applied,
+            decision,
+            self.scope.limits.order_reasons(
+                Order(isin, order.side, order.market_value, order.quantity)
+            ),
+        )
+
+
+def _with_limits(
+    applied: AppliedPolicy, decision: dict[str, Any], reasons: Sequence[Reason]
+) -> dict[str, Any]:
+    """A decision with the position limits an order breaches (or cannot be judged against)
+    after its screening reasons; the verdict the reasons together give."""
+    if not reasons:
+        return decision
+    verdict = decision["verdict"]
+    for reason in reasons:
+        if VERDICT_RANK[reason.verdict] > VERDICT_RANK[verdict]:
+            verdict = reason.verdict
     return {
-        isin: renderer.template(evaluation)
-        for isin, evaluation in zip(isins, evaluations, strict=True)
+        **decision,
+        "verdict": verdict,
+        "may_hold": decision["may_hold"] and may_hold_under(applied.document, verdict),
+        "reasons": [*decision["reasons"], *(render_reason(r) for r in reasons)],
     }
 
 
 def decision_payload(
-    judge: Judge,
+    applied: AppliedPolicy,
     snapshot: Snapshot,
     requested: str,
     evaluation: Evaluation,
@@ -234,12 +168,12 @@ def decision_payload(
     return {
         "as_of": rfc3339(at),
         "requested_isin": requested,
-        **template(judge, snapshot, evaluation),
+        **template(applied, snapshot, evaluation),
     }
 
 
 def _malformed(
-    judge: Judge, snapshot: Snapshot, raw: str, problem: str, at: dt.datetime
+    applied: AppliedPolicy, snapshot: Snapshot, raw: str, problem: str, at: dt.datetime
 ) -> dict[str, Any]:
     unknown = Reason(
         rule_id="data:isin",
@@ -248,55 +182,16 @@ def _malformed(
         via=(),
         detail=problem,
     )
-    may_hold = judge.document.unknown.value == "allow"
+    may_hold = may_hold_under(applied.document, "unknown")
     evaluation = Evaluation(raw, False, None, "unknown", may_hold, (unknown,))
-    return decision_payload(judge, snapshot, raw, evaluation, at)
+    return decision_payload(applied, snapshot, raw, evaluation, at)
 
 
-def check_time(as_of: dt.datetime | None, now: dt.datetime) -> dt.datetime:
-    if as_of is None:
-        return now
-    if as_of.tzinfo is None:
-        raise InvalidInput(
-            "as_of needs a timezone, e.g. 2025-03-12T00:00:00Z.",
-            errors=[FieldError(loc=("query", "as_of"), msg="timezone required")],
-        )
-    if as_of > now:
-        raise InvalidInput(
-            "as_of is in the future: a decision can only be about now or the past.",
-            errors=[FieldError(loc=("query", "as_of"), msg="in the future")],
-        )
-    return as_of.astimezone(dt.UTC)
-
-
-async def check(
-    sessions: async_sessionmaker[AsyncSession],
-    log: DecisionLog,
-    actor: Actor,
-    request_id: str | None,
-    policy_key: str,
-    instruments: Sequence[str],
-    as_of: dt.datetime | None,
-    *,
-    strict_isins: bool,
-    index: VerdictIndex | None = None,
-) -> list[dict[str, Any]]:
-    """Decide for each instrument, in order; every decision is durably logged before return.
-
-    ``strict_isins``: a malformed ISIN is a 422 (single check) instead of an ``unknown``
-    decision naming it (batch: one typo must not fail a 10,000-instrument pre-trade batch).
-    """
-    if len(instruments) > MAX_BATCH:
-        raise PayloadTooLarge(
-            f"At most {MAX_BATCH:,} instruments per request; this one has {len(instruments):,}. "
-            "Split the batch."
-        )
-    now = utcnow()
-    at = check_time(as_of, now)
-    compiled = index.lookup(policy_key, now) if index is not None and as_of is None else None
+def _normalized(
+    instruments: Sequence[str], known: dict[str, Any], *, strict: bool
+) -> list[str | InvalidIdentifier]:
     # An ISIN of the compiled universe was validated when it was loaded: only other strings
     # need checking (a 10,000-instrument batch of known ISINs skips 10,000 Luhn sums).
-    known = compiled.templates if compiled is not None else {}
     normalized: list[str | InvalidIdentifier] = []
     for raw in instruments:
         if raw in known:
@@ -305,84 +200,357 @@ async def check(
         try:
             normalized.append(normalize_isin(raw))
         except InvalidIdentifier as exc:
-            if strict_isins:
+            if strict:
                 raise InvalidInput(
                     str(exc), errors=[FieldError(loc=("query", "instrument"), msg=str(exc))]
                 ) from None
             normalized.append(exc)
-    if compiled is not None:
-        as_of_text = rfc3339(at)  # once for the batch
-        payloads = [
-            _from_index(compiled, raw, isin, at, as_of_text)
-            for raw, isin in zip(instruments, normalized, strict=True)
-        ]
-        # Built from the compiled templates: plain JSON values already.
-        return await log.append(
-            _entries(payloads, policy_key, instruments, as_of, actor, request_id, plain=True)
+    return normalized
+
+
+async def check(
+    sessions: async_sessionmaker[AsyncSession],
+    log: DecisionLog,
+    actor: Actor,
+    request_id: str | None,
+    asked: CheckAsked,
+    *,
+    strict_isins: bool,
+    index: VerdictIndex | None = None,
+) -> list[dict[str, Any]]:
+    """Decide for each instrument (or order), in order; every decision is durably logged
+    before return.
+
+    ``strict_isins``: a malformed ISIN is a 422 (single check) instead of an ``unknown``
+    decision naming it (batch: one typo must not fail a 10,000-instrument pre-trade batch).
+    Errors: 404 unknown policy or portfolio, or none in force; 422 a ``policy`` that is not the
+    portfolio's, an ``as_of`` without offset or in the future; 413 over ``MAX_BATCH``.
+    """
+    if len(asked.instruments) > MAX_BATCH:
+        raise PayloadTooLarge(
+            f"At most {MAX_BATCH:,} instruments per request; this one has "
+            f"{len(asked.instruments):,}. Split the batch."
         )
-    # Not answerable from memory (a past time, or no current compilation yet): read the
-    # neighbourhood of the instruments, in a read-only session closed before the log's append.
-    async with sessions() as session:
-        judge = await judge_at(session, policy_key, at)
-        repository = ScreeningRepository(session)
-        version = await repository.data_version(at if as_of is not None else None)
-        snapshot = await repository.snapshot(
-            sorted({n for n in normalized if isinstance(n, str)}),
-            version,
-            judge.list_keys,
-            judge.group_rule,
-        )
-    valid = [isin for isin in normalized if isinstance(isin, str)]
-    evaluations = iter(judge.evaluate_many(snapshot, valid, at))
+    now = utcnow()
+    at = check_time(asked.as_of, now)
+    scene = _compiled_scene(asked, index, now) if asked.as_of is None else None
+    plain = scene is not None  # built from the compiled templates: plain JSON values already
+    normalized = _normalized(
+        asked.instruments, scene.templates if scene else {}, strict=strict_isins
+    )
+    if scene is None:
+        # Not answerable from memory (a past time, or no current compilation yet): read the
+        # neighbourhood of the instruments, in a read-only session closed before the append.
+        async with sessions() as session:
+            scene = await _scene(
+                session,
+                asked,
+                at,
+                [n for n in normalized if isinstance(n, str)],
+                current=asked.as_of is None,
+            )
+    orders: Sequence[OrderAsked | None] = asked.orders or [None] * len(asked.instruments)
     payloads = [
-        _malformed(judge, snapshot, raw, str(isin), at)
-        if isinstance(isin, InvalidIdentifier)
-        else decision_payload(judge, snapshot, raw, next(evaluations), at)
-        for raw, isin in zip(instruments, normalized, strict=True)
+        scene.payload(raw, isin, order)
+        for raw, isin, order in zip(asked.instruments, normalized, orders, strict=True)
     ]
-    return await log.append(_entries(payloads, policy_key, instruments, as_of, actor, request_id))
+    return await log.append(_entries(payloads, asked, actor, request_id, plain=plain))
 
 
-def _from_index(
-    compiled: Compiled, raw: str, isin: str | InvalidIdentifier, at: dt.datetime, at_text: str
-) -> dict[str, Any]:
-    judge: Judge = compiled.judge
-    if isinstance(isin, InvalidIdentifier):
-        return _malformed(judge, compiled.snapshot, raw, str(isin), at)
-    cached = compiled.templates.get(isin)
-    if cached is None:  # not in the universe: the engine says so (pure, no database)
-        cached = template(judge, compiled.snapshot, judge.evaluate(compiled.snapshot, isin, at))
-    return {"as_of": at_text, "requested_isin": raw, **cached}
+def _compiled_scene(
+    asked: CheckAsked, index: VerdictIndex | None, now: dt.datetime
+) -> Scene | None:
+    if index is None:
+        return None
+    if asked.portfolio is None:
+        if asked.policy is None:
+            return None
+        compiled = index.lookup(asked.policy, now)
+        return None if compiled is None else _scene_of(compiled, now, None)
+    found = index.portfolio(asked.portfolio, now)
+    if found is None:
+        return None
+    _check_policy(asked.policy, found.portfolio)
+    scope = PortfolioScope(found.portfolio)
+    if asked.orders is not None and found.limits is not None:
+        scope = PortfolioScope(found.portfolio, found.holdings, found.limits)
+    return _scene_of(found.compiled, now, scope)
+
+
+def _scene_of(compiled: Compiled, now: dt.datetime, scope: PortfolioScope | None) -> Scene:
+    return Scene(compiled.applied, compiled.snapshot, now, scope, compiled.templates)
+
+
+def _check_policy(policy: str | None, portfolio: Portfolio) -> None:
+    if policy is not None and policy != portfolio.policy_key:
+        raise InvalidInput(
+            f"portfolio {portfolio.portfolio_id!r} is held under policy "
+            f"{portfolio.policy_key!r}, not {policy!r}: leave policy out, or name its own.",
+            errors=[FieldError(loc=("query", "policy"), msg="not the portfolio's policy")],
+        )
+
+
+async def portfolio_at(session: AsyncSession, portfolio_id: str, version: int) -> Portfolio:
+    """The portfolio's record at data ``version`` (404 if it was not loaded by then)."""
+    portfolio = await PortfolioRepository(session).portfolio(portfolio_id, version)
+    if portfolio is None:
+        raise NotFound(
+            f"no portfolio {portfolio_id!r} is known at data version {version}: load it with "
+            "kind=portfolios first"
+        )
+    return portfolio
+
+
+async def _scene(
+    session: AsyncSession,
+    asked: CheckAsked,
+    at: dt.datetime,
+    isins: Sequence[str],
+    *,
+    current: bool,
+    version: int | None = None,
+) -> Scene:
+    """A scene from the database: the data at ``version`` (default: as known at ``at``, or
+    everything loaded when ``current``)."""
+    repository = ScreeningRepository(session)
+    if version is None:
+        version = await repository.data_version(None if current else at)
+    if asked.portfolio is None:
+        if asked.policy is None:
+            raise InvalidInput(
+                "name a policy or a portfolio",
+                errors=[FieldError(loc=("query", "policy"), msg="required without a portfolio")],
+            )
+        applied = await applied_at(session, asked.policy, at)
+        snapshot = await repository.snapshot(
+            sorted(set(isins)), version, applied.list_keys, applied.group_rule
+        )
+        return Scene(applied, snapshot, at)
+    portfolio = await portfolio_at(session, asked.portfolio, version)
+    _check_policy(asked.policy, portfolio)
+    applied = await applied_at(session, portfolio.policy_key, at, account=portfolio.account)
+    if asked.orders is None or not applied.position_limits:
+        snapshot = await repository.snapshot(
+            sorted(set(isins)), version, applied.list_keys, applied.group_rule
+        )
+        return Scene(applied, snapshot, at, PortfolioScope(portfolio))
+    holdings = await PortfolioRepository(session).holdings(
+        portfolio.portfolio_id, at.date(), version
+    )
+    held = [p.isin for p in holdings.positions] if holdings else []
+    snapshot = await repository.snapshot(
+        sorted({*isins, *held}),
+        version,
+        applied.list_keys,
+        applied.group_rule,
+        sponsor_groups=True,
+    )
+    limits = limit_state(applied, snapshot, at, portfolio.portfolio_id, holdings)
+    return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
 
 
 def _entries(
     payloads: list[dict[str, Any]],
-    policy_key: str,
-    instruments: Sequence[str],
-    as_of: dt.datetime | None,
+    asked: CheckAsked,
     actor: Actor,
     request_id: str | None,
     *,
     plain: bool = False,
 ) -> list[DecisionEntry]:
+    request = asked.request()
+    batch = len(asked.instruments) > 1
+    entries = []
+    for number, payload in enumerate(payloads):
+        recorded = request
+        if batch:  # each decision records the item it answers, not the whole batch
+            recorded = {**request, "instruments": [payload["requested_isin"]]}
+            if asked.orders is not None:
+                recorded["orders"] = [request["orders"][number]]
+        entries.append(
+            DecisionEntry(
+                payload=payload, request=recorded, actor=actor, request_id=request_id, plain=plain
+            )
+        )
+    return entries
+
+
+# ------------------------------------------------------------------- post-trade compliance
+
+
+async def compliance(
+    sessions: async_sessionmaker[AsyncSession],
+    log: DecisionLog,
+    actor: Actor,
+    request_id: str | None,
+    portfolio_id: str,
+    as_of: dt.datetime | None,
+    index: VerdictIndex | None = None,
+) -> dict[str, Any]:
+    """The post-trade run of a portfolio (contract: ``/v1/portfolios/{id}/compliance``): every
+    holding's verdict, each position limit's utilisation, every breach; logged like a check.
+
+    The run's ``verdict``: ``excluded`` when a holding may not be held or a limit is breached,
+    else ``unknown`` when a holding or a limit cannot be judged, else the worst holding verdict
+    (``watch`` or ``allowed``); ``may_hold`` is false on any breach. 404: unknown portfolio.
+    """
+    now = utcnow()
+    at = check_time(as_of, now)
+    found = index.portfolio(portfolio_id, now) if index is not None and as_of is None else None
+    if found is not None:
+        scene = Scene(
+            found.compiled.applied,
+            found.compiled.snapshot,
+            now,
+            PortfolioScope(found.portfolio, found.holdings, found.limits),
+            found.compiled.templates,
+        )
+        payload = compliance_payload(scene, plain=True)
+    else:
+        async with sessions() as session:
+            scene = await _compliance_scene(session, portfolio_id, at, current=as_of is None)
+        payload = compliance_payload(scene)
     request = {
-        "policy": policy_key,
-        "instruments": list(instruments),
+        "compliance": portfolio_id,
         "as_of": rfc3339(as_of) if as_of is not None else None,
     }
-    return [
-        DecisionEntry(
-            payload=payload,
-            # For a batch, each decision records the item it answers, not the whole batch.
-            request={**request, "instruments": [payload["requested_isin"]]}
-            if len(instruments) > 1
-            else request,
-            actor=actor,
-            request_id=request_id,
-            plain=plain,
+    (stored,) = await log.append(
+        [DecisionEntry(payload=payload, request=request, actor=actor, request_id=request_id)]
+    )
+    return stored
+
+
+async def _compliance_scene(
+    session: AsyncSession,
+    portfolio_id: str,
+    at: dt.datetime,
+    *,
+    current: bool,
+    version: int | None = None,
+) -> Scene:
+    repository = ScreeningRepository(session)
+    if version is None:
+        version = await repository.data_version(None if current else at)
+    portfolio = await portfolio_at(session, portfolio_id, version)
+    applied = await applied_at(session, portfolio.policy_key, at, account=portfolio.account)
+    holdings = await PortfolioRepository(session).holdings(portfolio_id, at.date(), version)
+    held = sorted({p.isin for p in holdings.positions}) if holdings else []
+    snapshot = await repository.snapshot(
+        held,
+        version,
+        applied.list_keys,
+        applied.group_rule,
+        sponsor_groups=bool(applied.position_limits),
+    )
+    limits = limit_state(applied, snapshot, at, portfolio.portfolio_id, holdings)
+    return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
+
+
+def compliance_payload(scene: Scene, *, plain: bool = False) -> dict[str, Any]:
+    """The compliance run as stored, hashed and returned (decision_id/decided_at: the log's)."""
+    assert scene.scope is not None
+    scope = scene.scope
+    holdings = scope.holdings
+    positions = holdings.positions if holdings is not None else ()
+    valued = [p.market_value for p in positions]
+    total = sum((v for v in valued if v is not None), Decimal(0))
+    complete = all(v is not None for v in valued) and total > 0
+    rows = []
+    breaches: list[dict[str, Any]] = []
+    worst: Verdict = "allowed"
+    judged = _holding_verdicts(scene, [p.isin for p in positions])
+    for position, (held, may_hold, rule_ids) in zip(positions, judged, strict=True):
+        value = position.market_value
+        rows.append(
+            {
+                "isin": position.isin,
+                "source_row": position.source_row,
+                "position": position.position,
+                "verdict": held,
+                "may_hold": may_hold,
+                "market_value": None if value is None else str(value),
+                "weight_pct": (
+                    None if value is None or not complete else _pct_text(value * 100 / total)
+                ),
+            }
         )
-        for payload in payloads
-    ]
+        if VERDICT_RANK[held] > VERDICT_RANK[worst]:
+            worst = held
+        if not may_hold:
+            breaches.append(
+                {"kind": "holding", "isin": position.isin, "verdict": held, "rule_ids": rule_ids}
+            )
+    limits = []
+    limit_reasons: list[Reason] = []
+    for use in scope.limits.utilisation() if scope.limits is not None else ():
+        limits.append(
+            {
+                "limit_id": use.limit_id,
+                "title": use.title,
+                "pct": None if use.pct is None else _pct_text(use.pct),
+                "max_pct": _pct_text(Decimal(str(use.max_pct))),
+                "breach": use.breach,
+                "status": use.status,
+            }
+        )
+        if use.reason is not None:
+            limit_reasons.append(use.reason)
+        if use.status == "breach":
+            breaches.append({"kind": "limit", "limit_id": use.limit_id})
+        if VERDICT_RANK[_STATUS_VERDICT[use.status]] > VERDICT_RANK[worst]:
+            worst = _STATUS_VERDICT[use.status]
+    verdict: Verdict = "excluded" if breaches else worst
+    return {
+        "kind": "compliance",
+        "as_of": rfc3339(scene.at),
+        "policy": scene.applied.policy_ref(),
+        "data_version": scene.snapshot.data_version,
+        "portfolio": scope.ref(),
+        "holdings_version": None if holdings is None else holdings.dataset_id,
+        "holdings_as_of": None if holdings is None else holdings.as_of.isoformat(),
+        "total_market_value": str(total) if complete or positions else None,
+        "verdict": verdict,
+        "may_hold": not breaches and may_hold_under(scene.applied.document, verdict),
+        "holdings": rows,
+        "limits": limits,
+        "reasons": [render_reason(r) for r in limit_reasons],
+        "breaches": breaches,
+    }
+
+
+_HITS = frozenset({"exclude", "unknown"})
+
+
+def _holding_verdicts(scene: Scene, isins: Sequence[str]) -> list[tuple[Verdict, bool, list[str]]]:
+    """Each holding's (verdict, may_hold, the rules behind a verdict that forbids holding it):
+    from the compiled templates where there are, else from the engine (all at once)."""
+    evaluations = iter(
+        scene.applied.evaluate_many(
+            scene.snapshot, [i for i in isins if i not in scene.templates], scene.at
+        )
+    )
+    judged: list[tuple[Verdict, bool, list[str]]] = []
+    for isin in isins:
+        cached = scene.templates.get(isin)
+        if cached is not None:
+            rules = {r["rule_id"] for r in cached["reasons"] if r["outcome"] in _HITS}
+            judged.append((cached["verdict"], cached["may_hold"], sorted(rules)))
+        else:
+            evaluation = next(evaluations)
+            rules = {r.rule_id for r in evaluation.reasons if r.outcome in _HITS}
+            judged.append((evaluation.verdict, evaluation.may_hold, sorted(rules)))
+    return judged
+
+
+_STATUS_VERDICT: dict[str, Verdict] = {"ok": "allowed", "breach": "excluded", "unknown": "unknown"}
+
+
+def _pct_text(value: Decimal) -> str:
+    """A percentage as text: 4 decimals, trailing zeros stripped."""
+    text = f"{value.quantize(Decimal('0.0001')):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+# ------------------------------------------------------------------------- impact, replay
 
 
 def _rules(evaluation: Evaluation) -> list[str]:
@@ -391,29 +559,12 @@ def _rules(evaluation: Evaluation) -> list[str]:
 
 async def impact(session: AsyncSession, key: str, number: int) -> dict[str, Any]:
     """What approving version ``number`` would change, against the version in force now."""
-    policy, version = await policy_service.get_version(session, key, number)
     now = utcnow()
+    candidate = await applied_candidate(session, key, number, now)
     try:
-        current: Judge | None = await judge_at(session, key, now)
+        current: AppliedPolicy | None = await applied_at(session, key, now)
     except NotFound:
         current = None  # nothing in force yet: every verdict is new
-    document = PolicyDocument.model_validate(version.document)
-    base_document = None
-    base_version = None
-    if policy.extends_key is not None:
-        base_version = await policy_service.get_version_in_force(session, policy.extends_key, now)
-        base_document = PolicyDocument.model_validate(base_version.document)
-        document = effective_document(base_document, document)
-    candidate = Judge(
-        key=key,
-        version=version.version,
-        sha256=version.sha256,
-        document=document,
-        base_key=policy.extends_key,
-        base_version=base_version.version if base_version else None,
-        base_sha256=base_version.sha256 if base_version else None,
-        base_document=base_document,
-    )
     repository = ScreeningRepository(session)
     data_version = await repository.data_version()
     keys = sorted({*candidate.list_keys, *(current.list_keys if current else [])})
@@ -445,7 +596,7 @@ async def impact(session: AsyncSession, key: str, number: int) -> dict[str, Any]
         )
     return {
         "key": key,
-        "version": version.version,
+        "version": candidate.version,
         "against_version": current.version if current else None,
         "data_version": data_version,
         "instruments_evaluated": len(snapshot.instruments),
@@ -456,45 +607,59 @@ async def impact(session: AsyncSession, key: str, number: int) -> dict[str, Any]
     }
 
 
-async def judge_for(session: AsyncSession, policy_ref: dict[str, Any]) -> Judge:
-    """The exact policy versions a stored decision names (not "in force"): for replay."""
-    key, number = policy_ref["key"], policy_ref["version"]
-    _, version = await policy_service.get_version(session, key, number)
-    document = PolicyDocument.model_validate(version.document)
-    base = policy_ref.get("base")
-    if base is None:
-        return Judge(key=key, version=number, sha256=version.sha256, document=document)
-    _, base_version = await policy_service.get_version(session, base["key"], base["version"])
-    base_document = PolicyDocument.model_validate(base_version.document)
-    return Judge(
-        key=key,
-        version=number,
-        sha256=version.sha256,
-        document=effective_document(base_document, document),
-        base_key=base["key"],
-        base_version=base["version"],
-        base_sha256=base_version.sha256,
-        base_document=base_document,
-    )
+def _time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate a stored decision again from its policy versions and its data version.
+    """Evaluate a stored decision again from its policy versions, its data version and (in a
+    portfolio) the portfolio and position report as known at that data version.
 
     Returns the payload as it would be stored now (without decision_id / decided_at); equal to
     the stored one when nothing that decision rested on has changed (it cannot: both are
     append-only), which is what replay shows.
     """
-    judge = await judge_for(session, payload["policy"])
-    at = dt.datetime.fromisoformat(payload["as_of"].replace("Z", "+00:00"))
+    at = _time(payload["as_of"])
+    version = payload["data_version"]
+    if payload.get("kind") == "compliance":
+        scene = await _compliance_scene(
+            session, payload["portfolio"]["portfolio_id"], at, current=False, version=version
+        )
+        return compliance_payload(scene)
     requested = payload["requested_isin"]
-    repository = ScreeningRepository(session)
-    try:
-        isin = normalize_isin(requested)
-    except InvalidIdentifier as exc:
-        snapshot = Snapshot(data_version=payload["data_version"])
-        return _malformed(judge, snapshot, requested, str(exc), at)
-    snapshot = await repository.snapshot(
-        [isin], payload["data_version"], judge.list_keys, judge.group_rule
+    portfolio = payload.get("portfolio")
+    order = payload.get("order")
+    asked = CheckAsked(
+        policy=None if portfolio else payload["policy"]["key"],
+        instruments=[requested],
+        as_of=at,
+        portfolio=portfolio["portfolio_id"] if portfolio else None,
+        orders=[_order(order)] if order else None,
     )
-    return decision_payload(judge, snapshot, requested, judge.evaluate(snapshot, isin, at), at)
+    normalized: str | InvalidIdentifier
+    try:
+        normalized = normalize_isin(requested)
+    except InvalidIdentifier as exc:
+        normalized = exc
+    isins = [normalized] if isinstance(normalized, str) else []
+    if portfolio is None:
+        # The exact versions the decision names (not those in force: they are the same unless
+        # the log was altered, and replay must show that).
+        applied = await applied_as_recorded(session, payload["policy"])
+        snapshot = await ScreeningRepository(session).snapshot(
+            isins, version, applied.list_keys, applied.group_rule
+        )
+        scene = Scene(applied, snapshot, at)
+    else:
+        scene = await _scene(session, asked, at, isins, current=False, version=version)
+    return scene.payload(requested, normalized, asked.orders[0] if asked.orders else None)
+
+
+def _order(recorded: dict[str, Any]) -> OrderAsked:
+    quantity = recorded.get("quantity")
+    return OrderAsked(
+        instrument=recorded["instrument"],
+        side=recorded["side"],
+        market_value=Decimal(recorded["market_value"]),
+        quantity=None if quantity is None else Decimal(quantity),
+    )
