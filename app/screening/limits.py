@@ -290,7 +290,7 @@ class PortfolioLimits:
     aggregates: Mapping[GroupKind, _Aggregate]
     # Why no limit can be evaluated at all (no report, no sponsor, missing values, total <= 0).
     blocked: str | None
-    _max: Mapping[str, Decimal] = field(default_factory=dict)
+    max_pcts: Mapping[str, Decimal] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -349,7 +349,7 @@ class PortfolioLimits:
             issuers=sets,
             aggregates=aggregates,
             blocked=blocked,
-            _max=maxima,
+            max_pcts=maxima,
         )
 
     # -- display
@@ -377,7 +377,7 @@ class PortfolioLimits:
         return tuple(reasons)
 
     def _check_one(self, limit: PositionLimit, order: Order) -> Reason | None:
-        max_pct = self._max[limit.id]
+        max_pct = self.max_pcts[limit.id]
         action = (
             f"{'buying' if order.side == 'buy' else 'selling'} "
             f"{_money(order.market_value, self._currency())} of {order.isin}"
@@ -444,7 +444,7 @@ class PortfolioLimits:
         return tuple(self._utilisation_one(limit) for limit in self.limits)
 
     def _utilisation_one(self, limit: PositionLimit) -> LimitUtilisation:
-        max_pct = self._max[limit.id]
+        max_pct = self.max_pcts[limit.id]
         subject = _SUBJECT[limit.group]
 
         def result(
@@ -486,7 +486,7 @@ class PortfolioLimits:
             metric=METRIC,
             value=value,
             comparison="<=",
-            threshold=_plain(self._max[limit.id]),
+            threshold=_plain(self.max_pcts[limit.id]),
             as_of=holdings.as_of if holdings is not None else None,
             dataset_id=holdings.dataset_id if holdings is not None else None,
         )
