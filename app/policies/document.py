@@ -56,6 +56,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.kit.errors import FieldError
+from app.kit.identifiers import InvalidIdentifier, normalize_isin
 from app.kit.schemas import Schema
 from app.kit.vocabulary import (
     COMPARISONS,
@@ -602,7 +603,13 @@ class PolicyException(Schema):
 
 
 class PositionLimit(Schema):
-    """A limit on holdings (seed 002). Declared only: checks do not carry holdings yet."""
+    """A limit on holdings (seed 002): the market value of the limit's issuers' long positions
+    over the portfolio's total market value, at most ``max_portfolio_pct`` (exactly at the limit
+    is allowed). ``sponsor``: the issuers on the policy's ``sponsor`` list; ``sponsor_group``:
+    every issuer under a sponsor's ultimate parent, the sponsor included; one aggregate limit over
+    all of them. Evaluated in every check in a portfolio: an order that takes the share above
+    the limit (and higher than before) is excluded; the post-trade run reports each limit's
+    share. Without the portfolio's holdings, a sponsor or a market value it is unknown."""
 
     id: ItemId
     title: Title
@@ -610,10 +617,39 @@ class PositionLimit(Schema):
     note: Text | None = None
     group: Literal["sponsor", "sponsor_group"]
     max_portfolio_pct: Percent
-    status: Literal["declared"] = Field(
-        default="declared",
-        description="declared: recorded, not evaluated until checks carry portfolio holdings.",
+    status: Literal["declared", "evaluated"] | None = Field(
+        default=None,
+        description="Accepted for documents written earlier; the value is ignored: limits are "
+        "evaluated in every check in a portfolio.",
     )
+
+
+def _isin(value: str) -> str:
+    try:
+        return normalize_isin(value)
+    except InvalidIdentifier as exc:
+        _fail(str(exc))
+
+
+Isin = Annotated[
+    str,
+    AfterValidator(_isin),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]$"}),
+]
+
+
+class Principle(Schema):
+    """A principle the policy states (a prudent-person rule, a permitted-funds list, ...):
+    recorded with the approved, hashed version, not evaluated. ``checkable`` says whether a check
+    could serve it and ``how`` how (or why it cannot: a judgement on the whole portfolio or the
+    liabilities, or data the service does not hold); ``instruments`` lists the ISINs it names."""
+
+    id: ItemId
+    title: Title
+    source: Text
+    checkable: bool
+    how: Text
+    instruments: Annotated[list[Isin], AfterValidator(_unique)] = Field(default_factory=list)
 
 
 class PolicyDocument(Schema):
@@ -638,6 +674,12 @@ class PolicyDocument(Schema):
     lists: ListActions = Field(default_factory=ListActions)
     exceptions: list[PolicyException] = Field(default_factory=list)
     position_limits: list[PositionLimit] = Field(default_factory=list)
+    principles: list[Principle] = Field(
+        default_factory=list,
+        description="Principles the policy states that are recorded, not evaluated (each says "
+        "whether and how a check could serve it). An overlay inherits the base's and adds its "
+        "own.",
+    )
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -757,7 +799,7 @@ def parse_document(data: Any) -> PolicyDocument:
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         errors.extend(_pydantic_errors(exc))
-    for field in ("rules", "exceptions", "position_limits"):
+    for field in ("rules", "exceptions", "position_limits", "principles"):
         errors.extend(_duplicate_ids(data, field))
     if data.get("extends") is None:
         errors.extend(_reference_errors(data, _rule_ids(data)))
@@ -1202,8 +1244,10 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
     Settings the overlay leaves out are inherited. Every base rule is inherited; an overlay rule
     with a base rule's id replaces it when it is at least as strict in every respect, other
     overlay rules are added. Exceptions: only the base's, narrowed by the overlay. Position
-    limits: the base's, lowered by the overlay, plus the overlay's own. Where the overlay would
-    loosen something, the merged document keeps the base's version and ``problems`` says why.
+    limits: the base's, lowered by the overlay, plus the overlay's own. Principles (not
+    evaluated): the base's, restated by the overlay's of the same id, plus the overlay's own.
+    Where the overlay would loosen something, the merged document keeps the base's version and
+    ``problems`` says why.
     """
     problems: list[FieldError] = []
 
@@ -1404,6 +1448,12 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
     base_limit_ids = {p.id for p in base.position_limits}
     limits.extend(p for p in overlay.position_limits if p.id not in base_limit_ids)
 
+    # Principles (recorded, not evaluated): the base's, then the overlay's own; an overlay
+    # principle with a base principle's id restates it.
+    overlay_principles = {p.id: p for p in overlay.principles}
+    principles = [overlay_principles.pop(p.id, p) for p in base.principles]
+    principles.extend(overlay_principles.values())
+
     # The overlay's exceptions may name base rules and its own.
     problems.extend(
         _reference_errors(document_data(overlay), base_ids | {r.id for r in overlay.rules})
@@ -1422,6 +1472,8 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
         lists=lists,
         exceptions=exceptions,
         position_limits=limits,
+        # Only when there are any: a merge of documents without principles stays as before.
+        **({"principles": principles} if principles else {}),
     )
     order = list(PolicyDocument.model_fields)
     problems.sort(key=lambda e: (order.index(str(e.loc[0])) if e.loc else -1, _loc_key(e.loc)))
@@ -1477,6 +1529,7 @@ __all__ = [
     "PolicyDocumentInvalid",
     "PolicyException",
     "PositionLimit",
+    "Principle",
     "Propagation",
     "Rule",
     "StateOwnership",
