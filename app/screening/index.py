@@ -245,7 +245,7 @@ class VerdictIndex:
                     portfolio_id, now.date(), mark[0]
                 )
             limits = await asyncio.to_thread(
-                limit_state, compiled.applied, compiled.snapshot, now, portfolio_id, holdings
+                limit_state, compiled.applied, compiled.snapshot, now, portfolio, holdings
             )
             if len(self._portfolios) >= 1024:  # bounded: portfolio ids come from requests
                 self._portfolios.clear()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from app.portfolios.repository import HoldingsReport
+from app.portfolios.repository import HoldingsReport, Portfolio
 from app.screening.applied import AppliedPolicy
 from app.screening.limits import Holdings, PortfolioLimits, Position
 from app.screening.snapshot import ListEntryPoint, Snapshot
@@ -34,7 +34,7 @@ def sponsors_in_force(
     )
 
 
-def holdings_of(report: HoldingsReport) -> Holdings:
+def holdings_of(portfolio: Portfolio, report: HoldingsReport) -> Holdings:
     return Holdings(
         portfolio_id=report.portfolio_id,
         dataset_id=report.dataset_id,
@@ -43,6 +43,7 @@ def holdings_of(report: HoldingsReport) -> Holdings:
             Position(p.isin, p.market_value, p.source_row, p.position == "short")
             for p in report.positions
         ),
+        base_currency=portfolio.base_currency,
     )
 
 
@@ -50,7 +51,7 @@ def limit_state(
     applied: AppliedPolicy,
     snapshot: Snapshot,
     at: dt.datetime,
-    portfolio_id: str,
+    portfolio: Portfolio,
     report: HoldingsReport | None,
 ) -> PortfolioLimits | None:
     """The portfolio's limit state under the policy (None: the policy has no limits). The
@@ -62,6 +63,7 @@ def limit_state(
         applied.position_limits,
         sponsors_in_force(applied, snapshot, at.date()),
         snapshot,
-        None if report is None else holdings_of(report),
-        portfolio_id=portfolio_id,
+        None if report is None else holdings_of(portfolio, report),
+        portfolio_id=portfolio.portfolio_id,
+        at=at.date(),
     )

@@ -132,7 +132,7 @@ class Scene:
         return _with_limits(
             self.applied,
             decision,
-            self.scope.limits.order_reasons(
+            self.scope.limits.check(
                 Order(isin, order.side, order.market_value, order.quantity)
             ),
         )
@@ -345,7 +345,7 @@ async def _scene(
         applied.group_rule,
         sponsor_groups=True,
     )
-    limits = limit_state(applied, snapshot, at, portfolio.portfolio_id, holdings)
+    limits = limit_state(applied, snapshot, at, portfolio, holdings)
     return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
 
 
@@ -441,7 +441,7 @@ async def _compliance_scene(
         applied.group_rule,
         sponsor_groups=bool(applied.position_limits),
     )
-    limits = limit_state(applied, snapshot, at, portfolio.portfolio_id, holdings)
+    limits = limit_state(applied, snapshot, at, portfolio, holdings)
     return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
 
 
