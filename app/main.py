@@ -27,6 +27,7 @@ from app.kit.settings import Settings, get_settings
 from app.lists.endpoints import router as lists_router
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
+from app.portfolios.endpoints import router as portfolios_router
 from app.screening.endpoints import router as screening_router
 from app.screening.index import VerdictIndex
 from app.screening.service import recompute
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(policies_router)
     app.include_router(decisions_router)
     app.include_router(lists_router)
+    app.include_router(portfolios_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

@@ -35,7 +35,8 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
 ) -> None:
     assert set(MUTABLE) <= {t.name for t in Base.metadata.sorted_tables}
     # A row in every table (row triggers never fire on an empty table): the universe, both
-    # policies approved, a draft, every kind of list, a decision and a checkpoint.
+    # policies approved, a draft, every kind of list, a portfolio and its holdings, a decision
+    # and a checkpoint.
     desk = await open_desk(client, make_key)
     await desk.clean("PMI")
     await load_ok(
@@ -47,6 +48,18 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
     author = await make_key(Scope.policies_write, name="another-author")
     draft = await post_document(client, "asr", shipped("asr"), bearer(author))
     assert draft.status_code == 201, draft.text  # a draft: deleting it is refused too
+    await load_ok(
+        client,
+        desk.steward,
+        "portfolios",
+        "portfolio_id,name,policy,account,base_currency\nHOUSE,House book,rpf,own,EUR\n",
+    )
+    await load_ok(
+        client,
+        desk.steward,
+        "holdings",
+        "portfolio_id,isin,quantity,market_value\nHOUSE,US7181721090,100,9500\n",
+    )
     await desk.check("US7181721090")
     async with sessionmaker() as session:
         await decisions_service.record_checkpoint(session, 1, Actor(name="ops", key_id=None))

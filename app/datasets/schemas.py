@@ -19,6 +19,8 @@ class DatasetKind(StrEnum):
     ituc = "ituc"
     arms_embargoes = "arms-embargoes"
     list_entries = "list-entries"
+    portfolios = "portfolios"
+    holdings = "holdings"
 
 
 # How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):

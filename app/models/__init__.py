@@ -13,6 +13,7 @@ from app.models.dataset import (
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
+from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
 
 __all__ = [
     "VERDICTS",
@@ -23,6 +24,8 @@ __all__ = [
     "Decision",
     "DecisionCheckpoint",
     "Fact",
+    "Holding",
+    "HoldingsReport",
     "ImmutableVersionError",
     "InstrumentRecord",
     "IssuerRecord",
@@ -30,5 +33,6 @@ __all__ = [
     "ListReplacement",
     "Policy",
     "PolicyVersion",
+    "PortfolioRecord",
     "VersionStatus",
 ]

@@ -4,11 +4,13 @@ from app.datasets.adapters.arms_embargoes import ArmsEmbargoesAdapter
 from app.datasets.adapters.base import Adapter
 from app.datasets.adapters.facts import FactsAdapter
 from app.datasets.adapters.freedom_house import FreedomHouseAdapter
+from app.datasets.adapters.holdings import HoldingsAdapter
 from app.datasets.adapters.instruments import InstrumentsAdapter
 from app.datasets.adapters.issuers import IssuersAdapter
 from app.datasets.adapters.ituc import ItucAdapter
 from app.datasets.adapters.list_entries import ListEntriesAdapter
 from app.datasets.adapters.msci_esg import MsciEsgAdapter
+from app.datasets.adapters.portfolios import PortfoliosAdapter
 from app.datasets.adapters.ti_cpi import TiCpiAdapter
 from app.datasets.schemas import DatasetKind
 
@@ -24,6 +26,8 @@ ADAPTERS: dict[DatasetKind, type[Adapter]] = {
         ItucAdapter,
         ArmsEmbargoesAdapter,
         ListEntriesAdapter,
+        PortfoliosAdapter,
+        HoldingsAdapter,
     )
 }
 

@@ -46,7 +46,9 @@ from app.kit.errors import Conflict, FieldError
 from app.models import ListEntry, ListReplacement
 from app.policies.repository import policy_rule_ids
 
-LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception")
+# ``sponsor``: the sponsoring employer (seed 002); its group is every issuer under the same
+# ultimate parent (position limits).
+LISTS = ("exclusion", "inclusion", "focus", "dialogue", "watch", "exception", "sponsor")
 POLICY_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # What an entry says beyond its key (policy, issuer, list): a difference is a change.
 _CONTENT = ("reason", "decided_on", "reference", "review_on", "expires_on", "rule_ids")
