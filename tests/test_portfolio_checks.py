@@ -59,6 +59,7 @@ PORTFOLIOS = (
     "portfolio_id,name,policy,account,base_currency,custodian\n"
     "PEN-DB,Pensura defined benefit,pensura,client,EUR,ABN AMRO\n"
     "PEN-BREACH,Pensura in breach,pensura,client,EUR,ABN AMRO\n"
+    "PEN-HIST,Pensura with a history of reports,pensura,client,EUR,ABN AMRO\n"
     "ASR-OWN,a.s.r. own account,asr,own,EUR,\n"
     "ASR-CLIENT,a.s.r. client mandate,asr,client,EUR,\n"
 )
@@ -98,16 +99,19 @@ async def sponsor_entries(desk: Desk) -> None:
 
 
 async def airbus_exception(desk: Desk) -> None:
-    await desk.facts(
-        "AIRBUS",
-        "sustainalytics",
-        {
-            "controversial_weapons.involved": "false",
-            "civilian_firearms.involved": "false",
-            "defence.involved": "true",
-            "norms.status": "compliant",
-        },
-    )
+    """Airbus (NL) is a defence company with a board-approved nl-defence exception (seed 001);
+    the bank writing the option on it is clean."""
+    for issuer, defence in (("AIRBUS", "true"), ("BANK", "false")):
+        await desk.facts(
+            issuer,
+            "sustainalytics",
+            {
+                "controversial_weapons.involved": "false",
+                "civilian_firearms.involved": "false",
+                "defence.involved": defence,
+                "norms.status": "compliant",
+            },
+        )
     decided = today().isoformat()
     expires = (today() + dt.timedelta(days=300)).isoformat()
     await load_ok(
@@ -262,12 +266,15 @@ async def test_own_and_client_accounts_for_the_same_exception(desk: Desk) -> Non
     assert "portfolio" not in without
 
 
-async def test_lists_per_portfolio_apply_that_account_s_exceptions(desk: Desk) -> None:
+async def test_lists_per_portfolio_apply_that_account_s_exceptions(
+    desk: Desk, make_key: MakeKey
+) -> None:
     await airbus_exception(desk)
+    custodian = await make_key(Scope.lists_read, name="custodian")
 
     async def listed(**params: str) -> set[str]:
         response = await desk.client.get(
-            "/v1/lists/asr", params={"format": "json", **params}, headers=bearer(desk.trader)
+            "/v1/lists/asr", params={"format": "json", **params}, headers=bearer(custodian)
         )
         assert response.status_code == 200, response.text
         return {row["isin"] for row in response.json()["rows"]}
@@ -283,7 +290,7 @@ async def test_lists_per_portfolio_apply_that_account_s_exceptions(desk: Desk) -
     assert DEFENCE_OPTION in client
     assert client == plain
     other = await desk.client.get(
-        "/v1/lists/asr", params={"portfolio": "PEN-DB"}, headers=bearer(desk.trader)
+        "/v1/lists/asr", params={"portfolio": "PEN-DB"}, headers=bearer(custodian)
     )
     assert assert_problem(other, 422)["errors"][0]["loc"] == ["query", "portfolio"]
 
@@ -367,34 +374,45 @@ async def test_a_holding_without_market_value_makes_the_limits_unknown(desk: Des
     assert all(OTHER in (r["detail"] or "") for r in reasons.values())
 
 
-async def test_holdings_at_an_earlier_date_and_replay_after_a_later_load(desk: Desk) -> None:
+async def test_holdings_as_known_then_and_replay_after_a_later_load(desk: Desk) -> None:
+    """A check at a past time uses the position report known then; now, the report with the
+    newest date (an older-dated report loaded later does not supersede it); a later load
+    changes no earlier decision's replay."""
     earlier = (today() - dt.timedelta(days=20)).isoformat()
     later = (today() - dt.timedelta(days=5)).isoformat()
+    oldest = (today() - dt.timedelta(days=30)).isoformat()
     first = await load_ok(
         desk.client,
         desk.steward,
         "holdings",
-        holdings_csv({("PEN-DB", SPONSOR): "1000000", ("PEN-DB", OTHER): "99000000"}, earlier),
+        holdings_csv({("PEN-HIST", SPONSOR): "1000000", ("PEN-HIST", OTHER): "99000000"}, earlier),
     )
     second = await load_ok(
         desk.client,
         desk.steward,
         "holdings",
-        holdings_csv({("PEN-DB", SPONSOR): "4990000", ("PEN-DB", OTHER): "95010000"}, later),
+        holdings_csv({("PEN-HIST", SPONSOR): "4990000", ("PEN-HIST", OTHER): "95010000"}, later),
     )
-    between = dt.datetime.combine(today() - dt.timedelta(days=10), dt.time(12), dt.UTC).isoformat()
-    (past,) = await orders(desk, "PEN-DB", (SPONSOR, "buy", "1000000"), as_of=between)
-    (now,) = await orders(desk, "PEN-DB", (SPONSOR, "buy", "1000000"))
+    await load_ok(  # dated before both, loaded after both: an archive back-fill
+        desk.client,
+        desk.steward,
+        "holdings",
+        holdings_csv({("PEN-HIST", OTHER): "100000000"}, oldest),
+    )
+    (past,) = await orders(desk, "PEN-HIST", (SPONSOR, "buy", "1000000"), as_of=first["loaded_at"])
+    (now,) = await orders(desk, "PEN-HIST", (SPONSOR, "buy", "1000000"))
     assert past["portfolio"]["holdings_version"] == first["id"]
     assert past["verdict"] == "allowed"  # 2 / 101 = 1.98%
     assert now["portfolio"]["holdings_version"] == second["id"]
     assert now["verdict"] == "excluded"  # 5.99 / 101 = 5.93%
-    # A later position report changes neither decision's replay.
+    assert Decimal(limit_reasons(now)["sponsor-max-5pct"]["evidence"][0]["value"]) == Decimal(
+        "5.9307"
+    )
     await load_ok(
         desk.client,
         desk.steward,
         "holdings",
-        holdings_csv({("PEN-DB", OTHER): "1000"}, today().isoformat()),
+        holdings_csv({("PEN-HIST", OTHER): "1000"}, today().isoformat()),
     )
     for decision in (past, now):
         replayed = await desk.client.post(

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from typing import Literal
 
 
 class ValueType(StrEnum):
@@ -305,3 +306,10 @@ def get_metric(name: str) -> Metric:
 def ordinal_rank(metric: Metric, label: str) -> int:
     """Position of an ordinal label (ITUC: '5+' ranks above '5')."""
     return metric.choices.index(label)
+
+
+# Whose money a portfolio holds (seed 001; contract, "Portfolios and holdings"): ``own``, the
+# house's own account, or ``client``. An exception scoped to the own account lifts a hit only
+# for ``own`` money; a check without a portfolio is judged as client money.
+Account = Literal["own", "client"]
+ACCOUNTS: tuple[Account, ...] = ("own", "client")

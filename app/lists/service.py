@@ -36,14 +36,15 @@ from app.datasets.repository import data_version
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.kit.memory import building_long_lived
 from app.kit.time import check_time, utcnow
+from app.kit.vocabulary import Account
 from app.lists.repository import ListRepository
 from app.lists.tokens import ListToken, short_hash
 from app.policies import service as policy_service
+from app.portfolios.service import portfolio_at
 from app.screening.applied import AppliedPolicy, applied_as_recorded, applied_at
-from app.screening.engine import Account, Reason, outcome_verdict
+from app.screening.engine import Reason, outcome_verdict
 from app.screening.index import Compiled, VerdictIndex
 from app.screening.repository import ScreeningRepository
-from app.screening.service import portfolio_at
 from app.screening.snapshot import InstrumentNode, Snapshot
 
 Level = Literal["issuer", "instrument"]

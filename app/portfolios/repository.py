@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import data_version
 from app.kit.bulk import fetch_plain
+from app.kit.vocabulary import Account
 from app.models import Holding, PortfolioRecord
 from app.models import HoldingsReport as HoldingsReportRow
 
@@ -26,7 +28,7 @@ class Portfolio:
     portfolio_id: str
     name: str
     policy_key: str
-    account: str
+    account: Account
     base_currency: str | None
     custodian: str | None
     dataset_id: int
@@ -63,6 +65,11 @@ _PORTFOLIO_COLUMNS = (
 )
 
 
+def _portfolio(row: Any) -> Portfolio:
+    # The account column holds only "own" or "client" (the portfolios adapter checks it).
+    return Portfolio(*row)
+
+
 class PortfolioRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -82,7 +89,7 @@ class PortfolioRepository:
             .limit(1)
         )
         row = (await self.session.execute(query)).first()
-        return Portfolio(*row) if row is not None else None
+        return _portfolio(row) if row is not None else None
 
     async def portfolios(self, version: int) -> list[Portfolio]:
         """Every portfolio known at data ``version``, its newest record, by portfolio_id."""
@@ -106,7 +113,7 @@ class PortfolioRepository:
             )
             .order_by(PortfolioRecord.portfolio_id)
         )
-        return [Portfolio(*row) for row in (await self.session.execute(query)).all()]
+        return [_portfolio(row) for row in (await self.session.execute(query)).all()]
 
     async def holdings(
         self, portfolio_id: str, day: dt.date, version: int

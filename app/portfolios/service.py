@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.errors import NotFound
-from app.kit.time import utcnow
+from app.kit.time import check_time, utcnow
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
 from app.portfolios.schemas import (
     HoldingsRead,
@@ -15,7 +15,6 @@ from app.portfolios.schemas import (
     PortfolioRead,
     PositionRead,
 )
-from app.screening.service import check_time
 
 
 def _decimal(value: Decimal) -> str:
@@ -59,6 +58,17 @@ def holdings_read(report: HoldingsReport) -> HoldingsRead:
     )
 
 
+async def portfolio_at(session: AsyncSession, portfolio_id: str, version: int) -> Portfolio:
+    """The portfolio's record at data ``version``; 404 when it was not loaded by then."""
+    portfolio = await PortfolioRepository(session).portfolio(portfolio_id, version)
+    if portfolio is None:
+        raise NotFound(
+            f"No portfolio {portfolio_id!r} is known at data version {version}: load it with "
+            "kind=portfolios first."
+        )
+    return portfolio
+
+
 async def list_portfolios(session: AsyncSession) -> PortfolioList:
     repository = PortfolioRepository(session)
     version = await repository.data_version()
@@ -78,10 +88,7 @@ async def get_portfolio(
     at = check_time(as_of, utcnow())
     repository = PortfolioRepository(session)
     version = await repository.data_version(at if as_of is not None else None)
-    portfolio = await repository.portfolio(portfolio_id, version)
-    if portfolio is None:
-        when = f" at {at.isoformat()}" if as_of is not None else ""
-        raise NotFound(f"No portfolio {portfolio_id!r} was known{when}.")
+    portfolio = await portfolio_at(session, portfolio_id, version)
     report = await repository.holdings(portfolio_id, at.date(), version)
     return PortfolioDetail(
         portfolio=portfolio_read(portfolio),

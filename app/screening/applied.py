@@ -24,11 +24,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.kit.vocabulary import Account
 from app.models import PolicyVersion
 from app.policies import service as policy_service
 from app.policies.document import PolicyDocument, PositionLimit, effective_document
 from app.screening.engine import (
-    Account,
     Evaluation,
     Evaluator,
     IssuerEvaluation,

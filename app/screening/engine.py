@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from app.kit.vocabulary import (
     METRICS,
+    Account,
     Metric,
     PercentBand,
     Subject,
@@ -60,7 +61,6 @@ from app.screening.snapshot import (
 
 Verdict = Literal["allowed", "watch", "excluded", "unknown"]
 Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
-Account = Literal["own", "client"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
 
 ARMS_EMBARGO = "country.sanctions.arms_embargo"

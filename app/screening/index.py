@@ -32,10 +32,10 @@ from app.kit.errors import NotFound
 from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
 from app.kit.time import utcnow
+from app.kit.vocabulary import Account
 from app.models import Dataset, Policy, PolicyVersion
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
 from app.screening.applied import AppliedPolicy, applied_at
-from app.screening.engine import Account
 from app.screening.limits import PortfolioLimits
 from app.screening.positions import limit_state
 from app.screening.repository import ScreeningRepository

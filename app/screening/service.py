@@ -25,6 +25,7 @@ from app.kit.identifiers import InvalidIdentifier, normalize_isin
 from app.kit.memory import building_long_lived
 from app.kit.time import check_time, utcnow
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
+from app.portfolios.service import portfolio_at
 from app.screening.applied import AppliedPolicy, applied_as_recorded, applied_at, applied_candidate
 from app.screening.engine import VERDICT_RANK, Evaluation, Reason, Verdict, may_hold_under
 from app.screening.index import Compiled, VerdictIndex
@@ -132,9 +133,7 @@ class Scene:
         return _with_limits(
             self.applied,
             decision,
-            self.scope.limits.check(
-                Order(isin, order.side, order.market_value, order.quantity)
-            ),
+            self.scope.limits.check(Order(isin, order.side, order.market_value, order.quantity)),
         )
 
 
@@ -288,17 +287,6 @@ def _check_policy(policy: str | None, portfolio: Portfolio) -> None:
             f"{portfolio.policy_key!r}, not {policy!r}: leave policy out, or name its own.",
             errors=[FieldError(loc=("query", "policy"), msg="not the portfolio's policy")],
         )
-
-
-async def portfolio_at(session: AsyncSession, portfolio_id: str, version: int) -> Portfolio:
-    """The portfolio's record at data ``version`` (404 if it was not loaded by then)."""
-    portfolio = await PortfolioRepository(session).portfolio(portfolio_id, version)
-    if portfolio is None:
-        raise NotFound(
-            f"no portfolio {portfolio_id!r} is known at data version {version}: load it with "
-            "kind=portfolios first"
-        )
-    return portfolio
 
 
 async def _scene(

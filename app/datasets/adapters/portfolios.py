@@ -26,10 +26,10 @@ from app.datasets.adapters.list_entries import POLICY_KEY, unknown_policy_messag
 from app.datasets.csvfile import CellError, CsvRow
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
+from app.kit.vocabulary import ACCOUNTS
 from app.models import PortfolioRecord
 from app.policies.repository import policy_rule_ids
 
-ACCOUNTS = ("own", "client")
 # The rules of issuer ids (``issuers.issuer_id_cell``).
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 
