@@ -305,7 +305,7 @@ def _demo(settings: Settings, host: str, port: int) -> None:
     print(
         f"""
 mayhold demo on {base}  (database: {settings.database_url})
-Policies rpf, asr and dk-pension are approved; a sample universe is loaded.
+Policies rpf, asr, dk-pension and pensura are approved; a sample universe and portfolios are loaded.
 An admin key for this demo:
 
   export MAYHOLD_KEY={issued.key}

@@ -29,7 +29,7 @@ from app.models import Dataset
 from app.policies import service as policies
 from app.policies.document import DurationSpec
 
-SHIPPED_POLICIES = ("rpf", "asr", "dk-pension")
+SHIPPED_POLICIES = ("rpf", "asr", "dk-pension", "pensura")
 LOADER = Actor(name="demo:data-steward", key_id=None)
 AUTHOR = Actor(name="demo:policy-author", key_id=None)
 COMMITTEE = Actor(name="demo:investment-committee", key_id=None)

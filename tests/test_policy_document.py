@@ -53,10 +53,16 @@ def test_shipped_policies_are_valid_and_cite_their_seed(key: str) -> None:
     document = parse_document(shipped(key))
     assert document.key == key
     assert document.extends is None
-    seed = {"rpf": "seed 004", "asr": "seed 001", "dk-pension": "seed 003"}[key]
+    seed = {"rpf": "seed 004", "asr": "seed 001", "dk-pension": "seed 003", "pensura": "seed 002"}[
+        key
+    ]
     assert document.source is not None
     assert seed in document.source
-    assert document.rules
+    # Every shipped policy enforces something: screening rules, or (Pensura, whose ABTN names
+    # no exclusions) position limits, each citing the seed's text.
+    assert document.rules or document.position_limits
+    for limit in document.position_limits:
+        assert limit.source.startswith("ABTN"), limit.id
     for rule in document.rules:
         assert rule.source.startswith(seed), rule.id
     for exception in document.exceptions:

@@ -13,7 +13,7 @@ import yaml
 from app.kit.settings import REPO_ROOT
 
 POLICIES_DIR = REPO_ROOT / "policies"
-SHIPPED = ("rpf", "asr", "dk-pension")
+SHIPPED = ("rpf", "asr", "dk-pension", "pensura")
 
 
 def shipped_path(key: str) -> Path:
