@@ -14,6 +14,7 @@ from app.kit.settings import Settings
 from app.main import create_app
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import open_desk
+from tests.support.datasets import load_ok
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
 
@@ -51,6 +52,8 @@ async def _fixture_values(
         headers=bearer(desk.trader),
     )
     assert check.status_code == 200, check.text
+    portfolios = "portfolio_id,name,policy,account\nHOUSE,House book,rpf,own\n"
+    await load_ok(client, desk.steward, "portfolios", portfolios)
     datasets = (await client.get("/v1/datasets", headers=bearer(admin))).json()
     # A draft version 2, so that a diff (against the previous version) has one to compare with.
     second = copy.deepcopy(shipped("rpf"))
@@ -63,6 +66,7 @@ async def _fixture_values(
         "decision_id": check.json()["decision_id"],
         "isin": "US7181721090",
         "issuer_id": "PMI",
+        "portfolio_id": "HOUSE",
         "key": "rpf",
         "version": "2",
         "policy": "rpf",
