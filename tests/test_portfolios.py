@@ -461,14 +461,6 @@ async def test_sponsor_list_entries_load(office: Office) -> None:
     assert FIXTURES.exists()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "app/screening/engine.py (_list_reasons) looks up getattr(policy.lists, entry.list) and "
-        "ListActions (app/policies/document.py) has no `sponsor`: a check of a sponsor-listed "
-        "issuer is a 500 until the engine treats sponsor entries (position limits) as no verdict"
-    ),
-    strict=False,
-)
 async def test_a_sponsor_entry_does_not_change_a_verdict(
     client: httpx.AsyncClient, make_key: MakeKey
 ) -> None:

@@ -34,7 +34,7 @@ from app.screening.positions import limit_state
 from app.screening.repository import ScreeningRepository
 from app.screening.schemas import MAX_BATCH
 from app.screening.snapshot import Snapshot
-from app.screening.templates import render_reason, template
+from app.screening.templates import TemplateRenderer, render_reason, template
 
 Side = Literal["buy", "sell"]
 
@@ -109,19 +109,37 @@ class Scene:
     scope: PortfolioScope | None = None
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # compiled, by ISIN
 
-    def payload(
-        self, raw: str, isin: str | InvalidIdentifier, order: OrderAsked | None
+    def decisions(
+        self,
+        instruments: Sequence[str],
+        normalized: Sequence[str | InvalidIdentifier],
+        orders: Sequence[OrderAsked | None],
+    ) -> list[dict[str, Any]]:
+        """One decision per instrument asked (and its order, if any), in order: the
+        instrument's template plus, for an order, the position limits it breaches."""
+        # What the compilation does not hold, evaluated at once (each issuer once); kept alive
+        # while rendered (the renderer remembers reasons by identity).
+        missing = sorted({i for i in normalized if isinstance(i, str)} - self.templates.keys())
+        evaluated = dict(
+            zip(missing, self.applied.evaluate_many(self.snapshot, missing, self.at), strict=True)
+        )
+        renderer = TemplateRenderer(self.applied, self.snapshot)
+        at_text = rfc3339(self.at)  # once for the batch
+        decisions = []
+        for raw, isin, order in zip(instruments, normalized, orders, strict=True):
+            if isinstance(isin, InvalidIdentifier):
+                decision = _malformed(self.applied, self.snapshot, raw, str(isin), self.at)
+            else:
+                cached = self.templates.get(isin)
+                if cached is None:
+                    cached = renderer.template(evaluated[isin])
+                decision = {"as_of": at_text, "requested_isin": raw, **cached}
+            decisions.append(self._in_portfolio(decision, isin, order))
+        return decisions
+
+    def _in_portfolio(
+        self, decision: dict[str, Any], isin: str | InvalidIdentifier, order: OrderAsked | None
     ) -> dict[str, Any]:
-        """One decision: the instrument's template plus, for an order, its position limits."""
-        if isinstance(isin, InvalidIdentifier):
-            decision = _malformed(self.applied, self.snapshot, raw, str(isin), self.at)
-        else:
-            cached = self.templates.get(isin)
-            if cached is None:  # not compiled: the engine (pure, no database)
-                cached = template(
-                    self.applied, self.snapshot, self.applied.evaluate(self.snapshot, isin, self.at)
-                )
-            decision = {"as_of": rfc3339(self.at), "requested_isin": raw, **cached}
         if self.scope is None:
             return decision
         decision["portfolio"] = self.scope.ref()
@@ -130,11 +148,10 @@ class Scene:
         decision["order"] = order.payload()
         if self.scope.limits is None or isinstance(isin, InvalidIdentifier):
             return decision
-        return _with_limits(
-            self.applied,
-            decision,
-            self.scope.limits.check(Order(isin, order.side, order.market_value, order.quantity)),
+        limits = self.scope.limits.check(
+            Order(isin, order.side, order.market_value, order.quantity)
         )
+        return _with_limits(self.applied, decision, limits)
 
 
 def _with_limits(
@@ -249,10 +266,7 @@ async def check(
                 current=asked.as_of is None,
             )
     orders: Sequence[OrderAsked | None] = asked.orders or [None] * len(asked.instruments)
-    payloads = [
-        scene.payload(raw, isin, order)
-        for raw, isin, order in zip(asked.instruments, normalized, orders, strict=True)
-    ]
+    payloads = scene.decisions(asked.instruments, normalized, orders)
     return await log.append(_entries(payloads, asked, actor, request_id, plain=plain))
 
 
@@ -440,8 +454,9 @@ def compliance_payload(scene: Scene, *, plain: bool = False) -> dict[str, Any]:
     holdings = scope.holdings
     positions = holdings.positions if holdings is not None else ()
     valued = [p.market_value for p in positions]
+    known = all(v is not None for v in valued)
     total = sum((v for v in valued if v is not None), Decimal(0))
-    complete = all(v is not None for v in valued) and total > 0
+    complete = known and total > 0  # weights can be given
     rows = []
     breaches: list[dict[str, Any]] = []
     worst: Verdict = "allowed"
@@ -495,7 +510,7 @@ def compliance_payload(scene: Scene, *, plain: bool = False) -> dict[str, Any]:
         "portfolio": scope.ref(),
         "holdings_version": None if holdings is None else holdings.dataset_id,
         "holdings_as_of": None if holdings is None else holdings.as_of.isoformat(),
-        "total_market_value": str(total) if complete or positions else None,
+        "total_market_value": str(total) if known and holdings is not None else None,
         "verdict": verdict,
         "may_hold": not breaches and may_hold_under(scene.applied.document, verdict),
         "holdings": rows,
@@ -640,7 +655,10 @@ async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str,
         scene = Scene(applied, snapshot, at)
     else:
         scene = await _scene(session, asked, at, isins, current=False, version=version)
-    return scene.payload(requested, normalized, asked.orders[0] if asked.orders else None)
+    (decision,) = scene.decisions(
+        [requested], [normalized], [asked.orders[0] if asked.orders else None]
+    )
+    return decision
 
 
 def _order(recorded: dict[str, Any]) -> OrderAsked:
