@@ -456,6 +456,11 @@ async def test_the_post_trade_run(desk: Desk) -> None:
         f"/v1/decisions/{run['decision_id']}", headers=bearer(desk.auditor)
     )
     assert stored.status_code == 200, stored.text
+    assert stored.json()["audit"]["request"] == {"compliance": "PEN-DB", "as_of": None}
+    listed = await desk.client.get(
+        "/v1/decisions", params={"policy": "pensura"}, headers=bearer(desk.auditor)
+    )
+    assert run["decision_id"] in {d["decision_id"] for d in listed.json()["decisions"]}
     replayed = await desk.client.post(
         f"/v1/decisions/{run['decision_id']}/replay", headers=bearer(desk.auditor)
     )

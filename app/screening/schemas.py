@@ -202,6 +202,8 @@ class ComplianceRun(Schema):
     policy: PolicyRef
     data_version: int
     portfolio: PortfolioRefOut
+    instrument: None = Field(description="Always null: a run is about the whole portfolio.")
+    issuer: None = Field(description="Always null: a run is about the whole portfolio.")
     holdings_version: int | None = Field(description="The holdings load judged (null: none).")
     holdings_as_of: dt.date | None = Field(description="The position report's date.")
     total_market_value: str | None

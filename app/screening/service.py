@@ -508,6 +508,9 @@ def compliance_payload(scene: Scene, *, plain: bool = False) -> dict[str, Any]:
         "policy": scene.applied.policy_ref(),
         "data_version": scene.snapshot.data_version,
         "portfolio": scope.ref(),
+        # A run is about the portfolio, not one instrument (the log's stored-decision shape).
+        "instrument": None,
+        "issuer": None,
         "holdings_version": None if holdings is None else holdings.dataset_id,
         "holdings_as_of": None if holdings is None else holdings.as_of.isoformat(),
         "total_market_value": str(total) if known and holdings is not None else None,
