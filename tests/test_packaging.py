@@ -32,7 +32,9 @@ def test_the_wheel_carries_migrations_policies_and_openapi(tmp_path: Path) -> No
     (wheel,) = tmp_path.glob("mayhold-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "app/_bundled/migrations/env.py" in names
-    assert {f"app/_bundled/policies/{k}.yaml" for k in ("rpf", "asr", "dk-pension", "pensura")} <= names
+    assert {
+        f"app/_bundled/policies/{k}.yaml" for k in ("rpf", "asr", "dk-pension", "pensura")
+    } <= names
     assert "app/_bundled/openapi/openapi.json" in names
 
     # Installed elsewhere, run from elsewhere: the package finds its migrations and migrates.
