@@ -364,8 +364,6 @@ def _portfolios(u: Universe, companies: int, fresh: str, today: dt.date) -> None
         u.holdings.append(_holding(portfolio_id, DEFENCE_SHARE, 2_500_000))
         if companies:
             u.holdings.append(_holding(portfolio_id, make_isin("XS", 0), 47_500_000))
-    u.examples.setdefault("pensura sponsor bond", SPONSOR_BOND)
-    u.examples.setdefault("dutch defence company", DEFENCE_SHARE)
 
 
 def _holding(portfolio_id: str, isin: str, value: int) -> dict[str, str]:
