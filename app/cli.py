@@ -23,7 +23,7 @@ from app.auth.scopes import Scope, parse_scopes
 from app.datasets import service as datasets_service
 from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
 from app.decisions import service as decisions_service
-from app.demo import load_demo
+from app.demo import DEFENCE_SHARE, SPONSOR_BOND, load_demo
 from app.kit.db import READ_ONLY_OPTION, Database, create_engine
 from app.kit.errors import AppError, InvalidInput, NotFound
 from app.kit.files import AtomicFile
@@ -302,6 +302,10 @@ def _demo(settings: Settings, host: str, port: int) -> None:
         for label, isin in sorted(examples.items())
     )
     batch = json.dumps([examples["clean company"], examples["tobacco producer"]])
+    orders = ", ".join(
+        json.dumps({"instrument": SPONSOR_BOND, "side": "buy", "market_value": value})
+        for value in (150_000, 500_000)
+    )
     print(
         f"""
 mayhold demo on {base}  (database: {settings.database_url})
@@ -320,6 +324,11 @@ Try:
   curl -s {auth} '{base}/v1/lists/rpf?level=issuer'          # the custodian's exclusion list
   curl -s {auth} '{base}/v1/decisions?instrument={examples["tobacco producer"]}'   # the audit trail
   curl -s {auth} '{base}/v1/decisions/verify'                 # the hash chain, unaltered?
+  curl -s {auth} '{base}/v1/check?portfolio=ASR-OWN&instrument={DEFENCE_SHARE}'     # allowed
+  curl -s {auth} '{base}/v1/check?portfolio=ASR-CLIENT&instrument={DEFENCE_SHARE}'  # excluded
+  curl -s {auth} -X POST {base}/v1/checks -H 'Content-Type: application/json' \\
+       -d '{{"portfolio": "PENSURA-DB", "orders": [{orders}]}}'   # sponsor limit 5 %
+  curl -s {auth} '{base}/v1/portfolios/PENSURA-DB/compliance'  # the post-trade run
   open {base}/docs for the API reference
 """,
         flush=True,

@@ -98,6 +98,8 @@ class Universe:
     facts: list[dict[str, str]] = field(default_factory=list)
     msci: list[dict[str, str]] = field(default_factory=list)
     lists: list[dict[str, str]] = field(default_factory=list)
+    portfolios: list[dict[str, str]] = field(default_factory=list)
+    holdings: list[dict[str, str]] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)
 
 
@@ -206,7 +208,171 @@ def generate(companies: int = 3000, seed: int = 42, *, extra_bonds: int = 0) -> 
                 "expires_on": "",
             }
         )
+    _portfolios(u, companies, fresh, today)
     return u
+
+
+# The Pensura group (seed 002 §3): the four sponsoring employers under one ultimate parent, and
+# group companies on another branch (in the group, not sponsors). Issuer id, name, country,
+# parent, whether a sponsor.
+PENSURA_GROUP = (
+    ("DIV-TOP", "Diamond (BC) Holding", "US", "", False),
+    ("DIV-NL-HOLD", "Diamond (BC) Netherlands Holding B.V.", "NL", "DIV-TOP", True),
+    ("DIV-EU-OPS", "Diversey Europe Operations B.V.", "NL", "DIV-NL-HOLD", True),
+    ("DIV-BV", "Diversey B.V.", "NL", "DIV-NL-HOLD", True),
+    ("DIV-NL-PROD", "Diversey Netherlands Productions B.V.", "NL", "DIV-BV", True),
+    ("DIV-US-HOLD", "Diversey US Holdings Inc.", "US", "DIV-TOP", False),
+    ("DIV-US-OPS", "Diversey US Operations Inc.", "US", "DIV-US-HOLD", False),
+)
+# Instruments of the group: ISIN, issuer, asset class, name.
+PENSURA_INSTRUMENTS = (
+    (make_isin("NL", 700_001), "DIV-EU-OPS", "corporate_bond", "Diversey Europe 4.25% 2030"),
+    (make_isin("NL", 700_002), "DIV-BV", "corporate_bond", "Diversey B.V. 3.5% 2029"),
+    (make_isin("NL", 700_003), "DIV-NL-HOLD", "corporate_bond", "Diamond (BC) NL 5% 2031"),
+    (make_isin("US", 700_004), "DIV-US-OPS", "corporate_bond", "Diversey US 5.75% 2032"),
+    (make_isin("US", 700_005), "DIV-TOP", "equity", "Diamond (BC) Holding shares"),
+)
+SPONSOR_BOND = PENSURA_INSTRUMENTS[0][0]
+GROUP_BOND = PENSURA_INSTRUMENTS[3][0]
+# A Dutch defence company (fictitious) with a board-approved nl-defence exception under asr.
+DEFENCE_ISSUER = "NL-DEFENCE"
+DEFENCE_SHARE = make_isin("NL", 700_010)
+# PENSURA-DB's position report (EUR, 100,000,000 in all): the sponsors at 4.8% (limit 5%), the
+# group at 9.5% (limit 10%), the rest in demo companies' shares. A buy of 150,000 of the sponsor
+# bond stays within both limits (4.94%, 9.64%); one of 500,000 takes the sponsors to 5.27%.
+PENSURA_TOTAL = 100_000_000
+PENSURA_SPONSORS = {  # 4,800,000
+    SPONSOR_BOND: 2_000_000,
+    PENSURA_INSTRUMENTS[1][0]: 1_500_000,
+    PENSURA_INSTRUMENTS[2][0]: 1_300_000,
+}
+PENSURA_GROUP_OTHERS = {GROUP_BOND: 3_000_000, PENSURA_INSTRUMENTS[4][0]: 1_700_000}
+PORTFOLIOS = (
+    ("PENSURA-DB", "Pensura defined benefit", "pensura", "client", "EUR", "ABN AMRO Clearing"),
+    ("ASR-OWN", "a.s.r. own account", "asr", "own", "EUR", ""),
+    ("ASR-CLIENT", "a.s.r. client mandate", "asr", "client", "EUR", ""),
+)
+
+
+def _portfolios(u: Universe, companies: int, fresh: str, today: dt.date) -> None:
+    """The Pensura group, a Dutch defence company with an asr exception, and the demo's
+    portfolios with their position reports."""
+    for issuer_id, name, country, parent, _ in PENSURA_GROUP:
+        row = {"issuer_id": issuer_id, "name": name, "kind": "company", "country": country}
+        if parent:
+            row["parent_issuer_id"] = parent
+            row["parent_control_pct"] = "100"
+        u.issuers.append(row)
+    u.issuers.append(
+        {
+            "issuer_id": DEFENCE_ISSUER,
+            "name": "Nederlandse Defensiesystemen N.V.",
+            "kind": "company",
+            "country": "NL",
+        }
+    )
+    for isin, issuer_id, asset_class, name in PENSURA_INSTRUMENTS:
+        u.instruments.append(
+            {"isin": isin, "issuer_id": issuer_id, "asset_class": asset_class, "name": name}
+        )
+    u.instruments.append(
+        {
+            "isin": DEFENCE_SHARE,
+            "issuer_id": DEFENCE_ISSUER,
+            "asset_class": "equity",
+            "name": "Nederlandse Defensiesystemen shares",
+        }
+    )
+    clean = {
+        "controversial_weapons.involved": ("false", "sustainalytics"),
+        "civilian_firearms.involved": ("false", "sustainalytics"),
+        "norms.status": ("compliant", "robeco"),
+        "revenue_pct.tobacco": ("0", "iss"),
+    }
+    for issuer_id in [g[0] for g in PENSURA_GROUP] + [DEFENCE_ISSUER]:
+        rows = {
+            **clean,
+            "defence.involved": (str(issuer_id == DEFENCE_ISSUER).lower(), "sustainalytics"),
+        }
+        for metric, (value, provider) in rows.items():
+            u.facts.append(
+                {
+                    "issuer_ref": issuer_id,
+                    "metric": metric,
+                    "value": value,
+                    "as_of": fresh,
+                    "provider": provider,
+                }
+            )
+        u.facts.append(
+            {
+                "issuer_ref": issuer_id,
+                "metric": "norms.status",
+                "value": "compliant",
+                "as_of": fresh,
+                "provider": "sustainalytics",
+            }
+        )
+    decided = (today - dt.timedelta(days=30)).isoformat()
+    for issuer_id, _, _, _, sponsor in PENSURA_GROUP:
+        if sponsor:
+            u.lists.append(
+                {
+                    "policy": "pensura",
+                    "issuer_ref": issuer_id,
+                    "list": "sponsor",
+                    "reason": "ABTN §1.1: sponsoring employer",
+                    "decided_on": decided,
+                    "reference": "ABTN-2022",
+                    "expires_on": "",
+                }
+            )
+    u.lists.append(
+        {
+            "policy": "asr",
+            "issuer_ref": DEFENCE_ISSUER,
+            "list": "exception",
+            "reason": "nl-defence: board approval after Security Affairs review",
+            "decided_on": decided,
+            "reference": "BOARD-DEMO-1",
+            "expires_on": (today + dt.timedelta(days=300)).isoformat(),
+        }
+    )
+    for portfolio_id, name, policy, account, currency, custodian in PORTFOLIOS:
+        u.portfolios.append(
+            {
+                "portfolio_id": portfolio_id,
+                "name": name,
+                "policy": policy,
+                "account": account,
+                "base_currency": currency,
+                "custodian": custodian,
+            }
+        )
+    # The rest of PENSURA-DB: equal parts in the shares of the first demo companies.
+    others = [make_isin("XS", n) for n in range(min(companies, 20))]
+    held = {**PENSURA_SPONSORS, **PENSURA_GROUP_OTHERS}
+    rest = PENSURA_TOTAL - sum(held.values())
+    if not others:  # a universe without companies: the rest in the Dutch government's bond
+        others = [make_isin("NL", 900_000)]
+    for number, isin in enumerate(others):
+        share = rest // len(others)
+        held[isin] = share if number < len(others) - 1 else rest - share * (len(others) - 1)
+    for code, amount in held.items():
+        u.holdings.append(_holding("PENSURA-DB", code, amount))
+    for portfolio_id in ("ASR-OWN", "ASR-CLIENT"):
+        u.holdings.append(_holding(portfolio_id, DEFENCE_SHARE, 2_500_000))
+        if companies:
+            u.holdings.append(_holding(portfolio_id, make_isin("XS", 0), 47_500_000))
+
+
+def _holding(portfolio_id: str, isin: str, value: int) -> dict[str, str]:
+    return {
+        "portfolio_id": portfolio_id,
+        "isin": isin,
+        "quantity": str(value // 100),
+        "market_value": str(value),
+    }
 
 
 def _label(n: int) -> str | None:
@@ -324,6 +490,19 @@ async def _load(
         )
     finally:
         upload.discard()
+
+
+async def load_rows(
+    session: AsyncSession,
+    kind: DatasetKind,
+    rows: list[dict[str, str]],
+    columns: list[str],
+    name: str,
+    **options: object,
+) -> None:
+    """Load ``rows`` as a CSV file of ``kind`` through the real loader (as a data steward would:
+    a dataset with provenance); for benchmarks and scripts building on the demo."""
+    await _load(session, kind, _csv(rows, columns), name, **options)
 
 
 async def demo_loaded(session: AsyncSession) -> bool:
@@ -446,5 +625,21 @@ async def load_demo(
             ],
         ),
         "lists.csv",
+    )
+    await _load(
+        session,
+        DatasetKind.portfolios,
+        _csv(
+            universe.portfolios,
+            ["portfolio_id", "name", "policy", "account", "base_currency", "custodian"],
+        ),
+        "portfolios.csv",
+    )
+    await _load(
+        session,
+        DatasetKind.holdings,
+        _csv(universe.holdings, ["portfolio_id", "isin", "quantity", "market_value"]),
+        "holdings.csv",
+        as_of=today,
     )
     return universe.examples

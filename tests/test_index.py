@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.demo import DEFENCE_SHARE, GROUP_BOND, SPONSOR_BOND
+from app.kit.time import utcnow
 from app.screening.index import VerdictIndex
 from tests.conftest import bearer
 from tests.support.databases import DIALECTS
@@ -113,3 +115,78 @@ async def test_an_unknown_policy_starts_one_build_attempt_per_data_version(tmp_p
             assert response.status_code == 404, response.text
             await asyncio.sleep(0.2)  # let the attempt finish
         assert index.attempts == 1
+
+
+async def portfolio_compiled(app: FastAPI, client: httpx.AsyncClient, key: str, pid: str) -> None:
+    """Ask until the index holds the portfolio compiled on current verdicts (the first asks
+    start the builds of its policy's verdicts and of the portfolio)."""
+    index: VerdictIndex = app.state.verdict_index
+    deadline = time.monotonic() + 60
+    while index.portfolio(pid, utcnow()) is None:
+        response = await client.get(f"/v1/portfolios/{pid}/compliance", headers=bearer(key))
+        assert response.status_code == 200, response.text
+        assert time.monotonic() < deadline, f"{pid} was never compiled"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_portfolio_checks_and_compliance_answer_exactly_as_the_database_path(
+    dialect: str, tmp_path: Path
+) -> None:
+    """The demo's portfolios: an order batch in PENSURA-DB (allowed, over the sponsor limit,
+    over the group limit, a sell, an unknown and a malformed ISIN) and the compliance runs,
+    answered from the compiled portfolio and from the database path: the same decisions."""
+    orders = [
+        {"instrument": SPONSOR_BOND, "side": "buy", "market_value": "150000"},
+        {"instrument": SPONSOR_BOND, "side": "buy", "market_value": "500000"},
+        {"instrument": GROUP_BOND, "side": "buy", "market_value": "600000"},
+        {"instrument": GROUP_BOND, "side": "sell", "market_value": "1000000"},
+        {"instrument": "US0378331005", "side": "buy", "market_value": "1000"},
+        {"instrument": "XS0000000001", "side": "buy", "market_value": "1000"},
+    ]
+    portfolios = ("PENSURA-DB", "ASR-OWN", "ASR-CLIENT")
+    async with demo_database(dialect, tmp_path) as (url, key, _), running(url) as (app, client):
+        for pid in portfolios:
+            await portfolio_compiled(app, client, key, pid)
+        index: VerdictIndex = app.state.verdict_index
+        builds = index.builds
+        body = {"portfolio": "PENSURA-DB", "orders": orders}
+        answers: dict[str, list[Any]] = {"index": [], "database": []}
+        for path in ("index", "database"):
+            app.state.verdict_index = index if path == "index" else None
+            checked = await client.post("/v1/checks", json=body, headers=bearer(key))
+            assert checked.status_code == 200, checked.text
+            answers[path].append(stable(checked.json()["decisions"]))
+            for pid in portfolios:
+                run = await client.get(f"/v1/portfolios/{pid}/compliance", headers=bearer(key))
+                assert run.status_code == 200, run.text
+                answers[path].append(stable([run.json()]))
+            single = await client.get(
+                "/v1/check",
+                params={"portfolio": "ASR-OWN", "instrument": DEFENCE_SHARE},
+                headers=bearer(key),
+            )
+            answers[path].append(stable([single.json()]))
+        app.state.verdict_index = index
+        # The index was used, and not rebuilt in between: the same compiled portfolios.
+        assert index.builds == builds
+        assert set(portfolios) <= set(index._portfolios)
+        assert all(index.portfolio(pid, utcnow()) is not None for pid in portfolios)
+        assert answers["index"] == answers["database"]
+        decisions = answers["index"][0]
+        assert [d["verdict"] for d in decisions] == [
+            "allowed",
+            "excluded",
+            "excluded",
+            "allowed",
+            "unknown",
+            "unknown",
+        ]
+        assert decisions[0]["portfolio"]["holdings_version"] is not None
+        pensura_run = answers["index"][1][0]
+        assert {u["limit_id"]: u["pct"] for u in pensura_run["limits"]} == {
+            "sponsor-max-5pct": "4.8",
+            "sponsor-group-max-10pct": "9.5",
+        }
+        assert answers["index"][-1][0]["verdict"] == "allowed"  # the nl-defence exception

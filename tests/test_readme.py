@@ -8,6 +8,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import itertools
 import os
 import re
 import shutil
@@ -390,3 +391,41 @@ async def test_the_readme_running_it_for_real_block(dialect: str, tmp_path: Path
         assert re.fullmatch(r"mh_[0-9a-f]+_[A-Za-z0-9_-]+", key), ran.stdout
         listed = mayhold(url, "keys", "list")
         assert listed.stdout.startswith("oms-desk-1\tcheck\t")
+
+
+# ------------------------------------------------------------------------------- portfolios
+
+
+def readme_recipes(section: str, end: str) -> list[tuple[str, str]]:
+    """The (bash block, text block after it) pairs between two headings: a recipe and the
+    output the README says it prints."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(section)
+    part = text[start : text.index(end, start)]
+    blocks = re.findall(r"^```([a-z]*)\n(.*?)^```", part, re.DOTALL | re.MULTILINE)
+    pairs = []
+    for (kind, body), (next_kind, output) in itertools.pairwise(blocks):
+        if kind == "bash":
+            assert next_kind == "text", f"a recipe without its output: {body[:60]!r}"
+            pairs.append((body, output))
+    return pairs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_the_readme_portfolio_recipes_print_what_it_shows(
+    dialect: str, tmp_path: Path
+) -> None:
+    """The "Portfolios" recipes (curl, jq) against `mayhold serve` on the demo's data, in
+    order: each prints exactly the output the README shows after it."""
+    recipes = readme_recipes("## Portfolios", "## Lists for custodians")
+    assert len(recipes) == 5
+    async with small_demo(dialect, tmp_path) as (url, _):
+        key = mayhold(url, "keys", "create", "--name", "desk", "--scopes", "admin")
+        assert key.returncode == 0, key.stderr
+        environment = {"KEY": key.stdout.splitlines()[-1]}
+        async with served(url) as base:
+            for recipe, output in recipes:
+                ran = shell(recipe, {**environment, "BASE": base}, cwd=str(tmp_path))
+                assert ran.returncode == 0, ran.stderr
+                assert ran.stdout == output, f"{recipe}\nprinted:\n{ran.stdout}"
