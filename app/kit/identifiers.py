@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from stdnum import cusip, figi, isin, lei, luhn
 from stdnum.exceptions import (
@@ -24,13 +25,19 @@ from stdnum.exceptions import (
 from stdnum.gb import sedol
 
 __all__ = [
+    "SECURITY_SCHEMES",
     "InvalidIdentifier",
+    "SecurityId",
+    "SecurityScheme",
+    "UnrecognisedSecurity",
+    "figi_shaped",
     "is_valid_isin",
     "normalize_cusip",
     "normalize_figi",
     "normalize_isin",
     "normalize_lei",
     "normalize_sedol",
+    "security_ids",
 ]
 
 
@@ -241,3 +248,81 @@ def is_valid_isin(value: str) -> bool:
     except InvalidIdentifier:
         return False
     return True
+
+
+# ------------------------------------------------------------- an instrument by any identifier
+
+SecurityScheme = Literal["ISIN", "CUSIP", "SEDOL", "FIGI"]
+SECURITY_SCHEMES: tuple[SecurityScheme, ...] = ("ISIN", "CUSIP", "SEDOL", "FIGI")
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityId:
+    """An instrument identifier recognised under one scheme, in compact upper-case form."""
+
+    scheme: SecurityScheme
+    value: str
+
+
+class UnrecognisedSecurity(InvalidIdentifier):
+    """Valid under none of ISIN, CUSIP, SEDOL, FIGI; the message names each scheme tried and
+    why it failed (only the schemes of the value's length, when there are any)."""
+
+    def __init__(self, value: str, reasons: dict[str, str]) -> None:
+        self.reasons = reasons
+        tried = "; ".join(
+            why if name == "any of them" else f"as {'an' if name == 'ISIN' else 'a'} {name}, {why}"
+            for name, why in reasons.items()
+        )
+        ValueError.__init__(self, f"{value!r} is not a valid ISIN, CUSIP, SEDOL or FIGI ({tried})")
+        self.scheme = "ISIN, CUSIP, SEDOL or FIGI"
+        self.value = value
+        self.reason = tried
+
+
+_SECURITY = ((_ISIN, "ISIN"), (_CUSIP, "CUSIP"), (_SEDOL, "SEDOL"), (_FIGI, "FIGI"))
+
+
+def security_ids(value: str) -> tuple[SecurityId, ...]:
+    """Every scheme ``value`` is valid under (python-stdnum's validators), ISIN first; raise
+    ``UnrecognisedSecurity`` when none.
+
+    The lengths differ (ISIN and FIGI 12, CUSIP 9, SEDOL 7) except ISIN and FIGI. stdnum's FIGI
+    validator already refuses the prefixes that read as ISIN country codes (BS, BM, GG, GB,
+    VG), so a string valid as both is rare (a country code such as BB, then 'G', no vowels, and
+    both check digits right); then both are returned and the caller resolves them against the
+    data (``app.screening.service``): never a guess.
+    """
+    compact = value.strip().upper()
+    if len(compact) == 12 and compact[2] != "G":  # the hot path: an ISIN, never a FIGI
+        try:
+            return (SecurityId("ISIN", normalize_isin(value)),)
+        except InvalidIdentifier as exc:
+            raise UnrecognisedSecurity(value, {"ISIN": exc.reason}) from exc
+    found: list[SecurityId] = []
+    reasons: dict[str, str] = {}
+    for scheme, name in _SECURITY:
+        if len(scheme.compact(value)) != scheme.length:
+            continue  # only the schemes of the value's length are tried (and named)
+        try:
+            normalized = normalize_isin(value) if scheme is _ISIN else _normalize(scheme, value)
+        except InvalidIdentifier as exc:
+            reasons[name] = exc.reason
+            continue
+        found.append(SecurityId(name, normalized))  # type: ignore[arg-type]
+    if found:
+        return tuple(found)
+    if not compact:
+        reasons = {"any of them": "it is empty"}
+    elif not reasons:
+        reasons = {
+            "any of them": f"it is {len(compact)} characters long: an ISIN or a FIGI has 12, "
+            "a CUSIP 9, a SEDOL 7"
+        }
+    raise UnrecognisedSecurity(value, reasons)
+
+
+def figi_shaped(value: str) -> bool:
+    """Cheap pre-test: could ``value`` (an ISIN of the universe, already valid) also be a FIGI?
+    Only then is stdnum's FIGI validation worth running (a FIGI's third character is 'G')."""
+    return len(value) == 12 and value[2] == "G"

@@ -61,19 +61,33 @@ def _json(content: Any) -> Response:
 @router.get(
     "/check",
     response_model=Decision,
-    summary="May we hold this instrument under this policy (or in this portfolio)?",
+    summary="May we hold this instrument (or deal with this issuer) under this policy?",
     description=(
         "The verdict with the rules, data and policy version behind it. The decision is stored "
         "durably before it is returned. `as_of` in the past answers with the policy version in "
         "force then and only the data loaded by then. With `portfolio` the policy is the "
         "portfolio's and its account decides which exceptions apply (seed 001); `policy` may "
-        "then be left out, and must be the portfolio's when given (else 422)."
+        "then be left out, and must be the portfolio's when given (else 422).\n\n"
+        "Give exactly one of `instrument` and `issuer`. `instrument` is an ISIN, CUSIP, SEDOL "
+        "or FIGI (recognised with python-stdnum's validators; a CUSIP, SEDOL or FIGI is "
+        "resolved to the ISIN of the current instrument record carrying it at the data "
+        "version; none, or two different instruments: `unknown`, naming them; valid under no "
+        "scheme: 422 naming the schemes tried). `issuer` is an issuer id or an LEI: the issuer "
+        "itself is judged as the issuer-level list judges it (`GET /v1/lists/{policy}?level="
+        "issuer`): a tenant, a counterparty, a new issue without an ISIN yet. An unknown "
+        "issuer is `unknown`; a string shaped like an LEI that fails its check digits is 422."
     ),
     responses=problem_responses(401, 403, 404, 503),
 )
 async def check_one(
     checker: CheckerDep,
-    instrument: Annotated[Identifier, Query(description="ISIN.")],
+    instrument: Annotated[
+        Identifier | None, Query(description="ISIN, CUSIP, SEDOL or FIGI (or give issuer).")
+    ] = None,
+    issuer: Annotated[
+        Identifier | None,
+        Query(description="Issuer id or LEI: judge the issuer itself (or give instrument)."),
+    ] = None,
     policy: Annotated[
         PolicyKey | None, Query(description="Policy key, e.g. rpf (required without portfolio).")
     ] = None,
@@ -84,11 +98,33 @@ async def check_one(
         Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
     ] = None,
 ) -> Response:
+    if (instrument is None) == (issuer is None):
+        raise InvalidInput(
+            "Give exactly one of instrument (ISIN, CUSIP, SEDOL or FIGI) and issuer (issuer id "
+            "or LEI).",
+            errors=[
+                FieldError(
+                    loc=("query", "instrument" if instrument is None else "issuer"),
+                    msg="exactly one of instrument and issuer",
+                )
+            ],
+        )
     if policy is None and portfolio is None:
         raise InvalidInput(
             "Name a policy (policy=rpf) or a portfolio (portfolio=ID).",
             errors=[FieldError(loc=("query", "policy"), msg="required without portfolio")],
         )
+    if issuer is not None:
+        decision = await service.check_issuer(
+            checker.sessions,
+            checker.log,
+            checker.principal.actor,
+            checker.request_id,
+            service.IssuerAsked(policy, issuer, as_of, portfolio),
+            index=checker.index,
+        )
+        return _json(decision)
+    assert instrument is not None
     asked = service.CheckAsked(policy, [instrument], as_of, portfolio)
     (decision,) = await _check(checker, asked, strict_isins=True)
     return _json(decision)
@@ -113,8 +149,10 @@ async def _check(
     response_model=CheckBatchResult,
     summary="Check up to 10,000 instruments or pre-trade orders at once, answered in order",
     description=(
-        "A malformed ISIN does not fail the batch: its decision is `unknown` (fail closed) with "
-        "a reason naming the problem, and it is logged like every other decision. The body is "
+        "Each instrument is an ISIN, CUSIP, SEDOL or FIGI (as in `GET /v1/check`). "
+        "A malformed identifier does not fail the batch: its decision is `unknown` (fail "
+        "closed) with a reason naming the problem, and it is logged like every other "
+        "decision. The body is "
         f"at most {BODY_MAX_CHECKS:,} bytes (413), each identifier at most 64 characters (422). "
         "`orders` (with `portfolio`): each order is judged as if executed on the portfolio's "
         "current holdings, not on the other orders; an order that would take a position limit's "

@@ -164,6 +164,67 @@ class ScreeningRepository:
         )
         return list((await self.session.execute(query)).scalars())
 
+    async def instruments_by(
+        self, scheme: str, values: Iterable[str], version: int
+    ) -> dict[str, list[str]]:
+        """The current instruments (newest record at ``version``) whose ``scheme`` identifier
+        (ISIN, CUSIP, SEDOL or FIGI) is each of ``values``: value -> their ISINs, sorted (none
+        when no current instrument has it; two or more: the identifier is ambiguous).
+
+        An ISIN whose older record had the identifier but whose current one has another (or
+        none) does not match: the instrument data at ``version`` says what it is.
+        """
+        wanted = sorted(set(values))
+        if not wanted:
+            return {}
+        if scheme == "ISIN":
+            current = await self._latest(InstrumentRecord, "isin", wanted, version)
+            return {v: sorted({r.isin for r in current if r.isin == v}) for v in wanted}
+        column = {
+            "CUSIP": InstrumentRecord.cusip,
+            "SEDOL": InstrumentRecord.sedol,
+            "FIGI": InstrumentRecord.figi,
+        }[scheme]
+        candidates = (
+            (
+                await self.session.execute(
+                    select(InstrumentRecord.isin)
+                    .where(column.in_(wanted), InstrumentRecord.dataset_id <= version)
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        found: dict[str, set[str]] = {v: set() for v in wanted}
+        for record in await self._latest(InstrumentRecord, "isin", candidates, version):
+            value = getattr(record, scheme.lower())
+            if value in found:
+                found[value].add(record.isin)
+        return {v: sorted(isins) for v, isins in found.items()}
+
+    async def issuers_by(self, ref: str, lei: str | None, version: int) -> list[str]:
+        """The current issuers (newest record at ``version``) that ``ref`` names: by issuer id,
+        and, when ``lei`` is given (``ref`` as a valid LEI), by LEI. Sorted; two or more: the
+        reference is ambiguous."""
+        named = {r.issuer_id for r in await self._latest(IssuerRecord, "issuer_id", [ref], version)}
+        if lei is not None:
+            candidates = (
+                (
+                    await self.session.execute(
+                        select(IssuerRecord.issuer_id)
+                        .where(IssuerRecord.lei == lei, IssuerRecord.dataset_id <= version)
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for record in await self._latest(IssuerRecord, "issuer_id", candidates, version):
+                if record.lei == lei:
+                    named.add(record.issuer_id)
+        return sorted(named)
+
     async def snapshot(
         self,
         isins: Sequence[str],

@@ -84,7 +84,17 @@ class Decision(Schema):
     as_of: dt.datetime = Field(description="The time the question was about.")
     policy: PolicyRef
     data_version: int = Field(description="The newest dataset id the answer used.")
-    requested_isin: str = Field(description="The instrument as asked (before normalisation).")
+    requested_isin: str | None = Field(
+        default=None,
+        description="The instrument as asked, before normalisation and resolution: an ISIN, "
+        "CUSIP, SEDOL or FIGI (`instrument.isin` is the ISIN it resolved to). Absent for an "
+        "issuer check.",
+    )
+    requested_issuer: str | None = Field(
+        default=None,
+        description="An issuer check (`GET /v1/check?issuer=`): the issuer id or LEI as asked; "
+        "`instrument` is then null and `issuer` the issuer judged (null when unknown).",
+    )
     instrument: InstrumentRef | None
     issuer: IssuerRef | None
     verdict: Literal["allowed", "watch", "excluded", "unknown"]
@@ -110,7 +120,9 @@ Amount = Annotated[Decimal, Field(gt=0, max_digits=30, decimal_places=10, allow_
 
 
 class OrderIn(Schema):
-    instrument: BatchInstrument = Field(description="ISIN of the instrument to buy or sell.")
+    instrument: BatchInstrument = Field(
+        description="ISIN, CUSIP, SEDOL or FIGI of the instrument to buy or sell."
+    )
     side: Literal["buy", "sell"]
     quantity: Amount | None = Field(default=None, description="Units (optional, recorded).")
     market_value: Amount = Field(
@@ -133,7 +145,8 @@ class CheckBatch(Schema):
         # More than MAX_BATCH is a 413 from the service (the body limit bounds the parse).
         default=None,
         min_length=1,
-        description=f"Up to {MAX_BATCH:,} ISINs, each at most {IDENTIFIER_MAX} characters.",
+        description=f"Up to {MAX_BATCH:,} ISINs, CUSIPs, SEDOLs or FIGIs, each at most "
+        f"{IDENTIFIER_MAX} characters.",
     )
     orders: list[OrderIn] | None = Field(
         default=None,

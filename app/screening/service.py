@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +21,15 @@ from app.auth.schemas import Actor
 from app.decisions.log import DecisionEntry, DecisionLog
 from app.kit.canonical import rfc3339
 from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
-from app.kit.identifiers import InvalidIdentifier, normalize_isin
+from app.kit.identifiers import (
+    InvalidIdentifier,
+    SecurityId,
+    UnrecognisedSecurity,
+    figi_shaped,
+    normalize_isin,
+    normalize_lei,
+    security_ids,
+)
 from app.kit.memory import building_long_lived
 from app.kit.time import check_time, utcnow
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
@@ -37,6 +45,21 @@ from app.screening.snapshot import Snapshot
 from app.screening.templates import TemplateRenderer, render_reason, template
 
 Side = Literal["buy", "sell"]
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A valid identifier (CUSIP, SEDOL, FIGI) that names no single instrument at the data
+    version: none, or two different ones. Its decision is ``unknown`` with this reason."""
+
+    reason: Reason
+
+
+# An instrument as asked, before resolution: an ISIN, a malformed identifier, or the schemes a
+# valid non-ISIN identifier is valid under (resolved through the instrument data).
+Identified = str | InvalidIdentifier | tuple[SecurityId, ...]
+# ... and after: the ISIN to judge, a malformed identifier, or one naming no single instrument.
+Resolved = str | InvalidIdentifier | Unresolved
 
 
 @dataclass(frozen=True)
@@ -112,7 +135,7 @@ class Scene:
     def decisions(
         self,
         instruments: Sequence[str],
-        normalized: Sequence[str | InvalidIdentifier],
+        normalized: Sequence[Resolved],
         orders: Sequence[OrderAsked | None],
     ) -> list[dict[str, Any]]:
         """One decision per instrument asked (and its order, if any), in order: the
@@ -128,7 +151,9 @@ class Scene:
         decisions = []
         for raw, isin, order in zip(instruments, normalized, orders, strict=True):
             if isinstance(isin, InvalidIdentifier):
-                decision = _malformed(self.applied, self.snapshot, raw, str(isin), self.at)
+                decision = _malformed(self.applied, self.snapshot, raw, isin, self.at)
+            elif isinstance(isin, Unresolved):
+                decision = _unknown(self.applied, self.snapshot, raw, isin.reason, self.at)
             else:
                 cached = self.templates.get(isin)
                 if cached is None:
@@ -137,8 +162,56 @@ class Scene:
             decisions.append(self._in_portfolio(decision, isin, order))
         return decisions
 
+    def issuer_decision(self, requested: str, named: Sequence[str]) -> dict[str, Any]:
+        """The decision on an issuer itself (``GET /v1/check?issuer=``), judged as the
+        issuer-level list judges it (``evaluate_issuers``); ``named``: the current issuers the
+        reference names (one: judged; none or several: ``unknown`` naming why, never a guess)."""
+        snapshot = self.snapshot
+        issuer: dict[str, Any] | None = None
+        if len(named) == 1 and named[0] in snapshot.issuers:
+            (judged,) = self.applied.evaluate_issuers(snapshot, named, self.at)
+            verdict, may_hold, reasons = judged.verdict, judged.may_hold, judged.reasons
+            node = snapshot.issuers[named[0]]
+            issuer = {"issuer_id": node.issuer_id, "name": node.name, "country": node.country}
+        else:
+            if named:
+                reason = Reason(
+                    rule_id="data:issuer",
+                    title="Ambiguous issuer reference",
+                    outcome="unknown",
+                    via=(),
+                    detail=f"{requested} names {len(named)} different issuers at data version "
+                    f"{snapshot.data_version} (by issuer id and by LEI): {', '.join(named)}; "
+                    "ask by issuer id",
+                )
+            else:
+                reason = Reason(
+                    rule_id="data:issuer",
+                    title="Issuer not known",
+                    outcome="unknown",
+                    via=(),
+                    detail=f"no issuer with issuer id or LEI {requested} is known at data "
+                    f"version {snapshot.data_version}",
+                )
+            verdict, reasons = "unknown", (reason,)
+            may_hold = may_hold_under(self.applied.document, "unknown")
+        decision: dict[str, Any] = {
+            "as_of": rfc3339(self.at),
+            "requested_issuer": requested,
+            "policy": self.applied.policy_ref(),
+            "data_version": snapshot.data_version,
+            "instrument": None,
+            "issuer": issuer,
+            "verdict": verdict,
+            "may_hold": may_hold,
+            "reasons": [render_reason(r) for r in reasons],
+        }
+        if self.scope is not None:
+            decision["portfolio"] = self.scope.ref()
+        return decision
+
     def _in_portfolio(
-        self, decision: dict[str, Any], isin: str | InvalidIdentifier, order: OrderAsked | None
+        self, decision: dict[str, Any], isin: Resolved, order: OrderAsked | None
     ) -> dict[str, Any]:
         if self.scope is None:
             return decision
@@ -146,7 +219,7 @@ class Scene:
         if order is None:
             return decision
         decision["order"] = order.payload()
-        if self.scope.limits is None or isinstance(isin, InvalidIdentifier):
+        if self.scope.limits is None or not isinstance(isin, str):
             return decision
         limits = self.scope.limits.check(
             Order(isin, order.side, order.market_value, order.quantity)
@@ -189,39 +262,119 @@ def decision_payload(
 
 
 def _malformed(
-    applied: AppliedPolicy, snapshot: Snapshot, raw: str, problem: str, at: dt.datetime
+    applied: AppliedPolicy,
+    snapshot: Snapshot,
+    raw: str,
+    problem: InvalidIdentifier,
+    at: dt.datetime,
 ) -> dict[str, Any]:
-    unknown = Reason(
-        rule_id="data:isin",
-        title="Malformed ISIN",
-        outcome="unknown",
-        via=(),
-        detail=problem,
+    # Decisions logged before instruments could be asked by CUSIP, SEDOL or FIGI judged the
+    # identifier as an ISIN only ("Malformed ISIN", stdnum's ISIN message); replay renders them
+    # as they were (``recompute`` passes normalize_isin's error, not ``UnrecognisedSecurity``).
+    title = (
+        "Malformed instrument identifier"
+        if isinstance(problem, UnrecognisedSecurity)
+        else "Malformed ISIN"
     )
+    unknown = Reason(
+        rule_id="data:isin", title=title, outcome="unknown", via=(), detail=str(problem)
+    )
+    return _unknown(applied, snapshot, raw, unknown, at)
+
+
+def _unknown(
+    applied: AppliedPolicy, snapshot: Snapshot, raw: str, reason: Reason, at: dt.datetime
+) -> dict[str, Any]:
     may_hold = may_hold_under(applied.document, "unknown")
-    evaluation = Evaluation(raw, False, None, "unknown", may_hold, (unknown,))
+    evaluation = Evaluation(raw, False, None, "unknown", may_hold, (reason,))
     return decision_payload(applied, snapshot, raw, evaluation, at)
 
 
-def _normalized(
+def _identified(
     instruments: Sequence[str], known: dict[str, Any], *, strict: bool
-) -> list[str | InvalidIdentifier]:
-    # An ISIN of the compiled universe was validated when it was loaded: only other strings
-    # need checking (a 10,000-instrument batch of known ISINs skips 10,000 Luhn sums).
-    normalized: list[str | InvalidIdentifier] = []
+) -> list[Identified]:
+    """Each instrument asked, recognised: an ISIN (compact), the schemes a valid CUSIP, SEDOL
+    or FIGI is valid under (resolved later, through the data), or the malformed identifier
+    (``strict``: a 422 naming the schemes tried instead).
+
+    An ISIN of the compiled universe was validated when it was loaded: only other strings
+    need checking (a 10,000-instrument batch of known ISINs skips 10,000 Luhn sums), except one
+    that could also be a FIGI (third character 'G': it might name another instrument).
+    """
+    identified: list[Identified] = []
     for raw in instruments:
-        if raw in known:
-            normalized.append(raw)
+        if raw in known and not figi_shaped(raw):
+            identified.append(raw)
             continue
         try:
-            normalized.append(normalize_isin(raw))
+            ids = security_ids(raw)
         except InvalidIdentifier as exc:
             if strict:
                 raise InvalidInput(
                     str(exc), errors=[FieldError(loc=("query", "instrument"), msg=str(exc))]
                 ) from None
-            normalized.append(exc)
-    return normalized
+            identified.append(exc)
+            continue
+        if len(ids) == 1 and ids[0].scheme == "ISIN":
+            identified.append(ids[0].value)
+        else:
+            identified.append(ids)
+    return identified
+
+
+def _needs_data(identified: Sequence[Identified]) -> bool:
+    return any(isinstance(i, tuple) for i in identified)
+
+
+async def _resolved(
+    repository: ScreeningRepository, identified: Sequence[Identified], version: int
+) -> list[Resolved]:
+    """Each identifier as the ISIN it names at data ``version``: a CUSIP, SEDOL or FIGI
+    through the current instrument records carrying it (one query per scheme asked).
+
+    A value valid under several schemes (an ISIN that is also a valid FIGI) is looked up
+    under each: the instruments they name together must be one, else it is ambiguous. None:
+    ``unknown``, naming the schemes and the data version. Never a guess.
+    """
+    wanted: dict[str, set[str]] = {}
+    for item in identified:
+        if isinstance(item, tuple):
+            for one in item:
+                wanted.setdefault(one.scheme, set()).add(one.value)
+    found = {
+        scheme: await repository.instruments_by(scheme, sorted(values), version)
+        for scheme, values in sorted(wanted.items())
+    }
+    resolved: list[Resolved] = []
+    for item in identified:
+        if not isinstance(item, tuple):
+            resolved.append(item)
+            continue
+        isins = sorted({isin for one in item for isin in found[one.scheme].get(one.value, [])})
+        schemes = " or ".join(one.scheme for one in item)
+        value = item[0].value
+        if len(isins) == 1:
+            resolved.append(isins[0])
+        elif not isins:
+            reason = Reason(
+                rule_id="data:instrument",
+                title="Instrument not known",
+                outcome="unknown",
+                via=(),
+                detail=f"no instrument with {schemes} {value} is known at data version {version}",
+            )
+            resolved.append(Unresolved(reason))
+        else:
+            reason = Reason(
+                rule_id="data:identifier",
+                title="Ambiguous identifier",
+                outcome="unknown",
+                via=(),
+                detail=f"{schemes} {value} names {len(isins)} different instruments at data "
+                f"version {version}: {', '.join(isins)}; ask by ISIN",
+            )
+            resolved.append(Unresolved(reason))
+    return resolved
 
 
 async def check(
@@ -251,20 +404,34 @@ async def check(
     at = check_time(asked.as_of, now)
     scene = _compiled_scene(asked, index, now) if asked.as_of is None else None
     plain = scene is not None  # built from the compiled templates: plain JSON values already
-    normalized = _normalized(
+    identified = _identified(
         asked.instruments, scene.templates if scene else {}, strict=strict_isins
     )
+    normalized: list[Resolved]
     if scene is None:
         # Not answerable from memory (a past time, or no current compilation yet): read the
         # neighbourhood of the instruments, in a read-only session closed before the append.
         async with sessions() as session:
+            repository = ScreeningRepository(session)
+            version = await repository.data_version(None if asked.as_of is None else at)
+            normalized = await _resolved(repository, identified, version)
             scene = await _scene(
                 session,
                 asked,
                 at,
                 [n for n in normalized if isinstance(n, str)],
                 current=asked.as_of is None,
+                version=version,
             )
+    elif _needs_data(identified):
+        # A CUSIP, SEDOL or FIGI: resolved to its ISIN at the compilation's data version (one
+        # small read), then answered from the compiled templates like any ISIN.
+        async with sessions() as session:
+            normalized = await _resolved(
+                ScreeningRepository(session), identified, scene.snapshot.data_version
+            )
+    else:
+        normalized = cast(list[Resolved], identified)
     orders: Sequence[OrderAsked | None] = asked.orders or [None] * len(asked.instruments)
     payloads = scene.decisions(asked.instruments, normalized, orders)
     return await log.append(_entries(payloads, asked, actor, request_id, plain=plain))
@@ -632,6 +799,8 @@ async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str,
             session, payload["portfolio"]["portfolio_id"], at, current=False, version=version
         )
         return compliance_payload(scene)
+    if "requested_issuer" in payload:
+        return await _recompute_issuer(session, payload, at, version)
     requested = payload["requested_isin"]
     portfolio = payload.get("portfolio")
     order = payload.get("order")
@@ -642,11 +811,15 @@ async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str,
         portfolio=portfolio["portfolio_id"] if portfolio else None,
         orders=[_order(order)] if order else None,
     )
-    normalized: str | InvalidIdentifier
-    try:
-        normalized = normalize_isin(requested)
-    except InvalidIdentifier as exc:
-        normalized = exc
+    normalized: Resolved
+    if _judged_as_isin_only(payload):
+        try:
+            normalized = normalize_isin(requested)
+        except InvalidIdentifier as exc:
+            normalized = exc
+    else:
+        (identified,) = _identified([requested], {}, strict=False)
+        (normalized,) = await _resolved(ScreeningRepository(session), [identified], version)
     isins = [normalized] if isinstance(normalized, str) else []
     if portfolio is None:
         # The exact versions the decision names (not those in force: they are the same unless
@@ -664,6 +837,18 @@ async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str,
     return decision
 
 
+def _judged_as_isin_only(payload: dict[str, Any]) -> bool:
+    """A decision logged before CUSIP, SEDOL and FIGI were understood, on an identifier that
+    was not a valid ISIN: it is recomputed as it was judged then (a malformed ISIN)."""
+    reasons = payload.get("reasons") or []
+    return (
+        payload.get("instrument") is None
+        and len(reasons) == 1
+        and reasons[0].get("rule_id") == "data:isin"
+        and reasons[0].get("title") == "Malformed ISIN"
+    )
+
+
 def _order(recorded: dict[str, Any]) -> OrderAsked:
     quantity = recorded.get("quantity")
     return OrderAsked(
@@ -672,3 +857,139 @@ def _order(recorded: dict[str, Any]) -> OrderAsked:
         market_value=Decimal(recorded["market_value"]),
         quantity=None if quantity is None else Decimal(quantity),
     )
+
+
+# ------------------------------------------------------------------------- issuer checks
+
+
+@dataclass(frozen=True)
+class IssuerAsked:
+    """An issuer check (``GET /v1/check?issuer=``): an issuer id or LEI, judged itself."""
+
+    policy: str | None
+    issuer: str
+    as_of: dt.datetime | None
+    portfolio: str | None = None
+
+    def request(self) -> dict[str, Any]:
+        asked: dict[str, Any] = {
+            "policy": self.policy,
+            "issuer": self.issuer,
+            "as_of": rfc3339(self.as_of) if self.as_of is not None else None,
+        }
+        if self.portfolio is not None:
+            asked["portfolio"] = self.portfolio
+        return asked
+
+
+def _lei_of(ref: str) -> str | InvalidIdentifier | None:
+    """``ref`` as an LEI: the compact LEI when it is one, the error when it has an LEI's
+    shape (20 letters or digits) but fails ISO 17442, None when it is no LEI at all."""
+    compact = ref.strip().upper()
+    if len(compact) != 20 or not compact.isascii() or not compact.isalnum():
+        return None
+    try:
+        return normalize_lei(compact)
+    except InvalidIdentifier as exc:
+        return exc
+
+
+async def _issuers_named(
+    repository: ScreeningRepository, ref: str, version: int, *, strict: bool
+) -> list[str]:
+    lei = _lei_of(ref)
+    named = await repository.issuers_by(ref, lei if isinstance(lei, str) else None, version)
+    if strict and isinstance(lei, InvalidIdentifier) and not named:
+        raise InvalidInput(
+            f"issuer {ref!r} is no issuer id known and not a valid LEI: {lei.reason}",
+            errors=[FieldError(loc=("query", "issuer"), msg=str(lei))],
+        )
+    return named
+
+
+async def check_issuer(
+    sessions: async_sessionmaker[AsyncSession],
+    log: DecisionLog,
+    actor: Actor,
+    request_id: str | None,
+    asked: IssuerAsked,
+    *,
+    index: VerdictIndex | None = None,
+) -> dict[str, Any]:
+    """Judge an issuer itself, as the issuer-level list does (a tenant, a new issue); logged.
+
+    ``asked.issuer``: an issuer id, or an LEI (the issuer whose current record carries it).
+    Unknown, or naming two issuers: ``unknown`` (fail closed). Errors: 422 a string shaped like
+    an LEI that fails its check digits (and is no issuer id), the policy/portfolio errors of
+    ``check``.
+    """
+    now = utcnow()
+    at = check_time(asked.as_of, now)
+    question = CheckAsked(asked.policy, [], asked.as_of, asked.portfolio)
+    scene = _compiled_scene(question, index, now) if asked.as_of is None else None
+    async with sessions() as session:
+        repository = ScreeningRepository(session)
+        if scene is not None:
+            version = scene.snapshot.data_version
+        else:
+            version = await repository.data_version(None if asked.as_of is None else at)
+        named = await _issuers_named(repository, asked.issuer, version, strict=True)
+        if scene is None:
+            scene = await _issuer_scene(session, question, at, version)
+    payload = scene.issuer_decision(asked.issuer, named)
+    (stored,) = await log.append(
+        [
+            DecisionEntry(
+                payload=payload, request=asked.request(), actor=actor, request_id=request_id
+            )
+        ]
+    )
+    return stored
+
+
+async def _issuer_scene(
+    session: AsyncSession,
+    asked: CheckAsked,
+    at: dt.datetime,
+    version: int,
+    *,
+    recorded: dict[str, Any] | None = None,
+) -> Scene:
+    """The scene of an issuer check: the whole universe at ``version`` (the issuer-level
+    list's snapshot, so the verdict is the list's), under the policy in force at ``at`` (or
+    the ``recorded`` versions, for replay) or the portfolio's policy and account."""
+    scope = None
+    if asked.portfolio is not None:
+        portfolio = await portfolio_at(session, asked.portfolio, version)
+        _check_policy(asked.policy, portfolio)
+        applied = await applied_at(session, portfolio.policy_key, at, account=portfolio.account)
+        scope = PortfolioScope(portfolio)
+    elif recorded is not None:
+        applied = await applied_as_recorded(session, recorded)
+    elif asked.policy is None:
+        raise InvalidInput(
+            "name a policy or a portfolio",
+            errors=[FieldError(loc=("query", "policy"), msg="required without a portfolio")],
+        )
+    else:
+        applied = await applied_at(session, asked.policy, at)
+    snapshot = await ScreeningRepository(session).full_snapshot(version, applied.list_keys)
+    return Scene(applied, snapshot, at, scope)
+
+
+async def _recompute_issuer(
+    session: AsyncSession, payload: dict[str, Any], at: dt.datetime, version: int
+) -> dict[str, Any]:
+    portfolio = payload.get("portfolio")
+    asked = CheckAsked(
+        policy=None if portfolio else payload["policy"]["key"],
+        instruments=[],
+        as_of=at,
+        portfolio=portfolio["portfolio_id"] if portfolio else None,
+    )
+    ref = payload["requested_issuer"]
+    named = await _issuers_named(ScreeningRepository(session), ref, version, strict=False)
+    scene = await _issuer_scene(
+        session, asked, at, version, recorded=None if portfolio else payload["policy"]
+    )
+    return scene.issuer_decision(ref, named)
