@@ -355,17 +355,20 @@ class ScreeningRepository:
                 break
             await self._add_subsidiaries(snapshot, version)
 
-    async def _leis(self, issuer_ids: Iterable[str], version: int) -> dict[str, str]:
-        """issuer_id -> the LEI its current record carries (those that carry one)."""
-        wanted = sorted(set(issuer_ids))
-        if not wanted:
-            return {}
+    async def _leis(self, issuer_ids: Iterable[str] | None, version: int) -> dict[str, str]:
+        """issuer_id -> the LEI its current record carries (those that carry one), of
+        ``issuer_ids`` (None: of every issuer)."""
         query = _current(
             IssuerRecord,
             IssuerRecord.issuer_id,
             (IssuerRecord.issuer_id, IssuerRecord.lei),
             version,
-        ).where(IssuerRecord.issuer_id.in_(wanted), IssuerRecord.lei.is_not(None))
+        ).where(IssuerRecord.lei.is_not(None))
+        if issuer_ids is not None:
+            wanted = sorted(set(issuer_ids))
+            if not wanted:
+                return {}
+            query = query.where(IssuerRecord.issuer_id.in_(wanted))
         rows = (await self.session.execute(query)).all()
         return {issuer_id: lei for issuer_id, lei in rows if lei is not None}
 
@@ -388,10 +391,21 @@ class ScreeningRepository:
             found.setdefault(lei, []).append(issuer_id)
         return found
 
+    async def _any_consolidation(self, version: int) -> bool:
+        """Whether any relationship record is known at ``version`` (none: nothing to read)."""
+        query = (
+            select(ConsolidationRecord.dataset_id)
+            .where(ConsolidationRecord.dataset_id <= version)
+            .limit(1)
+        )
+        return (await self.session.execute(query)).first() is not None
+
     async def _add_consolidated(self, snapshot: Snapshot, version: int) -> None:
         """Every issuer consolidated, directly or through LEIs no issuer carries, by an issuer
         loaded: the relationship records are followed down from the issuers' LEIs, LEI by LEI;
         then the snapshot's consolidation links are resolved (``_set_consolidation``)."""
+        if not await self._any_consolidation(version):
+            return
         leis = await self._leis(snapshot.issuers, version)
         frontier = set(leis.values())
         seen = set(frontier)
@@ -425,7 +439,9 @@ class ScreeningRepository:
     ) -> None:
         """The consolidation links among the snapshot's issuers (``resolve_consolidation``):
         the current records of their LEIs and of every LEI above them, followed up."""
-        leis = await self._leis(snapshot.issuers, version)
+        if not await self._any_consolidation(version):
+            return
+        leis = await self._leis(None if everywhere else snapshot.issuers, version)
         if not leis:
             return
         by_lei: dict[str, list[str]] = {}
