@@ -368,3 +368,16 @@ def test_a_consolidation_cycle_between_issuers_ends() -> None:
     )
     assert evaluate(DK, snapshot, "ISIN-P", AT).verdict == "excluded"
     assert evaluate(DK, snapshot, "ISIN-S", AT).verdict == "excluded"
+
+
+async def test_a_chain_completed_by_a_later_relationships_load_connects(desk: Desk) -> None:
+    """A -> X in one load, X -> B in a later one (another child: the first stays current)."""
+    await issuers(desk, [("TOP", B, ""), ("LEAF", A, "")])
+    await dk_facts(desk, "TOP", weapons=False)
+    await dk_facts(desk, "LEAF", weapons=True)
+    await relationships(desk, rel(A, X), as_of="2025-04-01")
+    assert (await desk.check(isin_of("TOP"), "dk-pension"))["verdict"] == "allowed"
+    later = await relationships(desk, rel(X, B), as_of="2025-05-01")
+    decision = await desk.check(isin_of("TOP"), "dk-pension")
+    assert decision["verdict"] == "excluded"
+    assert [h["dataset_id"] for h in gleif_evidence(decision)][-1] == later["id"]
