@@ -60,6 +60,14 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
         "holdings",
         "portfolio_id,isin,quantity,market_value\nHOUSE,US7181721090,100,9500\n",
     )
+    await load_ok(
+        client,
+        desk.steward,
+        "gleif-relationships",
+        "start_node_lei,end_node_lei,relationship_type,relationship_status,rr_registration_status\n"
+        "213800X65BJZAEPM4W02,21380068P1DRHMJ8KU70,IS_DIRECTLY_CONSOLIDATED_BY,ACTIVE,PUBLISHED\n",
+        as_of="2025-05-15",
+    )
     await desk.check("US7181721090")
     async with sessionmaker() as session:
         await decisions_service.record_checkpoint(session, 1, Actor(name="ops", key_id=None))

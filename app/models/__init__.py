@@ -2,6 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.consolidation import ConsolidationRecord
 from app.models.dataset import (
     ArmsEmbargo,
     Dataset,
@@ -20,6 +21,7 @@ __all__ = [
     "ApiKey",
     "ArmsEmbargo",
     "Base",
+    "ConsolidationRecord",
     "Dataset",
     "Decision",
     "DecisionCheckpoint",

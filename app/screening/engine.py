@@ -52,6 +52,7 @@ from app.policies.document import (
     describe,
 )
 from app.screening.snapshot import (
+    ConsolidationLink,
     FactPoint,
     IssuerNode,
     ListEntryPoint,
@@ -591,6 +592,31 @@ def _link_evidence(
     )
 
 
+def _link_order(link: ConsolidationLink) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """Of several consolidation links to one parent, the one shown: fewest hops, then the
+    earliest records (deterministic)."""
+    return len(link.hops), tuple((h.dataset_id, h.source_row) for h in link.hops)
+
+
+def _consolidation_evidence(link: ConsolidationLink) -> tuple[Evidence, ...]:
+    """The relationship records a hit travelled by, child first (a chain through LEIs no
+    issuer carries names each record)."""
+    return tuple(
+        Evidence(
+            provider="gleif",
+            metric="parent_consolidation",
+            value=hop.relationship_type,
+            comparison="consolidated by",
+            threshold=hop.end_lei,
+            as_of=hop.as_of,
+            dataset_id=hop.dataset_id,
+            source_row=hop.source_row,
+            source_field=f"relationship {hop.start_lei} {hop.relationship_type} {hop.end_lei}",
+        )
+        for hop in link.hops
+    )
+
+
 def _unlinked(reason: Reason, via: Via, why: str, link: Evidence) -> Reason | None:
     """``reason`` over a link that cannot be established: undecided (None: nothing travels).
     ``link``: the issuer record that lacks the percentage, as evidence."""
@@ -633,13 +659,23 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
     A subsidiary's hits travel as it is finally judged: its rule hits, its exclusion and watch
     list entries, its own subsidiaries' hits, after its inclusions and exceptions (so a
     readmission travels too, and shows). A link without a control percentage is not established
-    control: the hits become undecided (an exclusion: unknown).
+    control: the hits become undecided (an exclusion: unknown). A consolidation link in force
+    (GLEIF, ``Snapshot.consolidates``) is established control whatever the percentage: its
+    relationship records are the link's evidence.
     """
     rule = ctx.policy.propagation.subsidiary_to_parent
     if rule is None:
         return []
     found: list[Reason] = []
-    for child_id in ctx.snapshot.subsidiaries.get(issuer.issuer_id, ()):
+    # Control by consolidation (GLEIF) is control whatever the percentage (seed 003 section 27:
+    # "bestemmende indflydelse", decisive influence; consolidation is that): it decides a link
+    # without a percentage, and one below the threshold.
+    consolidated: dict[str, list[ConsolidationLink]] = {}
+    for held in ctx.snapshot.consolidates.get(issuer.issuer_id, ()):
+        if held.in_force(ctx.day, ctx.loaded_by):
+            consolidated.setdefault(held.child_id, []).append(held)
+    by_percentage = ctx.snapshot.subsidiaries.get(issuer.issuer_id, ())
+    for child_id in sorted({*by_percentage, *consolidated}):
         child = ctx.snapshot.issuers.get(child_id)
         if child is None:
             continue
@@ -652,6 +688,13 @@ def _group_reasons(ctx: _Context, issuer: IssuerNode, seen: frozenset[str]) -> l
             for r in _issuer_reasons(ctx, child, seen | {child_id})
             if _travels(ctx, r, _TO_PARENT)
         ]
+        links = consolidated.get(child_id)
+        if links:
+            evidence = _consolidation_evidence(min(links, key=_link_order))
+            found.extend(
+                replace(h, via=(via, *h.via), evidence=(*h.evidence, *evidence)) for h in hits
+            )
+            continue
         pct = child.parent_control_pct
         if pct is None or _op_holds(rule.op, pct, rule.control_pct):
             why = (

@@ -20,6 +20,7 @@ from app.datasets.repository import arms_embargo_loads, data_version, list_entri
 from app.kit.bulk import fetch_plain
 from app.models import (
     ArmsEmbargo,
+    ConsolidationRecord,
     Fact,
     InstrumentRecord,
     IssuerRecord,
@@ -30,7 +31,9 @@ from app.screening.snapshot import (
     InstrumentNode,
     IssuerNode,
     ListEntryPoint,
+    Relationship,
     Snapshot,
+    resolve_consolidation,
 )
 
 RecordT = TypeVar("RecordT", IssuerRecord, InstrumentRecord)
@@ -101,6 +104,44 @@ def _current(
     return select(*columns).join(
         newest, (key == newest.c.k) & (model.dataset_id == newest.c.dataset_id)
     )
+
+
+# A Relationship's fields, in order.
+_RELATIONSHIP_COLUMNS = (
+    ConsolidationRecord.start_lei,
+    ConsolidationRecord.end_lei,
+    ConsolidationRecord.relationship_type,
+    ConsolidationRecord.relationship_status,
+    ConsolidationRecord.registration_status,
+    ConsolidationRecord.period_end,
+    ConsolidationRecord.valid_to,
+    ConsolidationRecord.as_of,
+    ConsolidationRecord.dataset_id,
+    ConsolidationRecord.source_row,
+)
+
+
+def consolidation_in_force(
+    version: int, start_leis: Sequence[str] | None = None
+) -> Select[*tuple[Any, ...]]:
+    """The current relationship records at data ``version`` (optionally of the children
+    ``start_leis``), in ``_RELATIONSHIP_COLUMNS``: per (child, type), every record of the
+    newest-dated load naming it (ties: the later load), whatever their status
+    (``app.datasets.adapters.gleif_relationships``: a load is complete per child and type)."""
+    cr = ConsolidationRecord
+    rank = (
+        func.rank()
+        .over(
+            partition_by=(cr.start_lei, cr.relationship_type),
+            order_by=(cr.as_of.desc(), cr.dataset_id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(*_RELATIONSHIP_COLUMNS, rank).where(cr.dataset_id <= version)
+    if start_leis is not None:
+        ranked = ranked.where(cr.start_lei.in_(sorted(set(start_leis))))
+    current = ranked.subquery("ranked")
+    return select(*(current.c[c.key] for c in _RELATIONSHIP_COLUMNS)).where(current.c.rank == 1)
 
 
 def _assemble(
@@ -263,7 +304,7 @@ class ScreeningRepository:
         if sponsor_groups:
             await self._add_sponsors(snapshot, version, policy_keys)
         if group_rule or sponsor_groups:
-            await self._add_subsidiaries(snapshot, version)
+            await self._add_groups(snapshot, version)
         await self._add_state_owners(snapshot, version)
         await self._add_facts(snapshot, version)
         await self._add_embargoes(snapshot, version)
@@ -295,6 +336,7 @@ class ScreeningRepository:
         del rows
         await self._add_embargoes(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
+        await self._set_consolidation(snapshot, version, everywhere=True)
         return snapshot
 
     async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
@@ -361,6 +403,126 @@ class ScreeningRepository:
                     if issuer_id not in before:
                         frontier.add(issuer_id)
         snapshot.subsidiaries = {k: tuple(sorted(v)) for k, v in children.items()}
+
+    async def _add_groups(self, snapshot: Snapshot, version: int) -> None:
+        """Every issuer below those loaded, by control percentages (``_add_subsidiaries``)
+        and by consolidation (``_add_consolidated``), each side's finds searched by the other
+        until nothing new is found."""
+        await self._add_subsidiaries(snapshot, version)
+        for _ in range(MAX_DEPTH):
+            before = len(snapshot.issuers)
+            await self._add_consolidated(snapshot, version)
+            if len(snapshot.issuers) == before:
+                break
+            await self._add_subsidiaries(snapshot, version)
+
+    async def _leis(self, issuer_ids: Iterable[str] | None, version: int) -> dict[str, str]:
+        """issuer_id -> the LEI its current record carries (those that carry one), of
+        ``issuer_ids`` (None: of every issuer)."""
+        query = _current(
+            IssuerRecord,
+            IssuerRecord.issuer_id,
+            (IssuerRecord.issuer_id, IssuerRecord.lei),
+            version,
+        ).where(IssuerRecord.lei.is_not(None))
+        if issuer_ids is not None:
+            wanted = sorted(set(issuer_ids))
+            if not wanted:
+                return {}
+            query = query.where(IssuerRecord.issuer_id.in_(wanted))
+        rows = (await self.session.execute(query)).all()
+        return {issuer_id: lei for issuer_id, lei in rows if lei is not None}
+
+    async def _issuers_by_lei(self, leis: Iterable[str], version: int) -> dict[str, list[str]]:
+        """LEI -> the issuers whose current record carries it."""
+        wanted = sorted(set(leis))
+        if not wanted:
+            return {}
+        candidates = select(IssuerRecord.issuer_id).where(
+            IssuerRecord.lei.in_(wanted), IssuerRecord.dataset_id <= version
+        )
+        query = _current(
+            IssuerRecord,
+            IssuerRecord.issuer_id,
+            (IssuerRecord.issuer_id, IssuerRecord.lei),
+            version,
+        ).where(IssuerRecord.issuer_id.in_(candidates), IssuerRecord.lei.in_(wanted))
+        found: dict[str, list[str]] = {}
+        for issuer_id, lei in (await self.session.execute(query)).all():
+            found.setdefault(lei, []).append(issuer_id)
+        return found
+
+    async def _any_consolidation(self, version: int) -> bool:
+        """Whether any relationship record is known at ``version`` (none: nothing to read)."""
+        query = (
+            select(ConsolidationRecord.dataset_id)
+            .where(ConsolidationRecord.dataset_id <= version)
+            .limit(1)
+        )
+        return (await self.session.execute(query)).first() is not None
+
+    async def _add_consolidated(self, snapshot: Snapshot, version: int) -> None:
+        """Every issuer consolidated, directly or through LEIs no issuer carries, by an issuer
+        loaded: the relationship records are followed down from the issuers' LEIs, LEI by LEI;
+        then the snapshot's consolidation links are resolved (``_set_consolidation``)."""
+        if not await self._any_consolidation(version):
+            return
+        leis = await self._leis(snapshot.issuers, version)
+        frontier = set(leis.values())
+        seen = set(frontier)
+        found: set[str] = set()
+        for _ in range(MAX_DEPTH):
+            if not frontier:
+                break
+            children = (
+                (
+                    await self.session.execute(
+                        select(ConsolidationRecord.start_lei)
+                        .where(
+                            ConsolidationRecord.end_lei.in_(sorted(frontier)),
+                            ConsolidationRecord.dataset_id <= version,
+                        )
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            frontier = set(children) - seen
+            seen |= frontier
+            found |= frontier
+        by_lei = await self._issuers_by_lei(found, version)
+        await self._add_issuers(snapshot, {i for ids in by_lei.values() for i in ids}, version)
+        await self._set_consolidation(snapshot, version)
+
+    async def _set_consolidation(
+        self, snapshot: Snapshot, version: int, *, everywhere: bool = False
+    ) -> None:
+        """The consolidation links among the snapshot's issuers (``resolve_consolidation``):
+        the current records of their LEIs and of every LEI above them, followed up."""
+        if not await self._any_consolidation(version):
+            return
+        leis = await self._leis(None if everywhere else snapshot.issuers, version)
+        if not leis:
+            return
+        by_lei: dict[str, list[str]] = {}
+        for issuer_id, lei in leis.items():
+            by_lei.setdefault(lei, []).append(issuer_id)
+        records: list[Relationship] = []
+        if everywhere:
+            rows = await self.session.execute(consolidation_in_force(version))
+            records = [Relationship(*row) for row in rows.all()]
+        else:
+            pending, seen = set(by_lei), set[str]()
+            for _ in range(MAX_DEPTH):
+                if not pending:
+                    break
+                seen |= pending
+                rows = await self.session.execute(consolidation_in_force(version, sorted(pending)))
+                batch = [Relationship(*row) for row in rows.all()]
+                records += batch
+                pending = {r.end_lei for r in batch if r.not_control() is None} - seen
+        snapshot.set_consolidation(resolve_consolidation(records, by_lei))
 
     async def _add_state_owners(self, snapshot: Snapshot, version: int) -> None:
         countries = {

@@ -122,6 +122,122 @@ class ListEntryPoint:
         return self.decided_on <= day and (self.expires_on is None or day < self.expires_on)
 
 
+# GLEIF relationship types that mean control by consolidation (seed 003 section 27: a parent
+# "exercises decisive influence"; accounting consolidation is that control).
+DIRECTLY_CONSOLIDATED = "IS_DIRECTLY_CONSOLIDATED_BY"
+ULTIMATELY_CONSOLIDATED = "IS_ULTIMATELY_CONSOLIDATED_BY"
+CONSOLIDATION_TYPES = (DIRECTLY_CONSOLIDATED, ULTIMATELY_CONSOLIDATED)
+# Registration statuses of a relationship record whose data stands: a LAPSED record was not
+# renewed (its data is no longer validated); RETIRED, ANNULLED, DUPLICATE... are withdrawn.
+STANDING_REGISTRATIONS = frozenset({"PUBLISHED", "PENDING_TRANSFER", "PENDING_ARCHIVAL"})
+# Guards against chains through LEIs that loop (a cycle in the published data).
+MAX_CHAIN = 32
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """One GLEIF relationship record (``consolidation_links``): child LEI consolidated by
+    parent LEI, with its status as published."""
+
+    start_lei: str
+    end_lei: str
+    relationship_type: str
+    relationship_status: str
+    registration_status: str
+    period_end: dt.date | None
+    valid_to: dt.date | None
+    as_of: dt.date
+    dataset_id: int
+    source_row: int
+
+    def not_control(self) -> str | None:
+        """Why the record does not state control whatever the day (None: it does)."""
+        if self.relationship_status != "ACTIVE":
+            return f"relationship status {self.relationship_status or 'not given'}"
+        if self.registration_status not in STANDING_REGISTRATIONS:
+            return f"registration {self.registration_status or 'not given'}"
+        return None
+
+    def not_control_on(self, day: dt.date) -> str | None:
+        """Why the record does not state control on ``day`` (None: it does): inactive, its
+        registration lapsed or withdrawn, the relationship's period ended, or the record
+        superseded (valid_to) by then."""
+        why = self.not_control()
+        if why is not None:
+            return why
+        if self.period_end is not None and self.period_end <= day:
+            return f"relationship ended {self.period_end.isoformat()}"
+        if self.valid_to is not None and self.valid_to <= day:
+            return f"record valid until {self.valid_to.isoformat()}"
+        return None
+
+
+@dataclass(frozen=True)
+class ConsolidationLink:
+    """Issuer ``child_id`` consolidated by issuer ``parent_id``: one ultimate-parent record,
+    or a chain of direct-parent records through LEIs no issuer of ours carries."""
+
+    child_id: str
+    parent_id: str
+    hops: tuple[Relationship, ...]
+
+    def in_force(self, day: dt.date, loaded_by: int | None = None) -> bool:
+        return all(
+            hop.not_control_on(day) is None and (loaded_by is None or hop.dataset_id <= loaded_by)
+            for hop in self.hops
+        )
+
+
+def resolve_consolidation(
+    records: Iterable[Relationship], issuers_by_lei: Mapping[str, Sequence[str]]
+) -> list[ConsolidationLink]:
+    """The links between our issuers that the current relationship records state.
+
+    A direct-parent chain is followed through LEIs no issuer carries up to the first LEI one
+    does (A -> X -> B, X not ours: B consolidates A through X); an ultimate-parent record names
+    the top directly, and is kept unless the direct chain from the child reaches that same
+    LEI (then the control shows through the intermediate parents already). Records that never
+    state control (inactive, lapsed) are left out; a period end or valid_to is judged on the
+    day of the check (``ConsolidationLink.in_force``). Cycles are cut.
+    """
+    direct: dict[str, list[Relationship]] = {}
+    ultimate: dict[str, list[Relationship]] = {}
+    for record in records:
+        if record.not_control() is not None:
+            continue
+        by_type = direct if record.relationship_type == DIRECTLY_CONSOLIDATED else ultimate
+        by_type.setdefault(record.start_lei, []).append(record)
+    links: list[ConsolidationLink] = []
+
+    def link(child_lei: str, parent_lei: str, hops: tuple[Relationship, ...]) -> None:
+        for child_id in issuers_by_lei.get(child_lei, ()):
+            for parent_id in issuers_by_lei.get(parent_lei, ()):
+                if child_id != parent_id:
+                    links.append(ConsolidationLink(child_id, parent_id, hops))
+
+    for lei in sorted(issuers_by_lei):
+        reached: set[str] = {lei}
+        # (LEI, the records from the child to it, whether a link may still be made: only up
+        # to the first LEI an issuer of ours carries; above it, only the reach is followed).
+        pending: list[tuple[str, tuple[Relationship, ...], bool]] = [(lei, (), True)]
+        while pending:
+            at, hops, linking = pending.pop()
+            for record in direct.get(at, ()):
+                parent = record.end_lei
+                if parent in reached or len(hops) >= MAX_CHAIN:
+                    continue  # a cycle, or a chain too long to be real
+                reached.add(parent)
+                path = (*hops, record)
+                ours = parent in issuers_by_lei
+                if linking and ours:
+                    link(lei, parent, path)
+                pending.append((parent, path, linking and not ours))
+        for record in ultimate.get(lei, ()):
+            if record.end_lei not in reached:
+                link(lei, record.end_lei, (record,))
+    return links
+
+
 _CHRONOLOGICAL = attrgetter("as_of", "dataset_id", "source_row")
 
 
@@ -158,6 +274,19 @@ class Snapshot:
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
     subsidiaries: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sovereigns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Control by consolidation (GLEIF): child issuer -> its links to consolidating parents,
+    # and parent issuer -> its links to consolidated subsidiaries (``set_consolidation``).
+    consolidated_by: dict[str, tuple[ConsolidationLink, ...]] = field(default_factory=dict)
+    consolidates: dict[str, tuple[ConsolidationLink, ...]] = field(default_factory=dict)
+
+    def set_consolidation(self, links: Iterable[ConsolidationLink]) -> None:
+        up: dict[str, list[ConsolidationLink]] = {}
+        down: dict[str, list[ConsolidationLink]] = {}
+        for item in links:
+            up.setdefault(item.child_id, []).append(item)
+            down.setdefault(item.parent_id, []).append(item)
+        self.consolidated_by = {k: tuple(v) for k, v in up.items()}
+        self.consolidates = {k: tuple(v) for k, v in down.items()}
 
     def add_issuer_facts(self, issuer_id: str, facts: Iterable[FactPoint]) -> None:
         self.issuer_facts[issuer_id] = _index(facts)
