@@ -57,6 +57,21 @@ def asr(
     return evaluate(ASR, snapshot, "ISIN-C", AT, account=account)  # type: ignore[arg-type]
 
 
+def test_each_row_of_the_table_is_its_own_rule_citing_the_seed() -> None:
+    rows = {rule.id: rule for rule in ASR.rules}
+    for rule_id, row in (
+        ("norms-violators", "row 1"),
+        ("human-rights-controversies", "row 2"),
+        ("ilo-core-conventions", "row 3"),
+    ):
+        assert rows[rule_id].source.startswith("seed 001, section 6a")
+        assert row in rows[rule_id].source
+        assert rows[rule_id].outcome == "exclude"
+    assert "dual-use-risk" in rows
+    (nl_defence,) = ASR.exceptions
+    assert nl_defence.lifts == ["defence-risk"]  # never the dual-use or norms rows
+
+
 def test_a_company_clear_on_every_row_is_allowed() -> None:
     result = asr(asr_company_facts())
     assert result.verdict == "allowed"
