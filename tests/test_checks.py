@@ -12,7 +12,7 @@ from app.auth.scopes import Scope
 from app.kit.time import utcnow
 from tests.conftest import MakeKey, bearer
 from tests.support.calendar import stable_today, today, years_before
-from tests.support.checks import CLEAN, FRESH, Desk, open_desk
+from tests.support.checks import ASR_CLEAN, CLEAN, FRESH, Desk, open_desk
 from tests.support.datasets import FIXTURES, load_ok
 from tests.support.policies import post_document, shipped
 from tests.support.problems import assert_problem
@@ -497,6 +497,7 @@ async def test_an_own_account_exception_does_not_apply_to_client_money(desk: Des
             "civilian_firearms.involved": "false",
             "defence.involved": "true",
             "norms.status": "compliant",
+            **ASR_CLEAN,
         },
     )
     decided = today().isoformat()

@@ -23,7 +23,7 @@ from app.screening.snapshot import (
     Snapshot,
 )
 from tests.support.calendar import years_before
-from tests.support.checks import CLEAN
+from tests.support.checks import ASR_CLEAN, CLEAN
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 AT = dt.datetime(2025, 9, 30, 12, 0, tzinfo=dt.UTC)
@@ -478,6 +478,7 @@ def asr_defence_facts(firearms: str = "false", weapons: str = "false") -> list[F
         fact("norms.status", "compliant", "sustainalytics"),
         fact("defence.involved", "true", "sustainalytics"),
         fact("civilian_firearms.involved", firearms, "sustainalytics"),
+        *(fact(metric, value, "internal") for metric, value in ASR_CLEAN.items()),
     ]
 
 
@@ -507,11 +508,13 @@ def test_asr_dutch_defence_exception_and_its_expiry() -> None:
     assert result.verdict == "allowed"
     assert ("exception:nl-defence", "excepted") in fired(result)
     (note,) = result.reasons
-    # the entry, the exception's conditions (Dutch domicile; no civilian firearms), the lifted hit
+    # the entry, the exception's conditions (Dutch domicile; no civilian firearms; no supply to
+    # high-risk countries), the lifted hit
     assert [e.metric for e in note.evidence] == [
         "list.exception",
         "issuer.country",
         "civilian_firearms.involved",
+        "defence.high_risk_end_use",
         "defence.involved",
     ]
     assert (note.evidence[1].value, note.evidence[1].threshold) == ("NL", "NL")

@@ -20,7 +20,7 @@ from stdnum import isin as stdnum_isin
 from app.auth.scopes import Scope
 from tests.conftest import MakeKey, bearer
 from tests.support.calendar import today
-from tests.support.checks import Desk, open_desk, publish_policy
+from tests.support.checks import ASR_CLEAN, Desk, open_desk, publish_policy
 from tests.support.datasets import load, load_ok
 from tests.support.problems import assert_problem
 
@@ -110,6 +110,7 @@ async def airbus_exception(desk: Desk) -> None:
                 "civilian_firearms.involved": "false",
                 "defence.involved": defence,
                 "norms.status": "compliant",
+                **ASR_CLEAN,
             },
         )
     decided = today().isoformat()

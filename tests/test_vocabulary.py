@@ -31,6 +31,12 @@ from app.kit.vocabulary import (
         ("country.ituc.rating", "5+", "5+"),
         ("country.cpi.score", "19", Decimal(19)),
         ("country.sanctions.arms_embargo", "eu; UN", frozenset({"EU", "UN"})),
+        ("ilo.c029.violation", "true", True),
+        ("ilo.c182.violation", "no", False),
+        ("controversy.human_rights.severity", "Severe", "severe"),
+        ("controversy.human_rights.repeated", "yes", True),
+        ("dual_use.involved", "false", False),
+        ("defence.high_risk_end_use", "TRUE", True),
     ],
 )
 def test_parse_value_accepts_each_type(metric: str, raw: str, expected: object) -> None:
@@ -51,6 +57,8 @@ def test_parse_value_accepts_each_type(metric: str, raw: str, expected: object) 
         ("norms.non_compliant_since", "21/11/2023", "not a date"),
         ("country.sanctions.arms_embargo", "UN;NATO", "unknown authority NATO"),
         ("country.cpi.score", " ", "empty"),
+        ("ilo.c087.violation", "alleged", "not a boolean"),
+        ("controversy.human_rights.severity", "Red", "not one of none, low"),
     ],
 )
 def test_parse_value_rejects_with_a_reason(metric: str, raw: str, message: str) -> None:
@@ -91,3 +99,26 @@ def test_asset_classes_and_issuer_kinds_are_the_contract_names() -> None:
         "agency",
         "supranational",
     ]
+
+
+def test_asr_metrics_follow_the_vocabulary_and_are_appended() -> None:
+    """Seed 001's metrics: one boolean per ILO core convention (NORMLEX code), an ordinal
+    controversy severity on Sustainalytics' six categories, and booleans for recurrence,
+    dual-use and high-risk supply. Each description says where its data comes from."""
+    ilo = [name for name in METRICS if name.startswith("ilo.")]
+    assert ilo == [f"ilo.c{n:03d}.violation" for n in (29, 87, 98, 100, 105, 111, 138, 182)]
+    severity = get_metric("controversy.human_rights.severity")
+    assert severity.choices == ("none", "low", "moderate", "significant", "high", "severe")
+    assert ordinal_rank(severity, "severe") > ordinal_rank(severity, "high")
+    assert "Sustainalytics" in severity.description
+    assert "MSCI" in severity.description
+    for name in (
+        *ilo,
+        "controversy.human_rights.repeated",
+        "dual_use.involved",
+        "defence.high_risk_end_use",
+    ):
+        metric = get_metric(name)
+        assert metric.type.value == "boolean"
+        assert "no vendor field" in metric.description.lower()
+        assert not metric.derived_from

@@ -62,6 +62,29 @@ COMPARISONS: dict[ValueType, frozenset[str]] = {
 }
 
 
+# The eight ILO core conventions seed 001 (and seed 003) name: (NORMLEX code, number, subject).
+ILO_CORE_CONVENTIONS: tuple[tuple[str, int, str], ...] = (
+    ("c029", 29, "forced labour"),
+    ("c087", 87, "freedom of association and protection of the right to organise"),
+    ("c098", 98, "right to organise and collective bargaining"),
+    ("c100", 100, "equal remuneration"),
+    ("c105", 105, "abolition of forced labour"),
+    ("c111", 111, "discrimination in employment and occupation"),
+    ("c138", 138, "minimum age"),
+    ("c182", 182, "worst forms of child labour"),
+)
+
+# Controversy severity, lowest first: Sustainalytics' Controversy Category 0..5 by name.
+CONTROVERSY_SEVERITY: tuple[str, ...] = (
+    "none",
+    "low",
+    "moderate",
+    "significant",
+    "high",
+    "severe",
+)
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -178,6 +201,62 @@ METRICS: dict[str, Metric] = {
             Subject.country,
             "Authorities with an arms embargo in force on the country.",
             choices=("UN", "EU", "US"),
+        ),
+        # --- a.s.r.'s criteria (seed 001): ILO core conventions, human-rights controversies,
+        # dual-use. Names follow the vocabulary's `<topic>.<subject>.<attribute>` style; an ILO
+        # convention is named by its NORMLEX code (C029 ... C182), lower-cased, so the eight
+        # sort in convention order and the name is the code an analyst looks up.
+        *(
+            Metric(
+                f"ilo.{code}.violation",
+                ValueType.boolean,
+                Subject.issuer,
+                f"Violates ILO convention No. {number} ({subject}): an established, "
+                "company-attributable breach, not an allegation under review. "
+                "Providers: no vendor field per convention; supplied by norms-based research "
+                "(ISS ESG Norm-Based Research, Sustainalytics Global Standards Screening cite "
+                "the conventions a case breaches) or the house's own research (`internal`).",
+            )
+            for code, number, subject in ILO_CORE_CONVENTIONS
+        ),
+        Metric(
+            "controversy.human_rights.severity",
+            ValueType.ordinal,
+            Subject.issuer,
+            "Severity of the company's worst human-rights controversy (none < low < moderate < "
+            "significant < high < severe). Sustainalytics Controversies Research, the Human "
+            "Rights event's Controversy Category: 0 none, 1 low, 2 moderate, 3 significant, "
+            "4 high, 5 severe. MSCI ESG Controversies, the Human Rights Concerns flag (coarser): "
+            "Green low (none when no case), Yellow significant, Orange high, Red severe.",
+            choices=CONTROVERSY_SEVERITY,
+        ),
+        Metric(
+            "controversy.human_rights.repeated",
+            ValueType.boolean,
+            Subject.issuer,
+            "The human-rights controversy recurs: more than one incident in the vendor's "
+            "look-back, or an ongoing, structural pattern (seed 001 'herhaaldelijk'). No vendor "
+            "field of that name: derived from the incident history (Sustainalytics: an event "
+            "with more than one incident; MSCI: a case assessed Structural; RepRisk: incident "
+            "count) or supplied by the house's own research (`internal`).",
+        ),
+        Metric(
+            "dual_use.involved",
+            ValueType.boolean,
+            Subject.issuer,
+            "Produces or sells dual-use items (civil goods with military use, e.g. items on the "
+            "EU dual-use list, Regulation (EU) 2021/821 Annex I). No vendor field of that name; "
+            "supplied by export-control or product-involvement research (`internal`).",
+        ),
+        Metric(
+            "defence.high_risk_end_use",
+            ValueType.boolean,
+            Subject.issuer,
+            "Its defence, auxiliary or dual-use products are at risk of use against people or of "
+            "delivery to dubious authorities (seed 001): supplies high-risk countries as the "
+            "Dutch IMVO arms-trade framework defines them, or end users tied to human-rights "
+            "abuses. No vendor field; supplied by the house's own research (`internal`, for "
+            "a.s.r. its Security Affairs) or NGO arms-trade research.",
         ),
     )
 }

@@ -11,6 +11,7 @@ import httpx
 
 from app.auth.scopes import Scope
 from app.kit.time import utcnow
+from app.kit.vocabulary import ILO_CORE_CONVENTIONS
 from tests.conftest import MakeKey, bearer
 from tests.support.datasets import load_ok, load_universe
 from tests.support.policies import approve, post_document, shipped
@@ -18,6 +19,8 @@ from tests.support.policies import approve, post_document, shipped
 # Thirty days old: fresh under every shipped policy, whatever day the suite runs (a module
 # constant is safe here: a run across midnight only makes it 31 days old).
 FRESH = (utcnow().date() - dt.timedelta(days=30)).isoformat()
+
+ILO_CODES = tuple(code for code, _, _ in ILO_CORE_CONVENTIONS)
 
 # RPF reads these for every company; a complete, clean set keeps "unknown" out of the way.
 CLEAN = {
@@ -28,6 +31,17 @@ CLEAN = {
     ("revenue_pct.unconventional_oil_gas", "msci"): "0",
     ("revenue_pct.arctic_oil_gas", "msci"): "0",
     ("revenue_pct.thermal_coal_power", "msci"): "0",
+}
+
+# asr reads these for every company beyond its norms, weapons and defence metrics (seed 001: ILO
+# core conventions, human-rights controversies, dual-use and high-risk supply): all clear.
+# Separate from CLEAN so rpf's data sets stay as they were; merge the two for an asr company.
+ASR_CLEAN = {
+    **{f"ilo.{code}.violation": "false" for code in ILO_CODES},
+    "controversy.human_rights.severity": "none",
+    "controversy.human_rights.repeated": "false",
+    "dual_use.involved": "false",
+    "defence.high_risk_end_use": "false",
 }
 
 
