@@ -25,11 +25,21 @@ from app.datasets import service as datasets
 from app.datasets.schemas import DatasetKind
 from app.kit.settings import REPO_ROOT
 from app.kit.time import utcnow
+from app.kit.vocabulary import ILO_CORE_CONVENTIONS
 from app.models import Dataset
 from app.policies import service as policies
 from app.policies.document import DurationSpec
 
 SHIPPED_POLICIES = ("rpf", "asr", "dk-pension", "pensura")
+# What a.s.r. reads of every company beyond norms, weapons and defence (seed 001: the ILO core
+# conventions, severe and repeated human-rights controversies, dual-use with high-risk supply).
+ASR_CLEAR = {
+    **{f"ilo.{code}.violation": "false" for code, _, _ in ILO_CORE_CONVENTIONS},
+    "controversy.human_rights.severity": "none",
+    "controversy.human_rights.repeated": "false",
+    "dual_use.involved": "false",
+    "defence.high_risk_end_use": "false",
+}
 LOADER = Actor(name="demo:data-steward", key_id=None)
 AUTHOR = Actor(name="demo:policy-author", key_id=None)
 COMMITTEE = Actor(name="demo:investment-committee", key_id=None)
@@ -288,6 +298,7 @@ def _portfolios(u: Universe, companies: int, fresh: str, today: dt.date) -> None
         "civilian_firearms.involved": ("false", "sustainalytics"),
         "norms.status": ("compliant", "robeco"),
         "revenue_pct.tobacco": ("0", "iss"),
+        **{metric: (value, "sustainalytics") for metric, value in ASR_CLEAR.items()},
     }
     for issuer_id in [g[0] for g in PENSURA_GROUP] + [DEFENCE_ISSUER]:
         rows = {
@@ -425,6 +436,14 @@ def _company_facts(
         "as_of": fresh,
         "provider": "sustainalytics",
     }
+    for metric, value in ASR_CLEAR.items():  # a.s.r.'s own criteria (seed 001): all clear
+        yield {
+            "issuer_ref": issuer_id,
+            "metric": metric,
+            "value": value,
+            "as_of": fresh,
+            "provider": "sustainalytics",
+        }
     for provider in ("robeco", "sustainalytics"):
         yield {
             "issuer_ref": issuer_id,
