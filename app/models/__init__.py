@@ -10,6 +10,7 @@ from app.models.dataset import (
     IssuerRecord,
     ListEntry,
     ListReplacement,
+    SanctionsListEntry,
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
@@ -34,5 +35,6 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PortfolioRecord",
+    "SanctionsListEntry",
     "VersionStatus",
 ]
