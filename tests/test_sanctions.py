@@ -416,3 +416,18 @@ def test_the_adapter_reads_ofac_dates() -> None:
     assert ofac_date(row, "a") == dt.date(2021, 6, 3)
     assert ofac_date(row, "b") == dt.date(2021, 8, 2)
     assert ofac_date(row, "c") is None
+
+
+async def test_the_policys_list_carries_the_listed_company(desk: Desk, make_key: MakeKey) -> None:
+    """The compiled universe (custodians' lists) reads the lists too (``full_snapshot``)."""
+    await load_ok(desk.client, desk.steward, "ofac-ns-cmic", OFAC, as_of=days_ago(40))
+    reader = await make_key(Scope.lists_read, name="cmic-custodian")
+    response = await desk.client.get(
+        "/v1/lists/cmic", params={"format": "csv"}, headers=bearer(reader)
+    )
+    assert response.status_code == 200, response.text
+    rows = [line for line in response.text.splitlines() if CHINA_MOBILE_ADR in line]
+    assert len(rows) == 1
+    assert "ns-cmic" in rows[0]
+    assert "excluded" in rows[0]
+    assert "US7181721090" not in response.text  # PMI: not on the list, a fresh one
