@@ -78,6 +78,9 @@ EMBARGOES = [  # country, authority, regime, since
     ("YE", "UN", "UNSCR 2216", "2015-04-14"),
     ("AF", "UN", "UNSCR 1988", "2011-06-17"),
 ]
+# Financial / sectoral sanctions beyond arms embargoes (country.sanctions.financial, loaded as
+# country facts): the authorities restricting investment in the sovereign's debt; others none.
+FINANCIAL_SANCTIONS = {"RU": "EU;US", "VE": "US"}
 COMPANY_COUNTRIES = [
     "NL",
     "DE",
@@ -616,6 +619,22 @@ async def load_demo(
         DatasetKind.ti_cpi,
         _csv(cpi, ["Country", "ISO3", "CPI score"]),
         "cpi.csv",
+        as_of=fresh,
+    )
+    sanctions = [
+        {
+            "issuer_ref": c,
+            "metric": "country.sanctions.financial",
+            "value": FINANCIAL_SANCTIONS.get(c, "none"),
+        }
+        for c in COUNTRIES
+    ]
+    await _load(
+        session,
+        DatasetKind.facts,
+        _csv(sanctions, ["issuer_ref", "metric", "value"]),
+        "financial_sanctions.csv",
+        provider="internal",
         as_of=fresh,
     )
     embargoes = [

@@ -16,7 +16,7 @@ from app.decisions import service as decisions_service
 from app.models import Base
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import open_desk
-from tests.support.datasets import FIXTURES, load_ok
+from tests.support.datasets import FIXTURES, load_ok, real_file
 from tests.support.policies import post_document, shipped
 
 # Tables whose rows the service legitimately changes, and why.
@@ -44,6 +44,13 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
     )
     await load_ok(
         client, desk.steward, "list-entries", FIXTURES / "list_entries.csv", mode="replace"
+    )
+    await load_ok(
+        client,
+        desk.steward,
+        "ofac-ns-cmic",
+        real_file("ofac_ns_cmic/ofac_ns_cmic_entities.csv"),
+        as_of="2025-04-21",
     )
     author = await make_key(Scope.policies_write, name="another-author")
     draft = await post_document(client, "asr", shipped("asr"), bearer(author))

@@ -149,6 +149,15 @@ async def country_data(desk: Desk, **cpi: str) -> None:
         "country,authority,regime,since\nRU,EU,2014/512/CFSP,2014-07-31\n",
         as_of=FRESH,
     )
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "facts",
+        "issuer_ref,metric,value\n"
+        + "".join(f"{c},country.sanctions.financial,none\n" for c in ("RU", "NL", "VE", "CN")),
+        provider="internal",
+        as_of=FRESH,
+    )
 
 
 async def test_sovereigns_under_rpf(desk: Desk) -> None:

@@ -32,7 +32,7 @@ async def test_demo_loads_once_through_the_real_loaders(
         again = await load_demo(session)  # a second start loads nothing more
         assert (await session.execute(select(func.count(Dataset.id)))).scalar_one() == datasets
         await session.rollback()
-    assert datasets == 13
+    assert datasets == 14  # ... including the country financial sanctions (facts)
     assert approved == len(SHIPPED_POLICIES)
     assert again == examples
     assert {"clean company", "tobacco producer", "sovereign RU"} <= set(examples)

@@ -282,6 +282,7 @@ def country_facts(country: str, **values: str) -> dict[str, list[FactPoint]]:
         "country.freedom_house.cl_rating": ("1", "freedom-house"),
         "country.ituc.rating": ("1", "ituc"),
         "country.cpi.score": ("80", "transparency-international"),
+        "country.sanctions.financial": ("", "internal"),  # stated: none
     }
     for name, value in values.items():
         metric = "country." + name.replace("__", ".")

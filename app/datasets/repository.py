@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models import ArmsEmbargo, Dataset, ListEntry, ListReplacement
+from app.models import ArmsEmbargo, Dataset, ListEntry, ListReplacement, SanctionsListEntry
 from app.models.base import Base
 from app.screening.snapshot import EmbargoLoad
 
@@ -137,6 +137,38 @@ def embargo_list(dataset_id: int) -> Select[str, str, str]:
     return (
         select(ArmsEmbargo.country, ArmsEmbargo.authority, ArmsEmbargo.regime)
         .where(ArmsEmbargo.dataset_id == dataset_id)
+        .distinct()
+    )
+
+
+# Published sanctions lists (``ofac-ns-cmic``): loads and lists, read like arms embargoes.
+SANCTIONS_LIST_KINDS = ("ofac-ns-cmic",)
+
+
+def sanctions_loads(version: int, provider: str | None = None) -> Select[int, str, dt.date]:
+    """Every sanctions-list load known at data ``version`` (optionally of one ``provider``):
+    rows (dataset id, provider, as_of), in load order. Each is its provider's complete list
+    as of its date; ``current_embargo_loads`` picks the current one, as for arms embargoes."""
+    query = (
+        select(Dataset.id, Dataset.provider, Dataset.as_of)
+        .where(Dataset.kind.in_(SANCTIONS_LIST_KINDS), Dataset.id <= version)
+        .order_by(Dataset.id)
+    )
+    if provider is not None:
+        query = query.where(Dataset.provider == provider)
+    return query
+
+
+async def sanctions_list_loads(session: AsyncSession, version: int) -> list[EmbargoLoad]:
+    rows = await session.execute(sanctions_loads(version))
+    return [EmbargoLoad(dataset_id=i, provider=p, as_of=a) for i, p, a in rows.all()]
+
+
+def sanctions_list(dataset_id: int) -> Select[str, str]:
+    """The (entity_ref, name) pairs one sanctions-list load named, distinct."""
+    return (
+        select(SanctionsListEntry.entity_ref, SanctionsListEntry.name)
+        .where(SanctionsListEntry.dataset_id == dataset_id)
         .distinct()
     )
 

@@ -18,6 +18,7 @@ class DatasetKind(StrEnum):
     ti_cpi = "ti-cpi"
     ituc = "ituc"
     arms_embargoes = "arms-embargoes"
+    ofac_ns_cmic = "ofac-ns-cmic"
     list_entries = "list-entries"
     portfolios = "portfolios"
     holdings = "holdings"
@@ -50,7 +51,11 @@ class DatasetRead(Schema):
             "(`previous`: `{dataset_id, as_of}` or null): `added` and `removed` (`{count, "
             "examples: [{country, authority, regime}]}`), `unchanged`, and `history` (true when "
             "the provider's `current` list, `{dataset_id, as_of}`, is dated later: this file "
-            "then applies to past days only)."
+            "then applies to past days only). For ofac-ns-cmic: `entities`, `isins`, "
+            "`entities_without_isins`, `invalid_isins` (failing the check digit, kept as "
+            "published and matched textually), `unmatched_isins` (no instrument known at load "
+            "time), and `previous`, `added`, `removed` (entities), `unchanged`, `history` as for "
+            "arms-embargoes."
         )
     )
     mode: ListMode | None = Field(

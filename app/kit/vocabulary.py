@@ -258,6 +258,28 @@ METRICS: dict[str, Metric] = {
             "abuses. No vendor field; supplied by the house's own research (`internal`, for "
             "a.s.r. its Security Affairs) or NGO arms-trade research.",
         ),
+        Metric(
+            "country.sanctions.financial",
+            ValueType.authorities,
+            Subject.country,
+            "Authorities (UN Security Council, EU, US) with financial or sectoral sanctions in "
+            "force on the country beyond arms embargoes: measures that forbid or restrict "
+            "investing in its government's debt or its financial sector (seed 004 'sancties', "
+            "seed 003 section 16 and 38). No vendor publishes this uniformly (no vendor field): "
+            "a data steward loads it as `facts` for countries (`none` for a country under no "
+            "such sanction), from the UN, EU and OFAC texts.",
+            choices=("UN", "EU", "US"),
+        ),
+        Metric(
+            "sanctions.us_ns_cmic",
+            ValueType.boolean,
+            Subject.issuer,
+            "On OFAC's Non-SDN Chinese Military-Industrial Complex Companies List (E.O. 13959 as "
+            "amended by E.O. 14032), judged from the provider's current list: an instrument of "
+            "the issuer carries an ISIN the list names (matched textually); false when a fresh "
+            "list does not name any. Loaded only as the `ofac-ns-cmic` kind (never as facts); "
+            "the evidence gives the entity's listing date.",
+        ),
     )
 }
 
@@ -350,7 +372,9 @@ def parse_value(metric: Metric, raw: str) -> FactValue:
             return dt.date.fromisoformat(text)
         except ValueError:
             raise InvalidValue(f"{raw!r} is not a date (use YYYY-MM-DD)") from None
-    # authorities: "UN;EU" or "UN,EU"
+    # authorities: "UN;EU" or "UN,EU"; "none": the empty set (no authority, stated)
+    if text.lower() == "none":
+        return frozenset()
     parts = {p.strip().upper() for p in re.split(r"[;,|]", text) if p.strip()}
     unknown = parts - set(metric.choices)
     if unknown:

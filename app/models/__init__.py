@@ -11,6 +11,7 @@ from app.models.dataset import (
     IssuerRecord,
     ListEntry,
     ListReplacement,
+    SanctionsListEntry,
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
@@ -36,5 +37,6 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PortfolioRecord",
+    "SanctionsListEntry",
     "VersionStatus",
 ]

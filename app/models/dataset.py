@@ -173,3 +173,29 @@ class ListReplacement(Base):
 
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
     policy_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class SanctionsListEntry(Base):
+    """One security of a published sanctions list (``ofac-ns-cmic``), as published.
+
+    Each load of a provider is its complete list as of the load's date (like arms embargoes):
+    an entity is listed while the provider's current list names it. One row per (entity, ISIN)
+    of the file, ``position`` 1.. in the order the file gives the ISINs; an entity the file
+    gives no ISIN for is kept too (``position`` 0, ``isin`` null): it can match no instrument,
+    and the load's summary counts it. ISINs are stored as published (upper-cased), even those
+    failing the check digit: matching is textual, at check time, against the instruments then
+    known (an instrument loaded after the list still matches).
+    """
+
+    __tablename__ = "sanctions_list_entries"
+    __table_args__ = (Index(None, "isin", "dataset_id"),)
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    source_row: Mapped[int] = mapped_column(primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    isin: Mapped[str | None] = mapped_column(String(12))
+    entity_ref: Mapped[str] = mapped_column(String(64))  # OFAC's ent_num
+    name: Mapped[str] = mapped_column(String(300))
+    program: Mapped[str] = mapped_column(String(64))
+    listing_date: Mapped[dt.date | None]
+    effective_date: Mapped[dt.date | None]

@@ -53,6 +53,7 @@ from app.policies.document import (
 )
 from app.screening.snapshot import (
     ConsolidationLink,
+    EmbargoLoad,
     FactPoint,
     IssuerNode,
     ListEntryPoint,
@@ -65,6 +66,8 @@ Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
 
 ARMS_EMBARGO = "country.sanctions.arms_embargo"
+# Read from published sanctions lists (``ofac-ns-cmic``), not from facts: ``_listed_value``.
+US_NS_CMIC = "sanctions.us_ns_cmic"
 # Lists that say something other than a verdict: a sponsoring employer (seed 002) is held to a
 # position limit (``limits.py``), not screened.
 NOT_SCREENING_LISTS = frozenset({"sponsor"})
@@ -392,6 +395,79 @@ def _embargo_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
     )
 
 
+def _listed_value(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Read:
+    """A published sanctions list (``ofac-ns-cmic``): the issuer is listed (true) while an ISIN
+    of one of its instruments (exact text, as published) is on its provider's current list,
+    the newest-dated load on or before the day (``current_embargo_loads``: an older-dated list
+    loaded later never supersedes it); false when fresh lists do not name it. A rule's
+    ``providers`` choose the lists read; several providers' lists complement each other, as
+    arms embargoes do. A list older than the rule's data age decides nothing: while one is
+    stale, only a listing the fresh lists show decides; otherwise the value is missing. The
+    evidence is the list (dataset, row, the list's date as as_of) and the entity's listing
+    date ("listed since")."""
+    metric = atom.metric_def.name
+    loads: Sequence[EmbargoLoad] = ctx.snapshot.sanctions_loads
+    if ctx.loaded_by is not None:
+        loads = [load for load in loads if load.dataset_id <= ctx.loaded_by]
+    providers = ctx.data.providers_for(atom)
+    if providers:
+        loads = [load for load in loads if load.provider in providers]
+    current = current_embargo_loads(loads, ctx.day)
+    where = f" from {', '.join(providers)}" if providers else ""
+    if not current:
+        return None, f"no {metric} list{where} has been loaded", None
+    max_age = ctx.data.max_age_for(atom)
+    fresh = {p: load for p, load in current.items() if (ctx.day - load.as_of).days <= max_age}
+    by_id = {load.dataset_id: load for load in fresh.values()}
+    hits = sorted(
+        (
+            listing
+            for isin in ctx.snapshot.listed_isins.get(issuer.issuer_id, ())
+            for listing in ctx.snapshot.sanctions_listings.get(isin, ())
+            if listing.dataset_id in by_id
+        ),
+        key=lambda listing: (listing.dataset_id, listing.source_row, listing.isin),
+    )
+    stale = [load for p, load in current.items() if p not in fresh]
+    if stale and not hits:
+        oldest = min(stale, key=lambda load: load.as_of)
+        why = (
+            f"the {metric} lists are stale: {oldest.provider}'s (dataset {oldest.dataset_id}) "
+            f"is as of {oldest.as_of.isoformat()}, more than {max_age} days before "
+            f"{ctx.day.isoformat()}"
+        )
+        return (
+            None,
+            why,
+            FactPoint(metric, oldest.provider, "(the list)", oldest.as_of, oldest.dataset_id, 0),
+        )
+    if not hits:
+        source = min(fresh.values(), key=lambda load: (load.as_of, load.dataset_id))
+        return (
+            FactPoint(
+                metric,
+                ", ".join(sorted(fresh)),
+                "false",
+                source.as_of,
+                source.dataset_id,
+                0,
+                "not on the list",
+            ),
+            None,
+            None,
+        )
+    first = hits[0]
+    load = by_id[first.dataset_id]
+    since = first.listing_date.isoformat() if first.listing_date else "not given"
+    detail = f"listed since {since} (listing date); ISIN {first.isin}; {first.name}"
+    if first.effective_date is not None:
+        detail += f"; effective {first.effective_date.isoformat()}"
+    point = FactPoint(
+        metric, load.provider, "true", load.as_of, first.dataset_id, first.source_row, detail
+    )
+    return point, None, None
+
+
 def _evidence(point: FactPoint, comparison: str, threshold: str) -> Evidence:
     return Evidence(
         provider=point.provider,
@@ -422,6 +498,8 @@ def _threshold(ctx: _Context, issuer: IssuerNode, atom: Threshold) -> _Outcome:
     metric = atom.metric_def
     if metric.name == ARMS_EMBARGO:
         point, missing, stale = _embargo_value(ctx, issuer, atom)
+    elif metric.name == US_NS_CMIC:
+        point, missing, stale = _listed_value(ctx, issuer, atom)
     else:
         point, missing, stale = _fact(ctx, issuer, metric, atom)
     if point is None:

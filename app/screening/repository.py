@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.datasets.repository import arms_embargo_loads, data_version, list_entries_in_force
+from app.datasets.repository import (
+    arms_embargo_loads,
+    data_version,
+    list_entries_in_force,
+    sanctions_list_loads,
+)
 from app.kit.bulk import fetch_plain
 from app.models import (
     ArmsEmbargo,
@@ -24,6 +29,7 @@ from app.models import (
     Fact,
     InstrumentRecord,
     IssuerRecord,
+    SanctionsListEntry,
 )
 from app.screening.snapshot import (
     Embargo,
@@ -32,6 +38,7 @@ from app.screening.snapshot import (
     IssuerNode,
     ListEntryPoint,
     Relationship,
+    SanctionsListing,
     Snapshot,
     resolve_consolidation,
 )
@@ -308,6 +315,7 @@ class ScreeningRepository:
         await self._add_state_owners(snapshot, version)
         await self._add_facts(snapshot, version)
         await self._add_embargoes(snapshot, version)
+        await self._add_sanctions_lists(snapshot, version)
         await self._add_list_entries(snapshot, version, policy_keys)
         return snapshot
 
@@ -335,6 +343,7 @@ class ScreeningRepository:
         await asyncio.to_thread(_assemble, snapshot, *rows)
         del rows
         await self._add_embargoes(snapshot, version, everywhere=True)
+        await self._add_sanctions_lists(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
         await self._set_consolidation(snapshot, version, everywhere=True)
         return snapshot
@@ -610,6 +619,55 @@ class ScreeningRepository:
                 )
             )
         snapshot.embargoes = {k: tuple(v) for k, v in grouped.items()}
+
+    async def _add_sanctions_lists(
+        self, snapshot: Snapshot, version: int, *, everywhere: bool = False
+    ) -> None:
+        """Published sanctions lists (``ofac-ns-cmic``): every load, and the listings whose ISIN
+        (exact text) an instrument of the snapshot's issuers carries; everywhere: every listing,
+        linked through the instruments held (the whole universe).
+
+        Matched here, at read time, not when the list was loaded: an instrument loaded after
+        the list still matches, and an instrument moved to another issuer follows its current
+        record.
+        """
+        loads = await sanctions_list_loads(self.session, version)
+        snapshot.sanctions_loads = tuple(loads)
+        if not loads or not (snapshot.issuers or everywhere):
+            return
+        query = select(SanctionsListEntry).where(
+            SanctionsListEntry.dataset_id <= version, SanctionsListEntry.isin.is_not(None)
+        )
+        if not everywhere:
+            isins = select(InstrumentRecord.isin).where(
+                InstrumentRecord.issuer_id.in_(sorted(snapshot.issuers)),
+                InstrumentRecord.dataset_id <= version,
+            )
+            query = query.where(SanctionsListEntry.isin.in_(isins))
+        grouped: dict[str, list[SanctionsListing]] = {}
+        for row in (await self.session.execute(query)).scalars():
+            assert row.isin is not None
+            grouped.setdefault(row.isin, []).append(
+                SanctionsListing(
+                    isin=row.isin,
+                    entity_ref=row.entity_ref,
+                    name=row.name,
+                    listing_date=row.listing_date,
+                    effective_date=row.effective_date,
+                    dataset_id=row.dataset_id,
+                    source_row=row.source_row,
+                )
+            )
+        snapshot.sanctions_listings = {k: tuple(v) for k, v in grouped.items()}
+        if everywhere:
+            snapshot.link_listings()
+            return
+        # The current record of each listed instrument decides whose it is now.
+        linked: dict[str, list[str]] = {}
+        for record in await self._latest(InstrumentRecord, "isin", grouped, version):
+            if record.issuer_id in snapshot.issuers:
+                linked.setdefault(record.issuer_id, []).append(record.isin)
+        snapshot.listed_isins = {k: tuple(sorted(v)) for k, v in linked.items()}
 
     async def _add_list_entries(
         self,

@@ -104,6 +104,23 @@ class Embargo:
 
 
 @dataclass(frozen=True)
+class SanctionsListing:
+    """One security on a published sanctions list load (``ofac-ns-cmic``): an entity and one of
+    its ISINs, as published (upper-cased, kept even when it fails the check digit).
+
+    Which loads are each provider's current list on a day is ``current_embargo_loads``'s
+    decision, as for arms embargoes (``Snapshot.sanctions_loads``)."""
+
+    isin: str
+    entity_ref: str
+    name: str
+    listing_date: dt.date | None
+    effective_date: dt.date | None
+    dataset_id: int
+    source_row: int
+
+
+@dataclass(frozen=True)
 class ListEntryPoint:
     policy_key: str
     issuer_id: str
@@ -270,6 +287,12 @@ class Snapshot:
     country_facts: dict[str, dict[str, tuple[FactPoint, ...]]] = field(default_factory=dict)
     embargo_loads: tuple[EmbargoLoad, ...] = ()
     embargoes: dict[str, tuple[Embargo, ...]] = field(default_factory=dict)
+    # Published sanctions lists (``ofac-ns-cmic``): every load, each its provider's complete
+    # list as of its date; the listings by ISIN; and, per issuer, the ISINs of its current
+    # instruments that some list names (matched textually at read time: ``link_listings``).
+    sanctions_loads: tuple[EmbargoLoad, ...] = ()
+    sanctions_listings: dict[str, tuple[SanctionsListing, ...]] = field(default_factory=dict)
+    listed_isins: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # (policy key, issuer_id) -> the entries in force (datasets.repository.list_entries_in_force)
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
     subsidiaries: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -302,6 +325,16 @@ class Snapshot:
 
     def entries(self, policy_key: str, issuer_id: str) -> Sequence[ListEntryPoint]:
         return self.list_entries.get((policy_key, issuer_id), ())
+
+    def link_listings(self) -> None:
+        """``listed_isins`` from the instruments held: each listed ISIN (exact text) to the
+        issuer of the instrument carrying it (a snapshot holding every instrument concerned)."""
+        linked: dict[str, list[str]] = {}
+        for isin in self.sanctions_listings:
+            instrument = self.instruments.get(isin)
+            if instrument is not None:
+                linked.setdefault(instrument.issuer_id, []).append(isin)
+        self.listed_isins = {k: tuple(sorted(v)) for k, v in linked.items()}
 
     def sovereign_nodes(self, country: str) -> list[IssuerNode]:
         found = [self.issuers[i] for i in self.sovereigns.get(country, ()) if i in self.issuers]

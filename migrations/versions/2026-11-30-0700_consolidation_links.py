@@ -1,7 +1,7 @@
 """consolidation links: GLEIF level-2 relationship records by LEI (append-only)
 
 Revision ID: 20261130_consolidation_links
-Revises: 20261130_portfolios
+Revises: 20261130_sanctions_lists
 Create Date: 2026-11-30 07:00:00
 
 The data kind ``gleif-relationships`` (contract, "More published formats"):
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261130_consolidation_links"
-down_revision: str | None = "20261130_portfolios"
+down_revision: str | None = "20261130_sanctions_lists"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

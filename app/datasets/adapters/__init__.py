@@ -11,6 +11,7 @@ from app.datasets.adapters.issuers import IssuersAdapter
 from app.datasets.adapters.ituc import ItucAdapter
 from app.datasets.adapters.list_entries import ListEntriesAdapter
 from app.datasets.adapters.msci_esg import MsciEsgAdapter
+from app.datasets.adapters.ofac_ns_cmic import OfacNsCmicAdapter
 from app.datasets.adapters.portfolios import PortfoliosAdapter
 from app.datasets.adapters.ti_cpi import TiCpiAdapter
 from app.datasets.schemas import DatasetKind
@@ -26,6 +27,7 @@ ADAPTERS: dict[DatasetKind, type[Adapter]] = {
         TiCpiAdapter,
         ItucAdapter,
         ArmsEmbargoesAdapter,
+        OfacNsCmicAdapter,
         ListEntriesAdapter,
         PortfoliosAdapter,
         HoldingsAdapter,

@@ -1,4 +1,11 @@
-"""`facts`: issuer_ref, metric, value [, as_of] in the canonical vocabulary."""
+"""`facts`: issuer_ref, metric, value [, as_of, country] in the canonical vocabulary.
+
+An issuer metric's row names its issuer (``issuer_ref``). A country metric loaded as a fact
+(one no publisher file carries, such as ``country.sanctions.financial``) names its country in
+``country`` (or, when that column is absent or empty, in ``issuer_ref``): an ISO code or a
+name, resolved like every country cell. Metrics read from their own kinds (arms embargoes,
+Freedom House, TI, ITUC, the OFAC list) and derived metrics are refused here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, literal, null, select
+from sqlalchemy import Table, case, insert, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -14,6 +21,7 @@ from app.datasets.adapters.base import (
     FACT_COLUMNS,
     Adapter,
     LoadContext,
+    country_cell,
     duplicate_errors,
     provider_date,
     resolve_ref,
@@ -24,6 +32,11 @@ from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
 from app.kit.vocabulary import InvalidValue, Subject, format_value, get_metric, parse_value
 from app.models import Fact
+
+# Country metrics no publisher file carries: loaded as facts, per country.
+COUNTRY_FACTS = frozenset({"country.sanctions.financial"})
+# Issuer metrics read from their own kind, never from facts.
+NOT_FACTS = frozenset({"sanctions.us_ns_cmic"})
 
 
 def fact_value(metric_name: str, raw: str, column: str = "value") -> str:
@@ -44,8 +57,14 @@ class FactsAdapter(Adapter):
         ("metric", str),
         ("value", str),
         ("as_of", dt.date),
+        ("country", str),
     )
-    stored_as = {"issuer_ref": Fact.issuer_ref, "metric": Fact.metric, "value": Fact.value}
+    stored_as = {
+        "issuer_ref": Fact.issuer_ref,
+        "metric": Fact.metric,
+        "value": Fact.value,
+        "country": Fact.country,
+    }
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         name = row.require("metric")
@@ -53,22 +72,40 @@ class FactsAdapter(Adapter):
             metric = get_metric(name)
         except InvalidValue as exc:
             raise CellError("metric", str(exc)) from None
-        if metric.subject is not Subject.issuer or metric.derived_from:
+        if (metric.subject is not Subject.issuer and name not in COUNTRY_FACTS) or (
+            metric.derived_from or name in NOT_FACTS
+        ):
             raise CellError(
                 "metric",
-                f"{name} is not an issuer metric loaded as a fact (country data comes from "
-                "the freedom-house, ti-cpi, ituc and arms-embargoes kinds; derived metrics "
-                "are computed)",
+                f"{name} is not loaded as a fact (country data comes from the freedom-house, "
+                "ti-cpi, ituc and arms-embargoes kinds, except "
+                f"{', '.join(sorted(COUNTRY_FACTS))}; sanctions.us_ns_cmic from the "
+                "ofac-ns-cmic kind; derived metrics are computed)",
             )
         given = optional_date(row, "as of")
         as_of = provider_date("as_of", given, ctx) if given else ctx.as_of
         if as_of is None:
             raise CellError("as_of", "no as-of date: fill the as_of column or pass ?as_of=")
-        return [(row.require("issuer ref"), name, fact_value(name, row.require("value")), as_of)]
+        value = fact_value(name, row.require("value"))
+        if metric.subject is Subject.country:
+            column = "country" if row.get("country") else "issuer ref"
+            raw = row.require(column)
+            return [(raw, name, value, as_of, country_cell(column, raw))]
+        return [(row.require("issuer ref"), name, value, as_of, None)]
 
     def checked_rows(self, stage: Table, dataset_id: int) -> FromClause:
         return (
-            select(Fact.source_row, Fact.issuer_ref, Fact.metric, Fact.as_of)
+            select(
+                Fact.source_row,
+                # A country's facts are keyed by the country, however the file spelled it.
+                case(
+                    (Fact.country.is_not(None), literal("country:") + Fact.country),
+                    else_=Fact.issuer_ref,
+                ).label("issuer_ref"),
+                Fact.country,
+                Fact.metric,
+                Fact.as_of,
+            )
             .where(Fact.dataset_id == dataset_id)
             .subquery("published")
         )
@@ -78,7 +115,13 @@ class FactsAdapter(Adapter):
     ) -> list[FieldError]:
         return await duplicate_errors(
             conn, stage, ["issuer_ref", "metric", "as_of"], "issuer_ref, metric and as_of"
-        ) + await unresolved_ref_errors(conn, stage, "issuer_ref")
+        ) + await unresolved_ref_errors(
+            conn,
+            select(stage.c.source_row, stage.c.issuer_ref)
+            .where(stage.c.country.is_(None))
+            .subquery("issuer_rows"),
+            "issuer_ref",
+        )
 
     async def publish(
         self,
@@ -93,8 +136,11 @@ class FactsAdapter(Adapter):
                 select(
                     literal(dataset_id),
                     stage.c.source_row,
-                    resolve_ref(stage.c.issuer_ref),
-                    null(),
+                    case(
+                        (stage.c.country.is_(None), resolve_ref(stage.c.issuer_ref)),
+                        else_=null(),
+                    ),
+                    stage.c.country,
                     stage.c.issuer_ref,
                     stage.c.metric,
                     literal(ctx.provider),
