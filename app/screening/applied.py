@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.kit.vocabulary import Account
 from app.models import PolicyVersion
 from app.policies import service as policy_service
-from app.policies.document import PolicyDocument, PositionLimit, effective_document
+from app.policies.document import (
+    PolicyDocument,
+    PositionLimit,
+    effective_document,
+    metrics_used,
+)
 from app.screening.engine import (
     Evaluation,
     Evaluator,
@@ -68,6 +73,13 @@ class AppliedPolicy:
         subsidiaries of every issuer asked about)."""
         documents = [self.document, *([self.base_document] if self.base_document else [])]
         return any(d.propagation.subsidiary_to_parent is not None for d in documents)
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """Every metric the engine can read under this policy (rules, exceptions' void
+        conditions, what derived metrics and durations read): a snapshot needs no other fact."""
+        documents = [self.document, *([self.base_document] if self.base_document else [])]
+        return frozenset().union(*(metrics_used(d) for d in documents))
 
     @property
     def position_limits(self) -> list[PositionLimit]:

@@ -492,7 +492,11 @@ async def _scene(
             )
         applied = await applied_at(session, asked.policy, at)
         snapshot = await repository.snapshot(
-            sorted(set(isins)), version, applied.list_keys, applied.group_rule
+            sorted(set(isins)),
+            version,
+            applied.list_keys,
+            applied.group_rule,
+            metrics=applied.metrics,
         )
         return Scene(applied, snapshot, at)
     portfolio = await portfolio_at(session, asked.portfolio, version)
@@ -500,7 +504,11 @@ async def _scene(
     applied = await applied_at(session, portfolio.policy_key, at, account=portfolio.account)
     if asked.orders is None or not applied.position_limits:
         snapshot = await repository.snapshot(
-            sorted(set(isins)), version, applied.list_keys, applied.group_rule
+            sorted(set(isins)),
+            version,
+            applied.list_keys,
+            applied.group_rule,
+            metrics=applied.metrics,
         )
         return Scene(applied, snapshot, at, PortfolioScope(portfolio))
     holdings = await PortfolioRepository(session).holdings(
@@ -513,6 +521,7 @@ async def _scene(
         applied.list_keys,
         applied.group_rule,
         sponsor_groups=True,
+        metrics=applied.metrics,
     )
     limits = limit_state(applied, snapshot, at, portfolio, holdings)
     return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
@@ -609,6 +618,7 @@ async def _compliance_scene(
         applied.list_keys,
         applied.group_rule,
         sponsor_groups=bool(applied.position_limits),
+        metrics=applied.metrics,
     )
     limits = limit_state(applied, snapshot, at, portfolio, holdings)
     return Scene(applied, snapshot, at, PortfolioScope(portfolio, holdings, limits))
@@ -826,7 +836,7 @@ async def recompute(session: AsyncSession, payload: dict[str, Any]) -> dict[str,
         # the log was altered, and replay must show that).
         applied = await applied_as_recorded(session, payload["policy"])
         snapshot = await ScreeningRepository(session).snapshot(
-            isins, version, applied.list_keys, applied.group_rule
+            isins, version, applied.list_keys, applied.group_rule, metrics=applied.metrics
         )
         scene = Scene(applied, snapshot, at)
     else:
