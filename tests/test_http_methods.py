@@ -85,8 +85,9 @@ async def test_every_get_answers_head_with_its_status_and_headers(
     for template, required in operations:
         path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
         params = {name: values[name] for name in required}
-        if template == "/v1/check":  # policy or portfolio: one of two is needed
+        if template == "/v1/check":  # policy or portfolio, instrument or issuer: one of each
             params["policy"] = values["policy"]
+            params["instrument"] = values["instrument"]
         for headers in (bearer(admin), {}):  # an answer and a problem (401 or the public probe)
             first = await client.get(path, params=params, headers=headers)
             head = await client.head(path, params=params, headers=headers)
