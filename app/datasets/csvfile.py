@@ -1,5 +1,8 @@
 """Reading uploaded CSV files as a stream: encoding, delimiter and header checks, cell parsers.
 
+An xlsx workbook (Freedom House and TI publish them) is read by ``XlsxFile`` into the same
+``CsvRow`` objects, so one adapter reads both forms of a publisher's file alike.
+
 Row numbers are the file's line numbers as a spreadsheet shows them: the header is row 1, the
 first data row is row 2; a record spanning several lines (a quoted cell with line breaks) is
 numbered by the line it starts on. Lines may end in LF, CRLF or a bare CR (Excel for Mac).
@@ -18,12 +21,14 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
+import zipfile
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import IO
+from typing import IO, Any
 
-from app.kit.errors import FieldError, InvalidInput
+from app.kit.errors import FieldError, InvalidInput, PayloadTooLarge
 
 # Vendor files have cells far larger than csv's default limit allows (long notes); cap it sanely.
 MAX_CELL_CHARS = 1 << 20
@@ -75,7 +80,68 @@ class CsvRow:
         return value
 
 
-class CsvFile:
+class TableFile:
+    """A file's header and rows, whatever it is stored as (CSV text or an xlsx sheet)."""
+
+    header: list[str]
+    columns: dict[str, int]  # normalized header -> index
+    header_row: int = 1  # the header's row number (a workbook may have a title above it)
+
+    def find_column(self, pattern: re.Pattern[str]) -> str | None:
+        """The first normalized column name matching a pattern (e.g. `cpi score 2022`)."""
+        return next((c for c in self.columns if pattern.fullmatch(c)), None)
+
+    def rows(self) -> Iterator[CsvRow]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class DuplicateColumn(ValueError):
+    def __init__(self, column: str, msg: str) -> None:
+        super().__init__(msg)
+        self.column = column
+        self.msg = msg
+
+
+def header_columns(header: list[str], aliases: dict[str, str]) -> dict[str, int]:
+    """Each header cell's name as the adapter knows it (normalized, aliases applied) -> its
+    index; a name given twice is a ``DuplicateColumn`` whose message says which."""
+    columns: dict[str, int] = {}
+    for index, name in enumerate(header):
+        key = normalize_header(name)
+        key = aliases.get(key, key)
+        if not key:
+            continue  # unnamed trailing columns, as spreadsheets export them
+        if key in columns:
+            # Which of the two is meant cannot be known: silently taking one would load
+            # the wrong values for every row.
+            first = columns[key]
+            same = (
+                f"the column {name!r} is there twice"
+                if header[first] == name
+                else f"the columns {header[first]!r} and {name!r} are the same column twice"
+            )
+            raise DuplicateColumn(
+                name, f"{same} (columns {first + 1} and {index + 1}): keep one and load again"
+            )
+        columns[key] = index
+    return columns
+
+
+def missing_columns_message(missing: list[str], header: list[str], aliases: dict[str, str]) -> str:
+    """Which required columns are missing (with the other spellings accepted for each) and
+    the header as it was seen."""
+    named = []
+    for column in missing:
+        variants = sorted(a for a, target in aliases.items() if target == column)
+        named.append(f"{column} (or {' / '.join(variants)})" if variants else column)
+    seen = ", ".join(h for h in header if h) or "(nothing)"
+    return f"missing required column(s): {'; '.join(named)}; the header has: {seen}"
+
+
+class CsvFile(TableFile):
     """A CSV file read row by row; memory stays flat whatever its size."""
 
     def __init__(self, binary: IO[bytes], required: tuple[str, ...], aliases: dict[str, str]):
@@ -99,43 +165,16 @@ class CsvFile:
                         "comma-separated CSV",
                     )
         self.header = [h.strip() for h in header]
-        self.columns: dict[str, int] = {}
-        for index, name in enumerate(self.header):
-            key = normalize_header(name)
-            key = aliases.get(key, key)
-            if not key:
-                continue  # unnamed trailing columns, as spreadsheets export them
-            if key in self.columns:
-                # Which of the two is meant cannot be known: silently taking one would load
-                # the wrong values for every row.
-                first = self.columns[key]
-                same = (
-                    f"the column {name!r} is there twice"
-                    if self.header[first] == name
-                    else f"the columns {self.header[first]!r} and {name!r} are the same column "
-                    "twice"
-                )
-                raise _file_error(
-                    1,
-                    name,
-                    f"{same} (columns {first + 1} and {index + 1}): keep one and load again",
-                )
-            self.columns[key] = index
+        try:
+            self.columns = header_columns(self.header, aliases)
+        except DuplicateColumn as exc:
+            raise _file_error(1, exc.column, exc.msg) from None
         missing = [c for c in required if c not in self.columns]
         if missing:
-            raise _file_error(
-                1,
-                None,
-                f"missing required column(s): {', '.join(missing)}; the header has: "
-                f"{', '.join(self.header)}",
-            )
+            raise _file_error(1, None, missing_columns_message(missing, self.header, aliases))
 
     def close(self) -> None:
         self._lines.close()
-
-    def find_column(self, pattern: re.Pattern[str]) -> str | None:
-        """The first normalized column name matching a pattern (e.g. `cpi score 2022`)."""
-        return next((c for c in self.columns if pattern.fullmatch(c)), None)
 
     def rows(self) -> Iterator[CsvRow]:
         while True:
@@ -231,6 +270,216 @@ def _file_error(row: int, column: str | None, msg: str) -> InvalidInput:
         f"The file was rejected: {msg}. Nothing was loaded.",
         errors=[FieldError.in_file(row, column, msg)],
     )
+
+
+# ------------------------------------------------------------------------------ workbooks
+
+# An xlsx workbook is a ZIP archive: a local file header comes first.
+XLSX_MAGIC = b"PK\x03\x04"
+# Publishers put a title row or notes above the header: it is looked for this far down.
+HEADER_SEARCH_ROWS = 10
+# Excel's own sheet limits: a sheet claiming more is not a spreadsheet anyone saved.
+MAX_SHEET_ROWS = 1_048_576
+MAX_SHEET_COLUMNS = 16_384
+# What openpyxl holds whole in memory (shared strings, styles, the workbook part): at most this
+# much uncompressed; the sheets themselves are streamed, bounded by the upload limit.
+MAX_WORKBOOK_PART_BYTES = 16 * MAX_RECORD_CHARS
+
+
+def is_workbook(binary: IO[bytes]) -> bool:
+    """Whether a file is an xlsx workbook (a ZIP archive), by its first bytes."""
+    start = binary.read(len(XLSX_MAGIC))
+    binary.seek(0)
+    return start == XLSX_MAGIC
+
+
+def cell_text(value: object) -> str:
+    """A workbook cell as its CSV export would write it: whole numbers without `.0`
+    (3, not 3.0), other numbers in their shortest form, dates (and midnight date-times) in ISO
+    8601, empty cells as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+class XlsxFile(TableFile):
+    """One sheet of an xlsx workbook read row by row, as the CSV machinery reads a CSV file.
+
+    The sheet read is the first (in the workbook's order) whose header row holds every column
+    the adapter requires; the header row is looked for in each sheet's first
+    ``HEADER_SEARCH_ROWS`` rows, since publishers put a title or notes above it. Row numbers
+    are the sheet's own (as Excel shows them), in errors and as each fact's ``source_row``.
+    Cells read as their CSV export has them (``cell_text``): formulas by their saved value.
+
+    Bounded whatever the workbook claims: it is read with openpyxl in read-only (streaming)
+    mode, sheet dimensions are ignored (a claimed A1:XFD1048576 allocates nothing); the
+    archive's parts may hold at most the upload limit uncompressed (``max_bytes``: a zip bomb is
+    a 413), the parts openpyxl keeps in memory (shared strings, styles) at most
+    ``MAX_WORKBOOK_PART_BYTES``; a cell at most ``MAX_CELL_CHARS`` characters, a row at most
+    ``MAX_RECORD_CHARS`` and ``MAX_SHEET_COLUMNS`` cells, a sheet at most ``MAX_SHEET_ROWS``
+    rows (beyond: a 422 naming the row).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        required: tuple[str, ...],
+        aliases: dict[str, str],
+        max_bytes: int,
+    ) -> None:
+        _check_archive(path, max_bytes)
+        import openpyxl  # imported here: only workbook uploads pay for it
+
+        # An open file, not the path: openpyxl judges a path by its extension (a spool file
+        # has none); the content was judged already.
+        self._binary = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            try:
+                self._book = openpyxl.load_workbook(
+                    self._binary, read_only=True, data_only=True, keep_links=False
+                )
+            except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
+                raise _file_error(1, None, f"the workbook cannot be read ({exc})") from None
+            try:
+                self._open_sheet(required, aliases)
+            except BaseException:
+                self._book.close()
+                raise
+        except BaseException:
+            self._binary.close()
+            raise
+
+    def _open_sheet(self, required: tuple[str, ...], aliases: dict[str, str]) -> None:
+        closest: tuple[int, str, int, list[str]] | None = None  # (found, sheet, row, header)
+        for sheet in self._book.worksheets:
+            rows = self._sheet_rows(sheet)
+            try:
+                for number, cells in rows:
+                    if number > HEADER_SEARCH_ROWS:
+                        break
+                    header = [c.strip() for c in cells]
+                    try:
+                        columns = header_columns(header, aliases)
+                    except DuplicateColumn as exc:
+                        if all(c in _loose_columns(header, aliases) for c in required):
+                            raise _file_error(number, exc.column, exc.msg) from None
+                        continue
+                    found = sum(c in columns for c in required)
+                    if found == len(required):
+                        self.sheet = sheet.title
+                        self.header_row = number
+                        self.header = header
+                        self.columns = columns
+                        self._rows = rows
+                        return
+                    if closest is None or found > closest[0]:
+                        closest = (found, sheet.title, number, header)
+            except BaseException:
+                rows.close()
+                raise
+            rows.close()
+        if closest is None:
+            raise _file_error(1, None, "the workbook has no rows: expected a header row")
+        _, title, number, header = closest
+        missing = [c for c in required if c not in _loose_columns(header, aliases)]
+        raise _file_error(
+            number,
+            None,
+            f"no sheet has a header row (in its first {HEADER_SEARCH_ROWS} rows) with every "
+            f"required column; the closest, sheet {title!r} row {number}: "
+            + missing_columns_message(missing, header, aliases),
+        )
+
+    def _sheet_rows(self, sheet: Any) -> Generator[tuple[int, list[str]], None, None]:
+        """(row number, cells as text) for every row of a sheet, blank ones included."""
+        sheet.reset_dimensions()  # stored dimensions are a claim, not a size to allocate
+        number = 0
+        try:
+            for values in sheet.iter_rows(values_only=True):
+                number += 1
+                if number > MAX_SHEET_ROWS:
+                    raise _file_error(
+                        number, None, f"a sheet has more than {MAX_SHEET_ROWS:,} rows"
+                    )
+                if len(values) > MAX_SHEET_COLUMNS:
+                    raise _file_error(
+                        number, None, f"a row has more than {MAX_SHEET_COLUMNS:,} cells"
+                    )
+                cells = [cell_text(v) for v in values]
+                total = 0
+                for cell in cells:
+                    if len(cell) > MAX_CELL_CHARS:
+                        raise _file_error(
+                            number, None, f"a cell is longer than {MAX_CELL_CHARS:,} characters"
+                        )
+                    total += len(cell)
+                if total > MAX_RECORD_CHARS:
+                    raise _file_error(
+                        number, None, f"a row is longer than {MAX_RECORD_CHARS:,} characters"
+                    )
+                yield number, cells
+        except InvalidInput:
+            raise
+        except (zipfile.BadZipFile, zlib.error, OSError, SyntaxError, ValueError) as exc:
+            # A damaged part (bad CRC, broken XML: ParseError is a SyntaxError), found while
+            # streaming: the row it was found at names where.
+            raise _file_error(number + 1, None, f"the workbook is damaged ({exc})") from None
+
+    def rows(self) -> Iterator[CsvRow]:
+        for number, cells in self._rows:
+            if not any(cells):
+                continue  # blank rows carry nothing, as in CSV
+            yield CsvRow(number, cells, self.columns)
+
+    def close(self) -> None:
+        if hasattr(self, "_rows"):
+            self._rows.close()
+        self._book.close()
+        self._binary.close()
+
+
+def _loose_columns(header: list[str], aliases: dict[str, str]) -> set[str]:
+    return {aliases.get(normalize_header(h), normalize_header(h)) for h in header}
+
+
+def _check_archive(path: str, max_bytes: int) -> None:
+    """The workbook's parts, by the sizes the archive declares (zipfile never inflates a part
+    past its declared size): 413 past ``max_bytes`` together, 422 for an in-memory part past
+    ``MAX_WORKBOOK_PART_BYTES`` or an archive that is no archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = f"the file looks like a workbook but is not one ({exc})"
+        raise _file_error(1, None, msg) from None
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise PayloadTooLarge(
+            f"The workbook holds {total:,} bytes uncompressed, more than {max_bytes:,}, the most "
+            "this service accepts (MAYHOLD_MAX_UPLOAD_BYTES): save the sheet as CSV, split it, "
+            "or ask the operator to raise the limit. Nothing was loaded."
+        )
+    for member in members:
+        streamed = member.filename.startswith("xl/worksheets/")
+        if not streamed and member.file_size > MAX_WORKBOOK_PART_BYTES:
+            raise _file_error(
+                1,
+                None,
+                f"the workbook's part {member.filename!r} holds {member.file_size:,} bytes "
+                f"uncompressed, more than the {MAX_WORKBOOK_PART_BYTES:,} read into memory",
+            )
 
 
 # ---------------------------------------------------------------------------- cell parsers

@@ -158,6 +158,7 @@ async def create_dataset(
             mode=mode,
             policy=policy,
             progress_seconds=settings.load_progress_seconds,
+            max_bytes=settings.max_upload_bytes,  # an xlsx workbook's parts, uncompressed
         )
     finally:
         upload.discard()

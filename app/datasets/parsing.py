@@ -17,8 +17,17 @@ from typing import Any
 
 from app.datasets.adapters import Adapter
 from app.datasets.adapters.base import MAX_ROW_ERRORS, LoadContext, StagedValues
-from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow
+from app.datasets.csvfile import (
+    CellError,
+    CsvFile,
+    CsvRow,
+    SkipRow,
+    TableFile,
+    XlsxFile,
+    is_workbook,
+)
 from app.kit.errors import FieldError
+from app.kit.settings import get_settings
 
 BATCH_ROWS = 20_000
 SKIP_EXAMPLES = 10
@@ -83,20 +92,37 @@ class RowParser:
         return batch or None
 
 
-def open_csv(path: str, adapter: Adapter, ctx: LoadContext) -> CsvFile:
-    """Open a file for an adapter: header checks, then the adapter's look at the header."""
+def open_csv(
+    path: str, adapter: Adapter, ctx: LoadContext, max_bytes: int | None = None
+) -> TableFile:
+    """Open a file for an adapter: header checks, then the adapter's look at the header.
+
+    The format is told by the content, never by a name or a Content-Type: a file starting
+    with a ZIP header is an xlsx workbook (``XlsxFile``; its parts may hold at most
+    ``max_bytes`` uncompressed, by default the upload limit), anything else is CSV text.
+    """
     binary = open(path, "rb")  # noqa: SIM115 - closed by CsvFile.close
+    table: TableFile
     try:
-        csvfile = CsvFile(binary, adapter.required_columns, adapter.column_aliases)
-        adapter.begin(csvfile, ctx)
+        if is_workbook(binary):
+            binary.close()
+            limit = max_bytes if max_bytes is not None else get_settings().max_upload_bytes
+            table = XlsxFile(path, adapter.required_columns, adapter.column_aliases, limit)
+        else:
+            table = CsvFile(binary, adapter.required_columns, adapter.column_aliases)
     except BaseException:
         binary.close()
         raise
-    return csvfile
+    try:
+        adapter.begin(table, ctx)
+    except BaseException:
+        table.close()
+        raise
+    return table
 
 
 class BatchReader:
-    def __init__(self, csvfile: CsvFile, adapter: Adapter, ctx: LoadContext) -> None:
+    def __init__(self, csvfile: TableFile, adapter: Adapter, ctx: LoadContext) -> None:
         self.parser = RowParser(csvfile.rows(), adapter, ctx)
 
     @property

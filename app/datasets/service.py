@@ -166,6 +166,7 @@ async def load_dataset(
     mode: ListMode | None = None,
     policy: str | None = None,
     progress_seconds: float = 10.0,
+    max_bytes: int | None = None,
 ) -> tuple[Dataset, bool]:
     """Load a file; returns the dataset and whether it is new (False: the same load again).
 
@@ -181,6 +182,10 @@ async def load_dataset(
 
     A long load logs ``dataset loading`` (rows and row errors so far, seconds) every
     ``progress_seconds``.
+
+    The file is CSV text or an xlsx workbook, told by its content (``parsing.open_csv``); a
+    workbook's parts may hold at most ``max_bytes`` uncompressed (default: the settings'
+    ``max_upload_bytes``, the upload limit), else a 413.
 
     Errors: 422 (``InvalidInput``) for bad parameters (e.g. ``policy`` naming no policy) or
     rows, nothing written; 409
@@ -231,7 +236,8 @@ async def load_dataset(
         policy=list_policy,
         latest=latest,
     )
-    csvfile = open_csv(upload.path, adapter, ctx)  # header errors surface before any work
+    # Header errors surface before any work; CSV or xlsx is told by the content.
+    csvfile = open_csv(upload.path, adapter, ctx, max_bytes)
     batches = BatchReader(csvfile, adapter, ctx)
     stage = stage_table(stage_name(), adapter)
     await repository.create_stage(stage)

@@ -1,10 +1,21 @@
 """`arms-embargoes`: `country, authority, regime [, since, until]`, or SIPRI's archive layout.
 
 Each load of a provider is that provider's complete list as of its date. SIPRI's archive
-(`Target, Entry into force, Suspended, Lifted, Establishing document, imposer_inferred`) is read
-as published: a suspension ends an embargo like a lifting does; rows imposed by neither the UN,
-the EU nor the US, and rows whose target is not a state (the Taliban, ISIL/Al-Qaeda) or a state
-that no longer exists and whose embargo ended, are set aside and counted, not rejected.
+(`Target, Entry into force, Suspended, Lifted, Establishing document`, with a BOM, as
+published; or with an `imposer_inferred` column added) is read as published:
+
+- Without an authority column, the authority is read from the establishing document
+  (``authority_of_document``): `UNSCR 1333` is the UN; a CFSP act (`2014/512/CFSP`, a Council
+  Decision, a Common Position), an `EC declaration` or a document naming the EU (`EU 2017/2063`,
+  `EU agreement`) is the EU; `ITAR` is the US. An embargo declared by another body (an `OSCE
+  statement`, a `LAS statement`) is set aside as "imposed by neither UN, EU nor US"; one whose
+  document is not given (`-`) as "establishing document not given". Any other document is a
+  row error naming it: an authority is never guessed.
+- A suspension ends an embargo as a lifting does: an embargo suspended from X is not in force
+  from X (``until`` = the earlier of Suspended and Lifted; ``until`` is exclusive). A suspended
+  embargo that resumes is a new row of the archive, with its own entry into force.
+- Rows whose target is not a state (the Taliban, ISIL/Al-Qaeda) or a state that no longer
+  exists and whose embargo ended (Yugoslavia) are set aside and counted, not rejected.
 
 Since a load replaces its provider's list, its ``summary`` says what that changes, never
 silently: against the provider's list in force at the load's ``as_of`` (``previous``: its
@@ -27,25 +38,74 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import Adapter, LoadContext, counted, duplicate_errors
-from app.datasets.csvfile import CellError, CsvRow, SkipRow, optional_date
+from app.datasets.csvfile import (
+    CellError,
+    CsvRow,
+    SkipRow,
+    TableFile,
+    missing_columns_message,
+    normalize_header,
+    optional_date,
+)
 from app.datasets.repository import embargo_list, embargo_loads
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
-from app.kit.errors import FieldError
+from app.kit.errors import FieldError, InvalidInput
 from app.models import ArmsEmbargo
 from app.screening.snapshot import EmbargoLoad, current_embargo_loads
 
 AUTHORITIES = ("UN", "EU", "US")
+# The establishing document -> who imposed the embargo (SIPRI's archive has no such column).
+_DOCUMENT_AUTHORITIES = (
+    (re.compile(r"^\s*UNSCR?\b|security council resolution", re.I), "UN"),
+    (
+        re.compile(
+            r"\bCFSP\b|council decision|common position|\bEC declaration\b|\bEU\b|"
+            r"european (?:union|council|community)",
+            re.I,
+        ),
+        "EU",
+    ),
+    (re.compile(r"\bITAR\b", re.I), "US"),
+)
+_OTHER_BODIES = re.compile(r"\b(?:OSCE|LAS|ECOWAS|AU|OAS|CSCE)\b|arab league", re.I)
+_NOT_GIVEN = re.compile(r"^[\s\-\u2013\u2014]*$")
+
+
+def authority_of_document(document: str, target: str) -> str:
+    """Who imposed an embargo, read from its establishing document (SIPRI's archive).
+
+    ``SkipRow`` for a document of another body (OSCE, Arab League) or none given (`-`);
+    ``CellError`` for a document this does not recognise (never a guess).
+    """
+    for pattern, authority in _DOCUMENT_AUTHORITIES:
+        if pattern.search(document):
+            return authority
+    if _NOT_GIVEN.match(document):
+        raise SkipRow("establishing document not given", target)
+    if _OTHER_BODIES.search(document):
+        raise SkipRow("imposed by neither UN, EU nor US", target)
+    raise CellError(
+        "Establishing document",
+        f"{document!r}: who imposed it cannot be read from it (UNSCR n: UN; a CFSP act, "
+        "Council decision, common position or EC declaration: EU; ITAR: US); add an "
+        "`authority` column",
+    )
+
+
 _NON_STATE = re.compile(r"taliban|al-qaeda|isil|isis|individuals and entities|bin laden", re.I)
 
 
 class ArmsEmbargoesAdapter(Adapter):
     kind = DatasetKind.arms_embargoes
     target = ArmsEmbargo
-    required_columns = ("country", "authority", "regime")
+    from_document = False
+    # `authority` too, unless the establishing document is there to read it from (``begin``).
+    required_columns = ("country", "regime")
     column_aliases = {
         "target": "country",
         "imposer inferred": "authority",
+        "imposer": "authority",
         "establishing document": "regime",
         "entry into force": "since",
         "lifted": "until",
@@ -59,9 +119,33 @@ class ArmsEmbargoesAdapter(Adapter):
         ("until", dt.date),
     )
 
+    def begin(self, csvfile: TableFile, ctx: LoadContext) -> None:
+        self.from_document = False
+        if "authority" in csvfile.columns:
+            return
+        regime_header = csvfile.header[csvfile.columns["regime"]]
+        if normalize_header(regime_header) != "establishing document":
+            # The contract layout's regime is a name, not a document to read an authority from.
+            raise InvalidInput(
+                "The file was rejected: missing required column authority (or imposer "
+                "inferred); without it, an `Establishing document` column (SIPRI's archive). "
+                "Nothing was loaded.",
+                errors=[
+                    FieldError.in_file(
+                        csvfile.header_row,
+                        None,
+                        missing_columns_message(["authority"], csvfile.header, self.column_aliases),
+                    )
+                ],
+            )
+        self.from_document = True
+
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
         target = row.require("country")
-        authority = row.require("authority").upper()
+        if self.from_document:
+            authority = authority_of_document(row.get("regime"), target)
+        else:
+            authority = row.require("authority").upper()
         if authority not in AUTHORITIES:
             if authority.startswith("OTHER"):
                 raise SkipRow("imposed by neither UN, EU nor US", target)

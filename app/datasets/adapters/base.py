@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause, Subquery
 
-from app.datasets.csvfile import CellError, CsvFile, CsvRow
+from app.datasets.csvfile import CellError, CsvRow, TableFile
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError
@@ -96,7 +96,7 @@ class Adapter(ABC):
     # A staged column's name in the file, where they differ (for row errors).
     column_labels: ClassVar[dict[str, str]] = {}
 
-    def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:  # noqa: B027 - optional hook
+    def begin(self, csvfile: TableFile, ctx: LoadContext) -> None:  # noqa: B027 - optional hook
         """Inspect the header before the rows (e.g. find a year-suffixed column)."""
 
     @abstractmethod

@@ -41,6 +41,21 @@ STATUS = {
 class FreedomHouseAdapter(Adapter):
     kind = DatasetKind.freedom_house
     required_columns = ("country territory", "c t", "edition", "status", "pr rating", "cl rating")
+    # Headers as Freedom House's workbooks have spelt them across editions (compared
+    # loosely: case, spaces, `/` and `_` do not matter, so `Country/Territory`, `PR Rating`
+    # and `country_territory` need no alias).
+    column_aliases = {
+        "country": "country territory",
+        "c t?": "c t",
+        "country territory?": "c t",
+        "edition year": "edition",
+        "survey edition year": "edition",
+        "political rights rating": "pr rating",
+        "civil liberties rating": "cl rating",
+        "pr ratings": "pr rating",
+        "cl ratings": "cl rating",
+        "freedom status": "status",
+    }
     default_provider = "freedom-house"
     stage_columns = (
         ("country", str),

@@ -27,7 +27,14 @@ from app.models import Fact
 class ItucAdapter(Adapter):
     kind = DatasetKind.ituc
     required_columns = ("country", "rating")
-    column_aliases = {"gri rating": "rating"}
+    # The published map calls the rating `gri_rating`; ITUC's own tables say `Rating`.
+    column_aliases = {
+        "gri rating": "rating",
+        "global rights index rating": "rating",
+        "gri": "rating",
+        "country territory": "country",
+        "country name": "country",
+    }
     default_provider = "ituc"
     stage_columns = (("country", str), ("rating", str))
     stored_as = {"country": Fact.country, "rating": Fact.value}

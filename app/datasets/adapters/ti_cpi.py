@@ -26,7 +26,14 @@ from app.datasets.adapters.base import (
     insert_country_facts,
     provider_year,
 )
-from app.datasets.csvfile import CellError, CsvFile, CsvRow, SkipRow, parse_percent
+from app.datasets.csvfile import (
+    CellError,
+    CsvRow,
+    SkipRow,
+    TableFile,
+    missing_columns_message,
+    parse_percent,
+)
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError, InvalidInput
@@ -38,19 +45,36 @@ _SCORE = re.compile(r"cpi score(?: (\d{4}))?")
 class TiCpiAdapter(Adapter):
     kind = DatasetKind.ti_cpi
     required_columns = ("country", "iso3")
-    column_aliases = {"country territory": "country"}
+    # Headers as TI's workbooks have spelt them across editions (`Country / Territory` in
+    # 2022, `Country` before; `ISO3`, `WB Code` in older editions); the score column is found
+    # by its name, with or without the year (`CPI score 2022`, `CPI Score 2012`, `cpi_score`).
+    column_aliases = {
+        "country territory": "country",
+        "country or territory": "country",
+        "iso 3": "iso3",
+        "iso3 code": "iso3",
+        "iso code": "iso3",
+        "wb code": "iso3",
+        "wbcode": "iso3",
+    }
     default_provider = "transparency-international"
     stage_columns = (("country", str), ("year", int), ("score", str))
     stored_as = {"country": Fact.country, "score": Fact.value}
     column_labels = {"country": "Country", "score": "CPI score"}
 
-    def begin(self, csvfile: CsvFile, ctx: LoadContext) -> None:
+    def begin(self, csvfile: TableFile, ctx: LoadContext) -> None:
         score = csvfile.find_column(_SCORE)
         if score is None:
             raise InvalidInput(
                 "The file was rejected: no `CPI score` column (it may carry the year, e.g. "
                 "`CPI score 2022`). Nothing was loaded.",
-                errors=[FieldError.in_file(1, None, "missing required column: CPI score")],
+                errors=[
+                    FieldError.in_file(
+                        csvfile.header_row,
+                        None,
+                        missing_columns_message(["CPI score"], csvfile.header, {}),
+                    )
+                ],
             )
         self.score_column = score
         self.score_header = csvfile.header[csvfile.columns[score]]
