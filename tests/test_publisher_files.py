@@ -409,16 +409,17 @@ LOADABLE = {
     "ti_cpi/cpi_2022_global_with_sources.csv": ("ti-cpi", "2023-01-31"),
     "ti_cpi/cpi_2012_2022_long.csv": ("ti-cpi", "2023-01-31"),
     "ituc_gri/ituc_gri_ratings_UNVERIFIED.csv": ("ituc", "2024-06-13"),
+    "ofac_ns_cmic/ofac_ns_cmic_entities.csv": ("ofac-ns-cmic", "2025-04-21"),
+    "gleif_lei/gleif_level2_relationship_records.csv": ("gleif-relationships", "2022-06-08"),
 }
 NOT_LOADABLE = {
     # 1973-2024 long form: editions like "1983-84" and "Jan.-Feb. 1973", unrated "-" cells
     # and split ratings ("2(5)", "F (NF)"): no kind reads it yet.
     "freedom_house/fiw_ratings_statuses_1973_2024_long.csv",
-    "ofac_ns_cmic/ofac_ns_cmic_entities.csv",
+    # One row per (entity, ISIN): the same list as the entities file, which is what loads.
     "ofac_ns_cmic/ofac_ns_cmic_isins.csv",
     "gleif_lei/gleif_lei_isin_mapping.csv",
     "gleif_lei/gleif_level1_records.csv",
-    "gleif_lei/gleif_level2_relationship_records.csv",
     "gleif_lei/gleif_parent_child_edges_from_api_endpoints.csv",
     "company_identifiers/financedatabase_named_companies_all_listings.csv",
     "company_identifiers/financedatabase_named_companies_by_isin.csv",
