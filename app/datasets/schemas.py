@@ -21,6 +21,7 @@ class DatasetKind(StrEnum):
     list_entries = "list-entries"
     portfolios = "portfolios"
     holdings = "holdings"
+    fund_holdings = "fund-holdings"
 
 
 # How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):

@@ -12,6 +12,7 @@ from app.models.dataset import (
     ListReplacement,
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
+from app.models.fund import FundComposition, FundHolding
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
 
@@ -24,6 +25,8 @@ __all__ = [
     "Decision",
     "DecisionCheckpoint",
     "Fact",
+    "FundComposition",
+    "FundHolding",
     "Holding",
     "HoldingsReport",
     "ImmutableVersionError",

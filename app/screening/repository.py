@@ -13,18 +13,23 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import arms_embargo_loads, data_version, list_entries_in_force
 from app.kit.bulk import fetch_plain
+from app.kit.identifiers import is_valid_isin
 from app.models import (
     ArmsEmbargo,
     Fact,
+    FundComposition,
+    FundHolding,
     InstrumentRecord,
     IssuerRecord,
 )
 from app.screening.snapshot import (
+    Composition,
+    Constituent,
     Embargo,
     FactPoint,
     InstrumentNode,
@@ -138,6 +143,39 @@ def _assemble(
         snapshot.add_country_facts(country, points)
 
 
+_COMPOSITION_COLUMNS = (
+    FundComposition.fund_isin,
+    FundComposition.as_of,
+    FundComposition.dataset_id,
+)
+_CONSTITUENT_COLUMNS = (
+    FundHolding.fund_isin,
+    FundHolding.dataset_id,
+    FundHolding.holding_ref,
+    FundHolding.weight_pct,
+    FundHolding.source_row,
+)
+
+
+def _assemble_compositions(
+    heads: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
+) -> dict[str, tuple[Composition, ...]]:
+    """Compositions from plain rows (``_COMPOSITION_COLUMNS``, ``_CONSTITUENT_COLUMNS``):
+    per fund, oldest first; constituents in file order."""
+    by_load: dict[tuple[str, int], list[Constituent]] = {}
+    for fund, dataset_id, ref, weight, row in rows:
+        by_load.setdefault((fund, dataset_id), []).append(Constituent(ref, weight, row))
+    grouped: dict[str, list[Composition]] = {}
+    for fund, as_of, dataset_id in heads:
+        members = by_load.get((fund, dataset_id), [])
+        members.sort(key=lambda c: c.source_row)
+        grouped.setdefault(fund, []).append(Composition(fund, as_of, dataset_id, tuple(members)))
+    return {
+        fund: tuple(sorted(loads, key=lambda c: (c.as_of, c.dataset_id)))
+        for fund, loads in grouped.items()
+    }
+
+
 class ScreeningRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -180,11 +218,26 @@ class ScreeningRepository:
         """
         snapshot = Snapshot(data_version=version)
         pending = set(isins)
+        issuer_refs: set[str] = set()
+        asked: set[str] = set()
         for _ in range(MAX_DEPTH):
+            pending -= asked
             if not pending:
                 break
+            asked |= pending
             records = await self._latest(InstrumentRecord, "isin", pending, version)
+            # Fund look-through: the compositions of what is asked (a fund, an index), whose
+            # constituents join the neighbourhood (ISINs as instruments, else issuer refs).
+            found = await self._compositions(pending, version)
+            snapshot.compositions.update(found)
+            refs = {c.ref for loads in found.values() for load in loads for c in load.constituents}
             pending = set()
+            for ref in refs:
+                if is_valid_isin(ref):
+                    if ref not in snapshot.instruments and ref not in snapshot.compositions:
+                        pending.add(ref)
+                else:
+                    issuer_refs.add(ref)
             for record in records:
                 snapshot.instruments[record.isin] = InstrumentNode(
                     isin=record.isin,
@@ -199,6 +252,7 @@ class ScreeningRepository:
         await self._add_issuers(
             snapshot, {i.issuer_id for i in snapshot.instruments.values()}, version
         )
+        await self._resolve_issuer_refs(snapshot, issuer_refs, version)
         if sponsor_groups:
             await self._add_sponsors(snapshot, version, policy_keys)
         if group_rule or sponsor_groups:
@@ -232,9 +286,101 @@ class ScreeningRepository:
         # A million rows into objects: seconds of pure Python, off the event loop.
         await asyncio.to_thread(_assemble, snapshot, *rows)
         del rows
+        compositions = select(*_COMPOSITION_COLUMNS).where(FundComposition.dataset_id <= version)
+        constituents = select(*_CONSTITUENT_COLUMNS).where(FundHolding.dataset_id <= version)
+        snapshot.compositions = await asyncio.to_thread(
+            _assemble_compositions,
+            await fetch_plain(conn, compositions),
+            await fetch_plain(conn, constituents),
+        )
+        refs = {
+            c.ref
+            for loads in snapshot.compositions.values()
+            for load in loads
+            for c in load.constituents
+        }
+        await self._resolve_issuer_refs(
+            snapshot,
+            refs.difference(snapshot.instruments, snapshot.compositions, snapshot.issuers),
+            version,
+        )
         await self._add_embargoes(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
         return snapshot
+
+    async def _compositions(
+        self, isins: Iterable[str], version: int
+    ) -> dict[str, tuple[Composition, ...]]:
+        """Every composition loaded (at ``version``) for each of ``isins`` that has one."""
+        wanted = sorted(set(isins))
+        if not wanted:
+            return {}
+        conn = await self.session.connection()
+        heads = await fetch_plain(
+            conn,
+            select(*_COMPOSITION_COLUMNS).where(
+                FundComposition.fund_isin.in_(wanted), FundComposition.dataset_id <= version
+            ),
+        )
+        if not heads:
+            return {}
+        rows = await fetch_plain(
+            conn,
+            select(*_CONSTITUENT_COLUMNS).where(
+                FundHolding.fund_isin.in_(sorted({h[0] for h in heads})),
+                FundHolding.dataset_id.in_(sorted({h[2] for h in heads})),
+            ),
+        )
+        return _assemble_compositions(heads, rows)
+
+    async def _resolve_issuer_refs(self, snapshot: Snapshot, refs: set[str], version: int) -> None:
+        """The issuers constituents' references name (issuer id, LEI, MSCI ISSUERID,
+        Sustainalytics EntityId, by current records), into the snapshot and ``issuer_refs``.
+        By precedence in that order; a reference naming two issuers at one level is left
+        unresolved (its constituent is not known: uncovered)."""
+        wanted = sorted(refs)
+        if not wanted:
+            return
+        columns = (
+            IssuerRecord.issuer_id,
+            IssuerRecord.lei,
+            IssuerRecord.msci_issuer_id,
+            IssuerRecord.sustainalytics_entity_id,
+        )
+        candidates = (
+            (
+                await self.session.execute(
+                    select(IssuerRecord.issuer_id)
+                    .where(
+                        or_(*(c.in_(wanted) for c in columns)), IssuerRecord.dataset_id <= version
+                    )
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        records = await self._latest(IssuerRecord, "issuer_id", candidates, version)
+        for record in records:
+            if record.issuer_id not in snapshot.issuers:
+                snapshot.issuers[record.issuer_id] = _issuer_node(record)
+        names: dict[str, list[set[str]]] = {}
+        for record in records:
+            for level, value in enumerate(
+                (
+                    record.issuer_id,
+                    record.lei,
+                    record.msci_issuer_id,
+                    record.sustainalytics_entity_id,
+                )
+            ):
+                if value in refs:
+                    levels = names.setdefault(value, [set(), set(), set(), set()])
+                    levels[level].add(record.issuer_id)
+        for ref, levels in names.items():
+            first = next((found for found in levels if found), set())
+            if len(first) == 1:
+                snapshot.issuer_refs[ref] = next(iter(first))
 
     async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
         missing = {i for i in ids if i not in snapshot.issuers}

@@ -4,6 +4,7 @@ from app.datasets.adapters.arms_embargoes import ArmsEmbargoesAdapter
 from app.datasets.adapters.base import Adapter
 from app.datasets.adapters.facts import FactsAdapter
 from app.datasets.adapters.freedom_house import FreedomHouseAdapter
+from app.datasets.adapters.fund_holdings import FundHoldingsAdapter
 from app.datasets.adapters.holdings import HoldingsAdapter
 from app.datasets.adapters.instruments import InstrumentsAdapter
 from app.datasets.adapters.issuers import IssuersAdapter
@@ -28,6 +29,7 @@ ADAPTERS: dict[DatasetKind, type[Adapter]] = {
         ListEntriesAdapter,
         PortfoliosAdapter,
         HoldingsAdapter,
+        FundHoldingsAdapter,
     )
 }
 
