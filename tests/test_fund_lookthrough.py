@@ -88,7 +88,7 @@ def holds(
         fund,
         as_of,
         dataset,
-        tuple(Constituent(ref, Decimal(w), row) for row, (ref, w) in enumerate(parts, 2)),
+        tuple(Constituent(ref, w, row) for row, (ref, w) in enumerate(parts, 2)),
     )
 
 

@@ -207,7 +207,7 @@ class _Context:
     # Fund look-through: each constituent judged once (by its reference) for every fund that
     # holds it; ``fund_cuts`` counts constituents cut at a cycle or at max_depth (a judgement
     # made below a cut is partial and not cached, as for ``cuts``).
-    holding_cache: dict[tuple[str, int], _Judged] = field(default_factory=dict)
+    holding_cache: dict[int, dict[str, _Judged]] = field(default_factory=dict)  # by depth
     fund_cuts: int = 0
 
     def as_of(self, day: dt.date, loaded_by: int) -> _Context:
@@ -998,8 +998,8 @@ def _constituent(ctx: _Context, ref: str, path: frozenset[str]) -> _Judged:
     as on the issuer-level list). Cached per reference and depth (how deep the look-through
     may still go decides a fund's judgement) unless judged below a cut: the same whoever asks
     first (a cached constituent has no cycle through it; see ``fund_cuts``)."""
-    key = (ref, len(path))
-    cached = ctx.holding_cache.get(key)
+    cache = ctx.holding_cache.setdefault(len(path), {})
+    cached = cache.get(ref)
     if cached is not None:
         return cached
     snapshot = ctx.snapshot
@@ -1022,7 +1022,7 @@ def _constituent(ctx: _Context, ref: str, path: frozenset[str]) -> _Judged:
             own = _issuer_reasons(ctx, issuer, frozenset())
             judged = _Judged(issuer.issuer_id, _verdict(own), own)
     if ctx.fund_cuts == cuts:
-        ctx.holding_cache[key] = judged
+        cache[ref] = judged
     return judged
 
 
@@ -1092,57 +1092,68 @@ def _judge_composition(
     settings = ctx.policy.look_through
     excluded = Decimal(0)
     flagged = Decimal(0)  # excluded or watch
-    covered = Decimal(0)
+    missing = Decimal(0)  # not covered
     fired: list[tuple[Constituent, _Judged]] = []
     uncovered: list[tuple[Constituent, _Judged]] = []
+    # The hot loop of a universe compile (a million constituents): each constituent's
+    # judgement is a cache hit but for the first fund holding it; most are allowed.
+    cache = ctx.holding_cache.setdefault(len(path), {})
     for constituent in composition.constituents:
-        judged = _constituent(ctx, constituent.ref, path)
+        judged = cache.get(constituent[0]) or _constituent(ctx, constituent[0], path)
         verdict = judged.verdict
-        if verdict is None or verdict == "unknown":
-            uncovered.append((constituent, judged))
-            continue
-        covered += constituent.weight_pct
         if verdict == "allowed":
             continue
-        flagged += constituent.weight_pct
+        weight = constituent.weight_pct
+        if verdict is None or verdict == "unknown":
+            missing += weight
+            uncovered.append((constituent, judged))
+            continue
+        flagged += weight
         if verdict == "excluded":
-            excluded += constituent.weight_pct
+            excluded += weight
         fired.append((constituent, judged))
+    covered = composition.total_weight() - missing
     reasons: list[Reason] = []
     exclude_at = Decimal(str(settings.exclude_above_pct))
     watch_at = Decimal(str(settings.watch_above_pct))
     excludes = excluded > exclude_at
     watches = flagged > watch_at
     fund = composition.fund_isin
+    fired_as = {
+        "exclude": ("excluded", _pct(exclude_at), _pct(excluded)),
+        "watch": ("excluded or watch", _pct(watch_at), _pct(flagged)),
+    }
     for constituent, judged in fired:
         for reason in judged.reasons:
             if reason.outcome == "exclude" and excludes:
-                outcome, threshold, total, what = "exclude", exclude_at, excluded, "excluded"
+                outcome = "exclude"
             elif reason.outcome in ("exclude", "watch") and watches:
-                outcome, threshold, total, what = "watch", watch_at, flagged, "excluded or watch"
+                outcome = "watch"
             else:
                 continue
-            weight = _pct(constituent.weight_pct)
+            what, threshold, total = fired_as[outcome]
+            shown = format(constituent.weight_pct.normalize(), "f")
             evidence = Evidence(
                 "internal",
                 FUND_WEIGHT,
-                weight,
+                shown,
                 ">",
-                _pct(threshold),
+                threshold,
                 composition.as_of,
                 composition.dataset_id,
                 constituent.source_row,
                 f"holding_ref {constituent.ref}",
             )
-            travelled = reason.travelled(Via(judged.via, "holding"))
             reasons.append(
-                replace(
-                    travelled,
-                    outcome=outcome,
-                    evidence=(evidence, *reason.evidence),
-                    detail=f"{fund} holds {weight} % in {judged.via} ({reason.outcome}: "
-                    f"{reason.title}); its weight in {what} holdings, {_pct(total)} %, is "
-                    f"above {_pct(threshold)} %",
+                Reason(
+                    reason.rule_id,
+                    reason.title,
+                    outcome,
+                    (Via(judged.via, "holding"), *reason.via),
+                    (evidence, *reason.evidence),
+                    f"{fund} holds {shown} % in {judged.via} ({reason.outcome}: "
+                    f"{reason.title}); its weight in {what} holdings, {total} %, is "
+                    f"above {threshold} %",
                 )
             )
     minimum = Decimal(str(settings.min_coverage_pct))

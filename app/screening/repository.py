@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, String, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import arms_embargo_loads, data_version, list_entries_in_force
@@ -147,29 +149,34 @@ _COMPOSITION_COLUMNS = (
     FundComposition.fund_isin,
     FundComposition.as_of,
     FundComposition.dataset_id,
+    FundComposition.weight_pct,
 )
 _CONSTITUENT_COLUMNS = (
     FundHolding.fund_isin,
     FundHolding.dataset_id,
     FundHolding.holding_ref,
-    FundHolding.weight_pct,
+    # As stored (exact decimal text): the engine parses the few weights that count.
+    type_coerce(FundHolding.weight_pct, String()),
     FundHolding.source_row,
 )
+# Grouped by the database (another process): Python only walks the runs.
+_CONSTITUENT_ORDER = (FundHolding.fund_isin, FundHolding.dataset_id, FundHolding.source_row)
 
 
 def _assemble_compositions(
     heads: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
 ) -> dict[str, tuple[Composition, ...]]:
-    """Compositions from plain rows (``_COMPOSITION_COLUMNS``, ``_CONSTITUENT_COLUMNS``):
-    per fund, oldest first; constituents in file order."""
-    by_load: dict[tuple[str, int], list[Constituent]] = {}
-    for fund, dataset_id, ref, weight, row in rows:
-        by_load.setdefault((fund, dataset_id), []).append(Constituent(ref, weight, row))
+    """Compositions from plain rows (``_COMPOSITION_COLUMNS``; ``_CONSTITUENT_COLUMNS`` in
+    ``_CONSTITUENT_ORDER``): per fund, oldest first; constituents in file order."""
+    make = Constituent._make
+    by_load = {
+        key: tuple(make(row[2:]) for row in run)
+        for key, run in itertools.groupby(rows, key=operator.itemgetter(0, 1))
+    }
     grouped: dict[str, list[Composition]] = {}
-    for fund, as_of, dataset_id in heads:
-        members = by_load.get((fund, dataset_id), [])
-        members.sort(key=lambda c: c.source_row)
-        grouped.setdefault(fund, []).append(Composition(fund, as_of, dataset_id, tuple(members)))
+    for fund, as_of, dataset_id, weight in heads:
+        members = by_load.get((fund, dataset_id), ())
+        grouped.setdefault(fund, []).append(Composition(fund, as_of, dataset_id, members, weight))
     return {
         fund: tuple(sorted(loads, key=lambda c: (c.as_of, c.dataset_id)))
         for fund, loads in grouped.items()
@@ -287,7 +294,11 @@ class ScreeningRepository:
         await asyncio.to_thread(_assemble, snapshot, *rows)
         del rows
         compositions = select(*_COMPOSITION_COLUMNS).where(FundComposition.dataset_id <= version)
-        constituents = select(*_CONSTITUENT_COLUMNS).where(FundHolding.dataset_id <= version)
+        constituents = (
+            select(*_CONSTITUENT_COLUMNS)
+            .where(FundHolding.dataset_id <= version)
+            .order_by(*_CONSTITUENT_ORDER)
+        )
         snapshot.compositions = await asyncio.to_thread(
             _assemble_compositions,
             await fetch_plain(conn, compositions),
@@ -326,10 +337,12 @@ class ScreeningRepository:
             return {}
         rows = await fetch_plain(
             conn,
-            select(*_CONSTITUENT_COLUMNS).where(
+            select(*_CONSTITUENT_COLUMNS)
+            .where(
                 FundHolding.fund_isin.in_(sorted({h[0] for h in heads})),
                 FundHolding.dataset_id.in_(sorted({h[2] for h in heads})),
-            ),
+            )
+            .order_by(*_CONSTITUENT_ORDER),
         )
         return _assemble_compositions(heads, rows)
 

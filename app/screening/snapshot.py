@@ -124,11 +124,17 @@ class ListEntryPoint:
 
 class Constituent(NamedTuple):
     """One holding of a fund composition: its reference as loaded (an ISIN or an issuer
-    reference, resolved through ``Snapshot.issuer_refs``), its weight and its file row."""
+    reference, resolved through ``Snapshot.issuer_refs``), its weight (exact decimal text, as
+    stored: parsed only for the few constituents that count, a universe holds a million) and
+    its file row."""
 
     ref: str
-    weight_pct: Decimal
+    weight: str
     source_row: int
+
+    @property
+    def weight_pct(self) -> Decimal:
+        return Decimal(self.weight)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,13 @@ class Composition:
     as_of: dt.date
     dataset_id: int
     constituents: tuple[Constituent, ...]
+    # The constituents' summed weight when known (the load records it); else summed here.
+    weight_pct: Decimal | None = None
+
+    def total_weight(self) -> Decimal:
+        if self.weight_pct is not None:
+            return self.weight_pct
+        return sum((c.weight_pct for c in self.constituents), Decimal(0))
 
 
 def current_composition(compositions: Iterable[Composition], day: dt.date) -> Composition | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, func, insert, literal, select
@@ -66,14 +67,21 @@ def weight_cell(column: str, raw: str) -> Decimal:
     return value
 
 
+@lru_cache(maxsize=1 << 16)
+def _isin_or_error(raw: str) -> str | InvalidIdentifier:
+    """Normalized, or why not (cached: a file names the same funds and holdings many times)."""
+    try:
+        return normalize_isin(raw)
+    except InvalidIdentifier as exc:
+        return exc
+
+
 def holding_ref_cell(column: str, raw: str) -> str:
     """An ISIN (normalized) when the text is one, else the issuer reference as given."""
     if len(raw) > _MAX_REF:
         raise CellError(column, f"is longer than {_MAX_REF} characters")
-    try:
-        return normalize_isin(raw)
-    except InvalidIdentifier:
-        return raw
+    found = _isin_or_error(raw)
+    return raw if isinstance(found, InvalidIdentifier) else found
 
 
 def _text(value: Decimal) -> str:
@@ -99,10 +107,9 @@ class FundHoldingsAdapter(Adapter):
         self._sums: dict[str, tuple[Decimal, int]] = {}
 
     def parse(self, row: CsvRow, ctx: LoadContext) -> Iterable[tuple[Any, ...]]:
-        try:
-            fund = normalize_isin(row.require("fund isin"))
-        except InvalidIdentifier as exc:
-            raise CellError("fund_isin", str(exc)) from None
+        fund = _isin_or_error(row.require("fund isin"))
+        if isinstance(fund, InvalidIdentifier):
+            raise CellError("fund_isin", str(fund)) from None
         ref = holding_ref_cell("holding_ref", row.require("holding ref"))
         weight = weight_cell("weight_pct", row.require("weight pct"))
         as_of = row.get("as of")
