@@ -1058,20 +1058,21 @@ def _look_through(
             f"{isin} is a fund, but no composition of it dated on or before "
             f"{ctx.day.isoformat()} is known at data version {ctx.snapshot.data_version}"
         )
-    dated = Evidence(
-        "internal",
-        "fund.composition_as_of",
-        composition.as_of.isoformat(),
-        "max_age_days",
-        str(settings.max_age_days),
-        composition.as_of,
-        composition.dataset_id,
-    )
-    if (ctx.day - composition.as_of).days > settings.max_age_days:
+    age = (ctx.day - composition.as_of).days
+    if age > settings.max_age_days:
+        aged = Evidence(
+            "internal",
+            "fund_composition_age_days",
+            str(age),
+            "<=",
+            str(settings.max_age_days),
+            composition.as_of,
+            composition.dataset_id,
+        )
         return undecided(
             f"the composition of {isin} is as of {composition.as_of.isoformat()}, older than "
             f"the policy's {settings.max_age_days} days",
-            (dated,),
+            (aged,),
         )
     if len(seen) >= settings.max_depth:
         ctx.fund_cuts += 1
@@ -1079,7 +1080,7 @@ def _look_through(
             f"{isin} is held {len(seen)} funds deep, the policy looks through at most "
             f"{settings.max_depth}"
         )
-    return _judge_composition(ctx, composition, own, seen | {isin}, dated)
+    return _judge_composition(ctx, composition, own, seen | {isin})
 
 
 def _judge_composition(
@@ -1087,7 +1088,6 @@ def _judge_composition(
     composition: Composition,
     own: tuple[Via, ...],
     path: frozenset[str],
-    dated: Evidence,
 ) -> list[Reason]:
     settings = ctx.policy.look_through
     excluded = Decimal(0)
