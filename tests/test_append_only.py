@@ -35,8 +35,8 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
 ) -> None:
     assert set(MUTABLE) <= {t.name for t in Base.metadata.sorted_tables}
     # A row in every table (row triggers never fire on an empty table): the universe, both
-    # policies approved, a draft, every kind of list, a portfolio and its holdings, a decision
-    # and a checkpoint.
+    # policies approved, a draft, every kind of list, a portfolio and its holdings, a fund's
+    # composition, a decision and a checkpoint.
     desk = await open_desk(client, make_key)
     await desk.clean("PMI")
     await load_ok(
@@ -74,6 +74,12 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
         "start_node_lei,end_node_lei,relationship_type,relationship_status,rr_registration_status\n"
         "213800X65BJZAEPM4W02,21380068P1DRHMJ8KU70,IS_DIRECTLY_CONSOLIDATED_BY,ACTIVE,PUBLISHED\n",
         as_of="2025-05-15",
+    )
+    await load_ok(
+        client,
+        desk.steward,
+        "fund-holdings",
+        "fund_isin,holding_ref,weight_pct\nXS0000000017,US7181721090,100\n",
     )
     await desk.check("US7181721090")
     async with sessionmaker() as session:

@@ -23,6 +23,7 @@ class DatasetKind(StrEnum):
     portfolios = "portfolios"
     holdings = "holdings"
     gleif_relationships = "gleif-relationships"
+    fund_holdings = "fund-holdings"
 
 
 # How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):

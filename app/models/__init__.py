@@ -14,6 +14,7 @@ from app.models.dataset import (
     SanctionsListEntry,
 )
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
+from app.models.fund import FundComposition, FundHolding
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
 
@@ -27,6 +28,8 @@ __all__ = [
     "Decision",
     "DecisionCheckpoint",
     "Fact",
+    "FundComposition",
+    "FundHolding",
     "Holding",
     "HoldingsReport",
     "ImmutableVersionError",

@@ -526,6 +526,42 @@ class Propagation(Schema):
     underlying: bool = True
 
 
+class LookThrough(Schema):
+    """How a fund is judged from what it holds (seed 003: investments "direct and indirect,
+    through funds"). Applies to every instrument whose ISIN has a composition (a
+    ``fund-holdings`` load) and to an index derivative through its index's composition; an
+    instrument of asset class ``fund`` without a composition is ``unknown`` (data missing).
+
+    The composition in force on the day asked (newest as_of on or before it) is judged
+    constituent by constituent under the same policy: an ISIN as an instrument, an issuer
+    reference as an issuer (every rule counts, as on the issuer-level list); a fund held by the
+    fund is looked through in turn, up to ``max_depth`` funds deep (deeper, or a fund already
+    on the path, a cycle: that constituent is undecidable). Then, comparisons strictly above:
+
+    * ``excluded`` when the fund's weight in excluded constituents is above
+      ``exclude_above_pct`` (0, the default: any excluded constituent of positive weight);
+    * else ``watch`` when its weight in excluded or watch constituents is above
+      ``watch_above_pct`` (0: any);
+    * ``unknown`` when less than ``min_coverage_pct`` of the fund's weight is judged
+      (constituents not known or undecidable, and weight the composition does not state, are
+      not covered), or when the composition is older than ``max_age_days``.
+
+    Each firing constituent's reasons travel to the fund (relation ``holding``) with its weight
+    as evidence (metric ``fund_weight_pct``). The fund's own issuer (its manager) is screened
+    as before. Exactly at a threshold does not fire.
+    """
+
+    exclude_above_pct: float = Field(default=0, ge=0, le=100)
+    watch_above_pct: float = Field(default=0, ge=0, le=100)
+    min_coverage_pct: float = Field(default=100, ge=0, le=100)
+    max_age_days: PositiveInt = Field(
+        default=120,
+        description="A composition older than this is stale: the fund is unknown (default: a "
+        "quarter's reporting plus a month).",
+    )
+    max_depth: PositiveInt = Field(default=3, le=16, description="Funds of funds: how deep.")
+
+
 class ListActions(Schema):
     """What an entry on each of the policy owner's lists does to an issuer.
 
@@ -670,6 +706,7 @@ class PolicyDocument(Schema):
     )
     data: DataSettings = Field(default_factory=DataSettings)
     propagation: Propagation = Field(default_factory=Propagation)
+    look_through: LookThrough = Field(default_factory=LookThrough)
     rules: list[Rule] = Field(default_factory=list)
     lists: ListActions = Field(default_factory=ListActions)
     exceptions: list[PolicyException] = Field(default_factory=list)
@@ -1363,6 +1400,8 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
         subsidiary_to_parent=to_parent, state_owner=state_owner, underlying=underlying
     )
 
+    look_through = _merge_look_through(base, overlay, blocks, refuse)
+
     actions = base.lists.model_dump()
     if _is_set(overlay, "lists"):
         for name in overlay.lists.model_fields_set:
@@ -1474,10 +1513,44 @@ def merge_overlay(base: PolicyDocument, overlay: PolicyDocument) -> OverlayResul
         position_limits=limits,
         # Only when there are any: a merge of documents without principles stays as before.
         **({"principles": principles} if principles else {}),
+        **(
+            {"look_through": look_through}
+            if _is_set(base, "look_through") or _is_set(overlay, "look_through")
+            else {}
+        ),
     )
     order = list(PolicyDocument.model_fields)
     problems.sort(key=lambda e: (order.index(str(e.loc[0])) if e.loc else -1, _loc_key(e.loc)))
     return OverlayResult(document=merged, problems=tuple(problems))
+
+
+def _merge_look_through(
+    base: PolicyDocument,
+    overlay: PolicyDocument,
+    blocks: bool,
+    refuse: Callable[[tuple[str | int, ...], str], None],
+) -> LookThrough:
+    """The base's look-through, tightened by the overlay: lower thresholds, a higher coverage;
+    a shorter age or a shallower depth (each turns more funds unknown) only where unknown
+    blocks."""
+    merged = base.look_through.model_dump()
+    if not _is_set(overlay, "look_through"):
+        return base.look_through
+    wanted = overlay.look_through
+    for name in wanted.model_fields_set:
+        before, after = merged[name], getattr(wanted, name)
+        loc: tuple[str | int, ...] = ("look_through", name)
+        if name in ("exclude_above_pct", "watch_above_pct") and after > before:
+            refuse(loc, f"{name} {after:g} is above the base's {before:g}")
+        elif name == "min_coverage_pct" and after < before:
+            refuse(loc, f"min_coverage_pct {after:g} accepts less coverage than {before:g}")
+        elif name in ("max_age_days", "max_depth") and after > before:
+            refuse(loc, f"{name} {after} is more lenient than the base's {before}")
+        elif name in ("max_age_days", "max_depth") and after < before and not blocks:
+            refuse(loc, f"lowering {name} turns funds into unknown, which this policy allows")
+        else:
+            merged[name] = after
+    return LookThrough(**merged)
 
 
 def _loc_key(loc: tuple[str | int, ...]) -> tuple[tuple[int, int, str], ...]:

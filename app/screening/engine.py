@@ -52,9 +52,12 @@ from app.policies.document import (
     describe,
 )
 from app.screening.snapshot import (
+    Composition,
     ConsolidationLink,
+    Constituent,
     EmbargoLoad,
     FactPoint,
+    InstrumentNode,
     IssuerNode,
     ListEntryPoint,
     Snapshot,
@@ -62,7 +65,7 @@ from app.screening.snapshot import (
 )
 
 Verdict = Literal["allowed", "watch", "excluded", "unknown"]
-Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
+Relation = Literal["self", "parent", "subsidiary", "state_owner", "underlying", "holding"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "watch": 1, "unknown": 2, "excluded": 3}
 
 ARMS_EMBARGO = "country.sanctions.arms_embargo"
@@ -205,6 +208,11 @@ class _Context:
     # Ownership chains cut at an issuer already on the path (a cycle): a judgement made below a
     # cut is partial and must not be cached (it would answer differently by order of asking).
     cuts: int = 0
+    # Fund look-through: each constituent judged once (by its reference) for every fund that
+    # holds it; ``fund_cuts`` counts constituents cut at a cycle or at max_depth (a judgement
+    # made below a cut is partial and not cached, as for ``cuts``).
+    holding_cache: dict[int, dict[str, _Judged]] = field(default_factory=dict)  # by depth
+    fund_cuts: int = 0
 
     def as_of(self, day: dt.date, loaded_by: int) -> _Context:
         """This context looking back at the data the decision of ``day``, recorded in dataset
@@ -1048,6 +1056,8 @@ def _instrument_reasons(
 ) -> tuple[Reason, ...] | None:
     instrument = ctx.snapshot.instruments.get(isin)
     if instrument is None:
+        if isin in ctx.snapshot.compositions:  # an index: judged by what it holds
+            return tuple(_look_through(ctx, isin, None, seen))
         return None
     issuer = ctx.snapshot.issuers.get(instrument.issuer_id)
     if issuer is None:
@@ -1058,6 +1068,8 @@ def _instrument_reasons(
         if issuer_reasons
         else []
     )
+    if instrument.asset_class == "fund" or isin in ctx.snapshot.compositions:
+        reasons += _look_through(ctx, isin, instrument, seen)
     underlying = instrument.underlying_isin
     if ctx.policy.propagation.underlying and underlying and underlying not in seen:
         below = _instrument_reasons(ctx, underlying, seen | {isin})
@@ -1074,13 +1086,223 @@ def _instrument_reasons(
                 )
             )
         else:
-            under_issuer = ctx.snapshot.instruments[underlying].issuer_id
+            under = ctx.snapshot.instruments.get(underlying)
+            under_issuer = under.issuer_id if under is not None else underlying  # an index
             reasons += [
                 r.travelled(Via(under_issuer, "underlying"))
                 for r in below
                 if r.outcome in ("exclude", "watch", "unknown")
             ]
     return tuple(reasons)
+
+
+# ------------------------------------------------------------------------------ look-through
+
+LOOK_THROUGH = "look-through"
+FUND_WEIGHT = "fund_weight_pct"
+FUND_COVERAGE = "fund_coverage_pct"
+
+
+class _Judged(NamedTuple):
+    """A fund's constituent, judged: ``verdict`` None when it cannot be (not known, a cycle,
+    too deep), with ``why``; ``via`` names it (its ISIN, or the issuer a reference resolved to)."""
+
+    via: str
+    verdict: Verdict | None
+    reasons: tuple[Reason, ...] = ()
+    why: str | None = None
+
+
+def _constituent(ctx: _Context, ref: str, path: frozenset[str]) -> _Judged:
+    """One constituent judged under the policy: an ISIN as an instrument (a fund or an index
+    in turn looked through), an issuer reference as an issuer (every rule counts: fail closed,
+    as on the issuer-level list). Cached per reference and depth (how deep the look-through
+    may still go decides a fund's judgement) unless judged below a cut: the same whoever asks
+    first (a cached constituent has no cycle through it; see ``fund_cuts``)."""
+    cache = ctx.holding_cache.setdefault(len(path), {})
+    cached = cache.get(ref)
+    if cached is not None:
+        return cached
+    snapshot = ctx.snapshot
+    if ref in path:
+        ctx.fund_cuts += 1
+        return _Judged(ref, None, why="a cycle: it holds, directly or not, a fund holding it")
+    cuts = ctx.fund_cuts
+    if ref in snapshot.instruments or ref in snapshot.compositions:
+        found = _instrument_reasons(ctx, ref, path)
+        judged = (
+            _Judged(ref, None, why="its instrument's issuer is not known")
+            if found is None
+            else _Judged(ref, _verdict(found), found)
+        )
+    else:
+        issuer = snapshot.issuers.get(snapshot.issuer_refs.get(ref, ref))
+        if issuer is None:
+            judged = _Judged(ref, None, why="no instrument or issuer is known by this reference")
+        else:
+            own = _issuer_reasons(ctx, issuer, frozenset())
+            judged = _Judged(issuer.issuer_id, _verdict(own), own)
+    if ctx.fund_cuts == cuts:
+        cache[ref] = judged
+    return judged
+
+
+def _why(judged: _Judged) -> str:
+    """Why a constituent is not covered: its own account, or its first undecided reason's."""
+    if judged.why is not None:
+        return judged.why
+    first = next((r for r in judged.reasons if r.outcome == "unknown"), None)
+    return "unknown" if first is None else f"unknown: {first.detail or first.title}"
+
+
+def _pct(value: Decimal | float) -> str:
+    return format(Decimal(str(value)).normalize(), "f")
+
+
+def _look_through(
+    ctx: _Context, isin: str, instrument: InstrumentNode | None, seen: frozenset[str]
+) -> list[Reason]:
+    """A fund's (or an index's) reasons from its composition (``LookThrough`` in the policy
+    document): its firing constituents' reasons travelled (relation ``holding``) with their
+    weights, or one ``look-through`` reason when the composition cannot settle it."""
+    settings = ctx.policy.look_through
+    own = (Via(instrument.issuer_id if instrument is not None else isin, "self"),)
+    composition = ctx.snapshot.composition(isin, ctx.day)
+
+    def undecided(detail: str, evidence: tuple[Evidence, ...] = ()) -> list[Reason]:
+        return [
+            Reason(LOOK_THROUGH, "Fund composition not known", "unknown", own, evidence, detail)
+        ]
+
+    if composition is None:
+        return undecided(
+            f"{isin} is a fund, but no composition of it dated on or before "
+            f"{ctx.day.isoformat()} is known at data version {ctx.snapshot.data_version}"
+        )
+    age = (ctx.day - composition.as_of).days
+    if age > settings.max_age_days:
+        aged = Evidence(
+            "internal",
+            "fund_composition_age_days",
+            str(age),
+            "<=",
+            str(settings.max_age_days),
+            composition.as_of,
+            composition.dataset_id,
+        )
+        return undecided(
+            f"the composition of {isin} is as of {composition.as_of.isoformat()}, older than "
+            f"the policy's {settings.max_age_days} days",
+            (aged,),
+        )
+    if len(seen) >= settings.max_depth:
+        ctx.fund_cuts += 1
+        return undecided(
+            f"{isin} is held {len(seen)} funds deep, the policy looks through at most "
+            f"{settings.max_depth}"
+        )
+    return _judge_composition(ctx, composition, own, seen | {isin})
+
+
+def _judge_composition(
+    ctx: _Context,
+    composition: Composition,
+    own: tuple[Via, ...],
+    path: frozenset[str],
+) -> list[Reason]:
+    settings = ctx.policy.look_through
+    excluded = Decimal(0)
+    flagged = Decimal(0)  # excluded or watch
+    missing = Decimal(0)  # not covered
+    fired: list[tuple[Constituent, _Judged]] = []
+    uncovered: list[tuple[Constituent, _Judged]] = []
+    # The hot loop of a universe compile (a million constituents): each constituent's
+    # judgement is a cache hit but for the first fund holding it; most are allowed.
+    cache = ctx.holding_cache.setdefault(len(path), {})
+    for constituent in composition.constituents:
+        judged = cache.get(constituent[0]) or _constituent(ctx, constituent[0], path)
+        verdict = judged.verdict
+        if verdict == "allowed":
+            continue
+        weight = constituent.weight_pct
+        if verdict is None or verdict == "unknown":
+            missing += weight
+            uncovered.append((constituent, judged))
+            continue
+        flagged += weight
+        if verdict == "excluded":
+            excluded += weight
+        fired.append((constituent, judged))
+    covered = composition.total_weight() - missing
+    reasons: list[Reason] = []
+    exclude_at = Decimal(str(settings.exclude_above_pct))
+    watch_at = Decimal(str(settings.watch_above_pct))
+    excludes = excluded > exclude_at
+    watches = flagged > watch_at
+    fund = composition.fund_isin
+    fired_as = {
+        "exclude": ("excluded", _pct(exclude_at), _pct(excluded)),
+        "watch": ("excluded or watch", _pct(watch_at), _pct(flagged)),
+    }
+    for constituent, judged in fired:
+        for reason in judged.reasons:
+            if reason.outcome == "exclude" and excludes:
+                outcome = "exclude"
+            elif reason.outcome in ("exclude", "watch") and watches:
+                outcome = "watch"
+            else:
+                continue
+            what, threshold, total = fired_as[outcome]
+            shown = format(constituent.weight_pct.normalize(), "f")
+            evidence = Evidence(
+                "internal",
+                FUND_WEIGHT,
+                shown,
+                ">",
+                threshold,
+                composition.as_of,
+                composition.dataset_id,
+                constituent.source_row,
+                f"holding_ref {constituent.ref}",
+            )
+            reasons.append(
+                Reason(
+                    reason.rule_id,
+                    reason.title,
+                    outcome,
+                    (Via(judged.via, "holding"), *reason.via),
+                    (evidence, *reason.evidence),
+                    f"{fund} holds {shown} % in {judged.via} ({reason.outcome}: "
+                    f"{reason.title}); its weight in {what} holdings, {total} %, is "
+                    f"above {threshold} %",
+                )
+            )
+    minimum = Decimal(str(settings.min_coverage_pct))
+    if covered < minimum:
+        named = ", ".join(f"{c.ref} {_pct(c.weight_pct)} % ({_why(j)})" for c, j in uncovered[:5])
+        more = f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else ""
+        reasons.append(
+            Reason(
+                LOOK_THROUGH,
+                "Fund composition not covered",
+                "unknown",
+                own,
+                (
+                    Evidence(
+                        "internal",
+                        FUND_COVERAGE,
+                        _pct(covered),
+                        ">=",
+                        _pct(minimum),
+                        composition.as_of,
+                        composition.dataset_id,
+                    ),
+                ),
+                f"{_pct(covered)} % of {fund} is judged, the policy needs {_pct(minimum)} %"
+                + (f"; not judged: {named}{more}" if named else "; the rest is not stated"),
+            )
+        )
+    return reasons
 
 
 def _asset_class_covered(ctx: _Context, reason: Reason, asset_class: str) -> bool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, String, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.repository import (
@@ -23,15 +25,20 @@ from app.datasets.repository import (
     sanctions_list_loads,
 )
 from app.kit.bulk import fetch_plain
+from app.kit.identifiers import is_valid_isin
 from app.models import (
     ArmsEmbargo,
     ConsolidationRecord,
     Fact,
+    FundComposition,
+    FundHolding,
     InstrumentRecord,
     IssuerRecord,
     SanctionsListEntry,
 )
 from app.screening.snapshot import (
+    Composition,
+    Constituent,
     Embargo,
     FactPoint,
     InstrumentNode,
@@ -47,6 +54,10 @@ RecordT = TypeVar("RecordT", IssuerRecord, InstrumentRecord)
 
 # Guards against a malformed ownership graph (a cycle loaded by mistake).
 MAX_DEPTH = 32
+
+
+def _issuer_node(record: IssuerRecord) -> IssuerNode:
+    return IssuerNode(*(getattr(record, column.key) for column in _ISSUER_COLUMNS))
 
 
 # The columns of a FactPoint, in its field order.
@@ -169,6 +180,44 @@ def _assemble(
         snapshot.add_issuer_facts(issuer_id, points)
     for country, points in by_country.items():
         snapshot.add_country_facts(country, points)
+
+
+_COMPOSITION_COLUMNS = (
+    FundComposition.fund_isin,
+    FundComposition.as_of,
+    FundComposition.dataset_id,
+    FundComposition.weight_pct,
+)
+_CONSTITUENT_COLUMNS = (
+    FundHolding.fund_isin,
+    FundHolding.dataset_id,
+    FundHolding.holding_ref,
+    # As stored (exact decimal text): the engine parses the few weights that count.
+    type_coerce(FundHolding.weight_pct, String()),
+    FundHolding.source_row,
+)
+# Grouped by the database (another process): Python only walks the runs.
+_CONSTITUENT_ORDER = (FundHolding.fund_isin, FundHolding.dataset_id, FundHolding.source_row)
+
+
+def _assemble_compositions(
+    heads: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
+) -> dict[str, tuple[Composition, ...]]:
+    """Compositions from plain rows (``_COMPOSITION_COLUMNS``; ``_CONSTITUENT_COLUMNS`` in
+    ``_CONSTITUENT_ORDER``): per fund, oldest first; constituents in file order."""
+    make = Constituent._make
+    by_load = {
+        key: tuple(make(row[2:]) for row in run)
+        for key, run in itertools.groupby(rows, key=operator.itemgetter(0, 1))
+    }
+    grouped: dict[str, list[Composition]] = {}
+    for fund, as_of, dataset_id, weight in heads:
+        members = by_load.get((fund, dataset_id), ())
+        grouped.setdefault(fund, []).append(Composition(fund, as_of, dataset_id, members, weight))
+    return {
+        fund: tuple(sorted(loads, key=lambda c: (c.as_of, c.dataset_id)))
+        for fund, loads in grouped.items()
+    }
 
 
 class ScreeningRepository:
@@ -297,13 +346,28 @@ class ScreeningRepository:
         """
         snapshot = Snapshot(data_version=version)
         pending = set(isins)
+        issuer_refs: set[str] = set()
+        asked: set[str] = set()
         for _ in range(MAX_DEPTH):
+            pending -= asked
             if not pending:
                 break
+            asked |= pending
             rows = await self._newest_rows(
                 InstrumentRecord.isin, _INSTRUMENT_COLUMNS, pending, version
             )
+            # Fund look-through: the compositions of what is asked (a fund, an index), whose
+            # constituents join the neighbourhood (ISINs as instruments, else issuer refs).
+            found = await self._compositions(pending, version)
+            snapshot.compositions.update(found)
+            refs = {c.ref for loads in found.values() for load in loads for c in load.constituents}
             pending = set()
+            for ref in refs:
+                if is_valid_isin(ref):
+                    if ref not in snapshot.instruments and ref not in snapshot.compositions:
+                        pending.add(ref)
+                else:
+                    issuer_refs.add(ref)
             for row in rows:
                 node = snapshot.instruments[row[0]] = InstrumentNode(*row)
                 if node.underlying_isin and node.underlying_isin not in snapshot.instruments:
@@ -312,6 +376,7 @@ class ScreeningRepository:
         await self._add_issuers(
             snapshot, {i.issuer_id for i in snapshot.instruments.values()}, version
         )
+        await self._resolve_issuer_refs(snapshot, issuer_refs, version)
         if sponsor_groups:
             await self._add_sponsors(snapshot, version, policy_keys)
         if group_rule or sponsor_groups:
@@ -346,11 +411,109 @@ class ScreeningRepository:
         # A million rows into objects: seconds of pure Python, off the event loop.
         await asyncio.to_thread(_assemble, snapshot, *rows)
         del rows
+        compositions = select(*_COMPOSITION_COLUMNS).where(FundComposition.dataset_id <= version)
+        constituents = (
+            select(*_CONSTITUENT_COLUMNS)
+            .where(FundHolding.dataset_id <= version)
+            .order_by(*_CONSTITUENT_ORDER)
+        )
+        snapshot.compositions = await asyncio.to_thread(
+            _assemble_compositions,
+            await fetch_plain(conn, compositions),
+            await fetch_plain(conn, constituents),
+        )
+        refs = {
+            c.ref
+            for loads in snapshot.compositions.values()
+            for load in loads
+            for c in load.constituents
+        }
+        await self._resolve_issuer_refs(
+            snapshot,
+            refs.difference(snapshot.instruments, snapshot.compositions, snapshot.issuers),
+            version,
+        )
         await self._add_embargoes(snapshot, version, everywhere=True)
         await self._add_sanctions_lists(snapshot, version, everywhere=True)
         await self._add_list_entries(snapshot, version, policy_keys, everywhere=True)
         await self._set_consolidation(snapshot, version, everywhere=True)
         return snapshot
+
+    async def _compositions(
+        self, isins: Iterable[str], version: int
+    ) -> dict[str, tuple[Composition, ...]]:
+        """Every composition loaded (at ``version``) for each of ``isins`` that has one."""
+        wanted = sorted(set(isins))
+        if not wanted:
+            return {}
+        conn = await self.session.connection()
+        heads = await fetch_plain(
+            conn,
+            select(*_COMPOSITION_COLUMNS).where(
+                FundComposition.fund_isin.in_(wanted), FundComposition.dataset_id <= version
+            ),
+        )
+        if not heads:
+            return {}
+        rows = await fetch_plain(
+            conn,
+            select(*_CONSTITUENT_COLUMNS)
+            .where(
+                FundHolding.fund_isin.in_(sorted({h[0] for h in heads})),
+                FundHolding.dataset_id.in_(sorted({h[2] for h in heads})),
+            )
+            .order_by(*_CONSTITUENT_ORDER),
+        )
+        return _assemble_compositions(heads, rows)
+
+    async def _resolve_issuer_refs(self, snapshot: Snapshot, refs: set[str], version: int) -> None:
+        """The issuers constituents' references name (issuer id, LEI, MSCI ISSUERID,
+        Sustainalytics EntityId, by current records), into the snapshot and ``issuer_refs``.
+        By precedence in that order; a reference naming two issuers at one level is left
+        unresolved (its constituent is not known: uncovered)."""
+        wanted = sorted(refs)
+        if not wanted:
+            return
+        columns = (
+            IssuerRecord.issuer_id,
+            IssuerRecord.lei,
+            IssuerRecord.msci_issuer_id,
+            IssuerRecord.sustainalytics_entity_id,
+        )
+        candidates = (
+            (
+                await self.session.execute(
+                    select(IssuerRecord.issuer_id)
+                    .where(
+                        or_(*(c.in_(wanted) for c in columns)), IssuerRecord.dataset_id <= version
+                    )
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        records = await self._latest(IssuerRecord, "issuer_id", candidates, version)
+        for record in records:
+            if record.issuer_id not in snapshot.issuers:
+                snapshot.issuers[record.issuer_id] = _issuer_node(record)
+        names: dict[str, list[set[str]]] = {}
+        for record in records:
+            for level, value in enumerate(
+                (
+                    record.issuer_id,
+                    record.lei,
+                    record.msci_issuer_id,
+                    record.sustainalytics_entity_id,
+                )
+            ):
+                if value in refs:
+                    levels = names.setdefault(value, [set(), set(), set(), set()])
+                    levels[level].add(record.issuer_id)
+        for ref, levels in names.items():
+            first = next((found for found in levels if found), set())
+            if len(first) == 1:
+                snapshot.issuer_refs[ref] = next(iter(first))
 
     async def _add_issuers(self, snapshot: Snapshot, ids: set[str], version: int) -> None:
         missing = {i for i in ids if i not in snapshot.issuers}

@@ -26,12 +26,18 @@ class EvidenceOut(Schema):
 
 
 class ViaOut(Schema):
-    issuer_id: str
-    relation: Literal["self", "parent", "subsidiary", "state_owner", "underlying"]
+    issuer_id: str = Field(
+        description="The issuer; for relation holding, the fund's constituent (its ISIN, or "
+        "the issuer a reference names); for underlying, an index's ISIN when the underlying is "
+        "an index."
+    )
+    relation: Literal["self", "parent", "subsidiary", "state_owner", "underlying", "holding"]
 
 
 class ReasonOut(Schema):
-    rule_id: str = Field(description="A policy rule id, or list:<list>, exception:<id>, data:*.")
+    rule_id: str = Field(
+        description="A policy rule id, or list:<list>, exception:<id>, data:*, look-through."
+    )
     title: str
     outcome: str = Field(
         description="exclude | watch | unknown (an exclude rule could not be decided) | "

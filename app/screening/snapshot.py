@@ -255,6 +255,54 @@ def resolve_consolidation(
     return links
 
 
+class Constituent(NamedTuple):
+    """One holding of a fund composition: its reference as loaded (an ISIN or an issuer
+    reference, resolved through ``Snapshot.issuer_refs``), its weight (exact decimal text, as
+    stored: parsed only for the few constituents that count, a universe holds a million) and
+    its file row."""
+
+    ref: str
+    weight: str
+    source_row: int
+
+    @property
+    def weight_pct(self) -> Decimal:
+        return Decimal(self.weight)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A fund's (or an index's) complete composition as of a date, from one load."""
+
+    fund_isin: str
+    as_of: dt.date
+    dataset_id: int
+    constituents: tuple[Constituent, ...]
+    # The constituents' summed weight when known (the load records it); else summed here.
+    weight_pct: Decimal | None = None
+
+    def total_weight(self) -> Decimal:
+        if self.weight_pct is not None:
+            return self.weight_pct
+        return sum((c.weight_pct for c in self.constituents), Decimal(0))
+
+
+def current_composition(compositions: Iterable[Composition], day: dt.date) -> Composition | None:
+    """The composition with the newest (``as_of``, ``dataset_id``) dated on or before ``day``:
+    an older-dated composition loaded later (a back-fill) never supersedes a newer one, as for
+    holdings reports and embargo lists."""
+    latest: Composition | None = None
+    for composition in compositions:
+        if composition.as_of > day:
+            continue
+        if latest is None or (composition.as_of, composition.dataset_id) > (
+            latest.as_of,
+            latest.dataset_id,
+        ):
+            latest = composition
+    return latest
+
+
 _CHRONOLOGICAL = attrgetter("as_of", "dataset_id", "source_row")
 
 
@@ -311,6 +359,13 @@ class Snapshot:
         self.consolidated_by = {k: tuple(v) for k, v in up.items()}
         self.consolidates = {k: tuple(v) for k, v in down.items()}
 
+    # fund (or index) ISIN -> every composition loaded for it at this data version (which one
+    # applies depends on the day asked: ``composition``)
+    compositions: dict[str, tuple[Composition, ...]] = field(default_factory=dict)
+    # A constituent's issuer reference (LEI, vendor id) -> the issuer it names (an issuer id
+    # names itself and need not be here)
+    issuer_refs: dict[str, str] = field(default_factory=dict)
+
     def add_issuer_facts(self, issuer_id: str, facts: Iterable[FactPoint]) -> None:
         self.issuer_facts[issuer_id] = _index(facts)
 
@@ -322,6 +377,9 @@ class Snapshot:
 
     def country_facts_for(self, country: str, metric: str) -> Sequence[FactPoint]:
         return self.country_facts.get(country, _NO_FACTS).get(metric, ())
+
+    def composition(self, isin: str, day: dt.date) -> Composition | None:
+        return current_composition(self.compositions.get(isin, ()), day)
 
     def entries(self, policy_key: str, issuer_id: str) -> Sequence[ListEntryPoint]:
         return self.list_entries.get((policy_key, issuer_id), ())

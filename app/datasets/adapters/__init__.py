@@ -4,6 +4,7 @@ from app.datasets.adapters.arms_embargoes import ArmsEmbargoesAdapter
 from app.datasets.adapters.base import Adapter
 from app.datasets.adapters.facts import FactsAdapter
 from app.datasets.adapters.freedom_house import FreedomHouseAdapter
+from app.datasets.adapters.fund_holdings import FundHoldingsAdapter
 from app.datasets.adapters.gleif_relationships import GleifRelationshipsAdapter
 from app.datasets.adapters.holdings import HoldingsAdapter
 from app.datasets.adapters.instruments import InstrumentsAdapter
@@ -32,6 +33,7 @@ ADAPTERS: dict[DatasetKind, type[Adapter]] = {
         PortfoliosAdapter,
         HoldingsAdapter,
         GleifRelationshipsAdapter,
+        FundHoldingsAdapter,
     )
 }
 

@@ -27,7 +27,7 @@ from app.kit.identifiers import (
     normalize_sedol,
 )
 from app.kit.vocabulary import AssetClass
-from app.models import InstrumentRecord, IssuerRecord
+from app.models import FundComposition, InstrumentRecord, IssuerRecord
 
 ASSET_CLASSES = tuple(a.value for a in AssetClass)
 
@@ -112,12 +112,17 @@ class InstrumentsAdapter(Adapter):
             select(stage.c.source_row, stage.c.underlying_isin)
             .where(stage.c.underlying_isin.is_not(None))
             .where(~exists().where(InstrumentRecord.isin == stage.c.underlying_isin))
+            # An index is known by its composition (fund-holdings): an index derivative.
+            .where(~exists().where(FundComposition.fund_isin == stage.c.underlying_isin))
             .order_by(stage.c.source_row)
             .limit(MAX_ROW_ERRORS)
         )
         errors += [
             FieldError.in_file(
-                row, "underlying_isin", f"unknown underlying {isin!r}: load that instrument too"
+                row,
+                "underlying_isin",
+                f"unknown underlying {isin!r}: load that instrument (or, for an index, its "
+                "composition: kind=fund-holdings) first",
             )
             for row, isin in (await conn.execute(unknown_underlyings)).all()
         ]
