@@ -443,3 +443,38 @@ async def as_of_by_period(
         value=stage.c[column],
         else_=literal_date(ctx.as_of),
     )
+
+
+async def one_date_errors(
+    conn: AsyncConnection, stage: FromClause, key: str, statement: str
+) -> list[FieldError]:
+    """Rows dated (``as_of``) otherwise than the first row of the same ``key``: a load states
+    one report per key (a portfolio's position report, a fund's composition) as of one date.
+    ``statement`` names what a key's rows are, with ``{key}`` for its value."""
+    first = (
+        func.first_value(stage.c.as_of, type_=stage.c.as_of.type)
+        .over(partition_by=stage.c[key], order_by=stage.c.source_row)
+        .label("first")
+    )
+    numbered = select(
+        stage.c.source_row,
+        stage.c[key].label("key"),
+        stage.c.as_of,
+        first,
+        func.min(stage.c.source_row).over(partition_by=stage.c[key]).label("first_row"),
+    ).subquery()
+    query = (
+        select(numbered)
+        .where(numbered.c.as_of != numbered.c.first)
+        .order_by(numbered.c.source_row)
+        .limit(MAX_ROW_ERRORS)
+    )
+    return [
+        FieldError.in_file(
+            r.source_row,
+            "as_of",
+            f"{r.as_of.isoformat()} differs from {r.first.isoformat()} (row {r.first_row}): "
+            f"a load is {statement.format(key=r.key)} as of one date",
+        )
+        for r in await conn.execute(query)
+    ]

@@ -38,6 +38,7 @@ from app.datasets.adapters.base import (
     Adapter,
     LoadContext,
     duplicate_errors,
+    one_date_errors,
     provider_date,
 )
 from app.datasets.csvfile import CellError, CsvRow, parse_date
@@ -131,7 +132,7 @@ class FundHoldingsAdapter(Adapter):
         errors = await duplicate_errors(
             conn, stage, ["fund_isin", "holding_ref"], "fund_isin and holding_ref"
         )
-        errors += await _composition_date_errors(conn, stage)
+        errors += await one_date_errors(conn, stage, "fund_isin", "the composition of fund {key}")
         limit = Decimal(100) + SUM_TOLERANCE
         errors += [
             FieldError.in_file(
@@ -176,34 +177,3 @@ class FundHoldingsAdapter(Adapter):
         ]
         if rows:
             await conn.execute(insert(FundComposition), rows)
-
-
-async def _composition_date_errors(conn: AsyncConnection, stage: FromClause) -> list[FieldError]:
-    """Rows of a fund dated otherwise than its first row: a composition has one date."""
-    first = (
-        func.first_value(stage.c.as_of, type_=stage.c.as_of.type)
-        .over(partition_by=stage.c.fund_isin, order_by=stage.c.source_row)
-        .label("first")
-    )
-    numbered = select(
-        stage.c.source_row,
-        stage.c.fund_isin,
-        stage.c.as_of,
-        first,
-        func.min(stage.c.source_row).over(partition_by=stage.c.fund_isin).label("first_row"),
-    ).subquery()
-    query = (
-        select(numbered)
-        .where(numbered.c.as_of != numbered.c.first)
-        .order_by(numbered.c.source_row)
-        .limit(MAX_ROW_ERRORS)
-    )
-    return [
-        FieldError.in_file(
-            r.source_row,
-            "as_of",
-            f"{r.as_of.isoformat()} differs from {r.first.isoformat()} (row {r.first_row}): "
-            f"a load is the composition of fund {r.fund_isin} as of one date",
-        )
-        for r in await conn.execute(query)
-    ]

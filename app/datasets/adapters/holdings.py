@@ -42,6 +42,7 @@ from app.datasets.adapters.base import (
     Adapter,
     LoadContext,
     duplicate_errors,
+    one_date_errors,
     provider_date,
 )
 from app.datasets.adapters.portfolios import currency_cell, portfolio_id_cell
@@ -141,7 +142,9 @@ class HoldingsAdapter(Adapter):
         errors += await duplicate_errors(
             conn, stage, ["portfolio_id", "isin", "position"], "portfolio_id, isin and position"
         )
-        errors += await _report_date_errors(conn, stage)
+        errors += await one_date_errors(
+            conn, stage, "portfolio_id", "the position report of portfolio {key!r}"
+        )
         errors += await _currency_errors(conn, stage)
         return errors
 
@@ -203,32 +206,6 @@ def _first_of_portfolio(stage: FromClause, column: str) -> Any:
         )
         .label("first")
     )
-
-
-async def _report_date_errors(conn: AsyncConnection, stage: FromClause) -> list[FieldError]:
-    """Rows of a portfolio dated otherwise than its first row: a report has one date."""
-    numbered = select(
-        stage.c.source_row,
-        stage.c.portfolio_id,
-        stage.c.as_of,
-        _first_of_portfolio(stage, "as_of"),
-        func.min(stage.c.source_row).over(partition_by=stage.c.portfolio_id).label("first_row"),
-    ).subquery()
-    query = (
-        select(numbered)
-        .where(numbered.c.as_of != numbered.c.first)
-        .order_by(numbered.c.source_row)
-        .limit(MAX_ROW_ERRORS)
-    )
-    return [
-        FieldError.in_file(
-            r.source_row,
-            "as_of",
-            f"{r.as_of.isoformat()} differs from {r.first.isoformat()} (row {r.first_row}): "
-            f"a load is the position report of portfolio {r.portfolio_id!r} as of one date",
-        )
-        for r in await conn.execute(query)
-    ]
 
 
 async def _currency_errors(conn: AsyncConnection, stage: FromClause) -> list[FieldError]:
