@@ -15,6 +15,7 @@ import io
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,6 +114,7 @@ class Universe:
     lists: list[dict[str, str]] = field(default_factory=list)
     portfolios: list[dict[str, str]] = field(default_factory=list)
     holdings: list[dict[str, str]] = field(default_factory=list)
+    fund_holdings: list[dict[str, str]] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)
 
 
@@ -222,6 +224,7 @@ def generate(companies: int = 3000, seed: int = 42, *, extra_bonds: int = 0) -> 
             }
         )
     _portfolios(u, companies, fresh, today)
+    _lifecycle_funds(u, fresh)
     return u
 
 
@@ -296,37 +299,9 @@ def _portfolios(u: Universe, companies: int, fresh: str, today: dt.date) -> None
             "name": "Nederlandse Defensiesystemen shares",
         }
     )
-    clean = {
-        "controversial_weapons.involved": ("false", "sustainalytics"),
-        "civilian_firearms.involved": ("false", "sustainalytics"),
-        "norms.status": ("compliant", "robeco"),
-        "revenue_pct.tobacco": ("0", "iss"),
-        **{metric: (value, "sustainalytics") for metric, value in ASR_CLEAR.items()},
-    }
-    for issuer_id in [g[0] for g in PENSURA_GROUP] + [DEFENCE_ISSUER]:
-        rows = {
-            **clean,
-            "defence.involved": (str(issuer_id == DEFENCE_ISSUER).lower(), "sustainalytics"),
-        }
-        for metric, (value, provider) in rows.items():
-            u.facts.append(
-                {
-                    "issuer_ref": issuer_id,
-                    "metric": metric,
-                    "value": value,
-                    "as_of": fresh,
-                    "provider": provider,
-                }
-            )
-        u.facts.append(
-            {
-                "issuer_ref": issuer_id,
-                "metric": "norms.status",
-                "value": "compliant",
-                "as_of": fresh,
-                "provider": "sustainalytics",
-            }
-        )
+    for issuer_id in [g[0] for g in PENSURA_GROUP]:
+        u.facts.extend(_clean_company_facts(issuer_id, fresh))
+    u.facts.extend(_clean_company_facts(DEFENCE_ISSUER, fresh, defence=True))
     decided = (today - dt.timedelta(days=30)).isoformat()
     for issuer_id, _, _, _, sponsor in PENSURA_GROUP:
         if sponsor:
@@ -378,6 +353,141 @@ def _portfolios(u: Universe, companies: int, fresh: str, today: dt.date) -> None
         u.holdings.append(_holding(portfolio_id, DEFENCE_SHARE, 2_500_000))
         if companies:
             u.holdings.append(_holding(portfolio_id, make_isin("XS", 0), 47_500_000))
+
+
+# Pensura's standard lifecycle (seed 002 §2.3.3): its six funds by ISIN, their managers
+# (fictitious issuer records: the seed names the funds, not their management companies) and
+# whether the demo ships a composition. Three do, so a fund is judged through what it holds;
+# three do not, so they show the fail-closed answer (`unknown`: composition missing).
+LIFECYCLE_MANAGERS = (
+    ("NTAM", "Northern Trust Fund Managers (Ireland) Limited", "US"),
+    ("AMUNDI", "Amundi Luxembourg S.A.", "FR"),
+    ("BLACKROCK", "BlackRock Asset Management Ireland Limited", "US"),
+)
+LIFECYCLE_FUNDS = (  # ISIN, manager, name (as the seed prints it), composition shipped
+    ("NL0011225305", "NTAM", "Northern Trust World Custom ESG Equity Index UCITS FGR", True),
+    ("NL0010948220", "NTAM", "Northern Trust Eu Eq Idx UCITS FGR A EUR", True),
+    ("LU1162503145", "AMUNDI", "Amundi Fds Index Eq Emerging Mkts A3E-D", False),
+    ("NL0010948246", "NTAM", "Northern Trust DeRlEs Idx UCITSFGR A EUR", False),
+    ("LU0916238545", "BLACKROCK", "BlackRock Euro Aggregate Bond Idx N7 EUR", False),
+    ("IE00B1FZS913", "BLACKROCK", "iShares Euro Government Bond 15-30yr", True),
+)
+WORLD_FUND, EUROPE_FUND, EMERGING_FUND = (f[0] for f in LIFECYCLE_FUNDS[:3])
+GOVERNMENT_BOND_FUND = LIFECYCLE_FUNDS[5][0]
+# The demo companies a fund may hold without any shipped rule firing on them: a clean kind
+# (see _label: not tobacco, coal, weapons, norms, bands, stale data or defence), no parent or
+# subsidiary link, no state owner, no list entry, domiciled where no country rule applies.
+_CLEAN_KINDS = frozenset({0, 4, 5, 6, 8, 9})
+_LISTED = frozenset({"CO00042", "CO00044", "CO00046", "CO00048"})
+_CLEAN_COUNTRIES = frozenset({"NL", "DE", "FR", "GB", "US", "NO", "DK", "JP"})
+_TOBACCO_IN_EUROPE_FUND_PCT = Decimal("1")
+
+
+def _equal_weights(holdings: list[str], total: Decimal) -> list[tuple[str, Decimal]]:
+    """``total`` percent split over ``holdings`` in hundredths, the rounding on the last one."""
+    share = (total / len(holdings)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    weights = [share] * (len(holdings) - 1)
+    return list(zip(holdings, [*weights, total - sum(weights)], strict=True))
+
+
+def _lifecycle_funds(u: Universe, fresh: str) -> None:
+    """Seed 002's lifecycle funds as instruments, and compositions for three of them: a world
+    equity index fund of clean companies (allowed), a European one that also holds the tobacco
+    producer at 1 % (excluded under rpf, whose look-through excludes on any excluded holding of
+    positive weight; the other shipped policies have no tobacco rule), and a long government
+    bond fund (Dutch, German and French bonds)."""
+    for issuer_id, name, country in LIFECYCLE_MANAGERS:
+        msci_id = f"IID-{issuer_id}"
+        u.issuers.append(
+            {
+                "issuer_id": issuer_id,
+                "name": name,
+                "kind": "company",
+                "country": country,
+                "msci_issuer_id": msci_id,
+            }
+        )
+        u.facts.extend(_clean_company_facts(issuer_id, fresh))
+        u.msci.append(
+            {
+                "ISSUERID": msci_id,
+                "ISSUER_NAME": name.upper(),
+                "ISSUER_ISIN": "",
+                "ISSUER_CNTRY_DOMICILE": country,
+                "CWEAP_TIE": "No",
+                **dict.fromkeys(MSCI_REVENUE_COLUMNS, "0"),
+                "UNGC_COMPLIANCE": "Pass",
+            }
+        )
+    for isin, manager, name, _ in LIFECYCLE_FUNDS:
+        u.instruments.append(
+            {"isin": isin, "issuer_id": manager, "asset_class": "fund", "name": name}
+        )
+    share_of = {i["issuer_id"]: i["isin"] for i in u.instruments if i["asset_class"] == "equity"}
+    clean = [
+        share_of[row["issuer_id"]]
+        for row in u.issuers
+        if row["issuer_id"].startswith("CO")
+        and int(row["issuer_id"][2:]) % 40 in _CLEAN_KINDS
+        and row["issuer_id"] not in _LISTED
+        and row["country"] in _CLEAN_COUNTRIES
+        and "parent_issuer_id" not in row
+        and "state_owner_country" not in row
+    ][:10]
+    compositions: dict[str, list[tuple[str, Decimal]]] = {
+        GOVERNMENT_BOND_FUND: [
+            (make_isin(country, 900_000 + list(COUNTRIES).index(country)), Decimal(pct))
+            for country, pct in (("DE", "40"), ("FR", "35"), ("NL", "25"))
+        ]
+    }
+    tobacco = share_of.get("CO00011")
+    if clean:
+        compositions[WORLD_FUND] = _equal_weights(clean, Decimal(100))
+    if clean and tobacco:
+        rest = Decimal(100) - _TOBACCO_IN_EUROPE_FUND_PCT
+        compositions[EUROPE_FUND] = [
+            (tobacco, _TOBACCO_IN_EUROPE_FUND_PCT),
+            *_equal_weights(clean[:9], rest),
+        ]
+    for fund, parts in compositions.items():
+        for holding, weight in parts:
+            u.fund_holdings.append(
+                {"fund_isin": fund, "holding_ref": holding, "weight_pct": str(weight)}
+            )
+    u.examples["lifecycle fund"] = WORLD_FUND
+    if EUROPE_FUND in compositions:
+        u.examples["lifecycle fund holding a tobacco producer"] = EUROPE_FUND
+    u.examples["lifecycle fund without a composition"] = EMERGING_FUND
+
+
+def _clean_company_facts(
+    issuer_id: str, fresh: str, *, defence: bool = False
+) -> Iterator[dict[str, str]]:
+    """Facts on which no shipped rule fires (but ``defence.involved`` when ``defence``), from
+    the providers each policy reads: a named company outside the generated universe."""
+    rows = {
+        "controversial_weapons.involved": ("false", "sustainalytics"),
+        "civilian_firearms.involved": ("false", "sustainalytics"),
+        "revenue_pct.tobacco": ("0", "iss"),
+        "defence.involved": (str(defence).lower(), "sustainalytics"),
+        **{metric: (value, "sustainalytics") for metric, value in ASR_CLEAR.items()},
+    }
+    for metric, (value, provider) in rows.items():
+        yield {
+            "issuer_ref": issuer_id,
+            "metric": metric,
+            "value": value,
+            "as_of": fresh,
+            "provider": provider,
+        }
+    for provider in ("robeco", "sustainalytics"):
+        yield {
+            "issuer_ref": issuer_id,
+            "metric": "norms.status",
+            "value": "compliant",
+            "as_of": fresh,
+            "provider": provider,
+        }
 
 
 def _holding(portfolio_id: str, isin: str, value: int) -> dict[str, str]:
@@ -466,6 +576,16 @@ def _company_facts(
             "provider": "robeco",
         }
     del coal  # coal comes from MSCI (see _msci_row)
+
+
+MSCI_REVENUE_COLUMNS = (
+    "TOB_MAX_REV_PCT",
+    "THERMAL_COAL_MAX_REV_PCT",
+    "GENERAT_MAX_REV_THERMAL_COAL",
+    "UNCONV_OIL_GAS_MAX_REV_PCT",
+    "ARCTIC_OIL_MAX_REV_PCT",
+    "ARCTIC_GAS_MAX_REV_PCT",
+)
 
 
 def _msci_row(rng: random.Random, n: int, isin: str, country: str) -> dict[str, str]:
@@ -663,6 +783,13 @@ async def load_demo(
             ],
         ),
         "lists.csv",
+    )
+    await _load(
+        session,
+        DatasetKind.fund_holdings,
+        _csv(universe.fund_holdings, ["fund_isin", "holding_ref", "weight_pct"]),
+        "fund_holdings.csv",
+        as_of=fresh,
     )
     await _load(
         session,

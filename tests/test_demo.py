@@ -10,9 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.scopes import Scope
 from app.demo import (
     DEFENCE_SHARE,
+    EMERGING_FUND,
+    EUROPE_FUND,
+    GOVERNMENT_BOND_FUND,
     GROUP_BOND,
+    LIFECYCLE_FUNDS,
     SHIPPED_POLICIES,
     SPONSOR_BOND,
+    WORLD_FUND,
     generate,
     load_demo,
 )
@@ -32,7 +37,7 @@ async def test_demo_loads_once_through_the_real_loaders(
         again = await load_demo(session)  # a second start loads nothing more
         assert (await session.execute(select(func.count(Dataset.id)))).scalar_one() == datasets
         await session.rollback()
-    assert datasets == 14  # ... including the country financial sanctions (facts)
+    assert datasets == 15  # ... including the country financial sanctions and fund holdings
     assert approved == len(SHIPPED_POLICIES)
     assert again == examples
     assert {"clean company", "tobacco producer", "sovereign RU"} <= set(examples)
@@ -120,3 +125,45 @@ async def test_the_demo_portfolios_answer_as_the_readme_shows(
     assert {"PENSURA-DB", "ASR-OWN", "ASR-CLIENT"} <= {
         p["portfolio_id"] for p in listed.json()["portfolios"]
     }
+
+
+async def test_pensuras_lifecycle_funds_are_judged_through_what_they_hold(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+) -> None:
+    """Seed 002 §2.3.3: the six lifecycle funds by ISIN; three with a composition."""
+    async with sessionmaker() as session:
+        examples = await load_demo(session, companies=120)
+        await session.commit()
+    key = bearer(await make_key(Scope.admin))
+    assert {isin for isin, *_ in LIFECYCLE_FUNDS} <= {
+        i["isin"] for i in generate(companies=120).instruments if i["asset_class"] == "fund"
+    }
+    assert examples["lifecycle fund holding a tobacco producer"] == EUROPE_FUND
+
+    async def verdicts(policy: str) -> dict[str, dict[str, Any]]:
+        funds = [WORLD_FUND, EUROPE_FUND, GOVERNMENT_BOND_FUND, EMERGING_FUND]
+        response = await client.post(
+            "/v1/checks",
+            json={"policy": policy, "instruments": funds},
+            headers=key,
+        )
+        assert response.status_code == 200, response.text
+        return {d["instrument"]["isin"]: d for d in response.json()["decisions"]}
+
+    for policy in ("rpf", "dk-pension", "asr", "pensura"):
+        found = await verdicts(policy)
+        assert found[WORLD_FUND]["verdict"] == "allowed", found[WORLD_FUND]["reasons"]
+        assert found[GOVERNMENT_BOND_FUND]["verdict"] == "allowed", policy
+        # No composition: never allowed.
+        assert found[EMERGING_FUND]["verdict"] == "unknown", found[EMERGING_FUND]["reasons"]
+        # Only rpf excludes tobacco (seed 004): the others allow the European fund.
+        europe = found[EUROPE_FUND]
+        assert europe["verdict"] == ("excluded" if policy == "rpf" else "allowed"), policy
+    europe = (await verdicts("rpf"))[EUROPE_FUND]
+    # The reason names the constituent that fired: the tobacco producer's share, held at 1%.
+    (reason,) = europe["reasons"]
+    assert [v["relation"] for v in reason["via"]][0] == "holding", reason
+    weights = [e["value"] for e in reason["evidence"] if e["metric"] == "fund_weight_pct"]
+    assert [Decimal(w) for w in weights] == [Decimal(1)], reason
