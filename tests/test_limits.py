@@ -28,17 +28,26 @@ from app.policies.document import (
 from app.policies.service import read_document_text
 from app.screening.engine import Reason
 from app.screening.limits import (
+    ExposureRules,
     Holdings,
     LimitUtilisation,
     Order,
     PortfolioLimits,
     Position,
     check_orders,
+    exposure,
     issuer_sets,
     share_text,
     ultimate_parent,
 )
-from app.screening.snapshot import InstrumentNode, IssuerNode, ListEntryPoint, Snapshot
+from app.screening.snapshot import (
+    Composition,
+    Constituent,
+    InstrumentNode,
+    IssuerNode,
+    ListEntryPoint,
+    Snapshot,
+)
 from tests.support.policies import POLICIES_DIR
 
 DAY = dt.date(2025, 9, 30)
@@ -489,6 +498,117 @@ def _book(raw: list[tuple[str, int, bool]]) -> Holdings:
             for row, (isin, value, short) in enumerate(raw, start=2)
         ]
     )
+
+
+# ------------------------------------------------------------------------- through funds
+
+
+def with_funds(
+    *funds: tuple[str, Sequence[tuple[str, str]]] | tuple[str, Sequence[tuple[str, str]], dt.date],
+    plain: Iterable[InstrumentNode] = (),
+) -> Snapshot:
+    """WORLD plus funds managed by BANK, each with one composition (ref, weight_pct), dated
+    ``DAY`` unless given; ``LEI-S`` is an issuer reference (a LEI) of the sponsor S."""
+    snapshot = universe(
+        *WORLD.issuers.values(),
+        instruments=[
+            *(i for i in WORLD.instruments.values() if not i.isin.startswith("EQ-")),
+            *plain,
+        ],
+    )
+    snapshot.issuer_refs["LEI-S"] = "S"
+    for fund in funds:
+        isin, parts = fund[0], fund[1]
+        as_of = fund[2] if len(fund) == 3 else DAY
+        snapshot.instruments.setdefault(isin, InstrumentNode(isin, "BANK", "fund"))
+        constituents = tuple(
+            Constituent(ref, weight, row) for row, (ref, weight) in enumerate(parts, start=2)
+        )
+        snapshot.compositions[isin] = (Composition(isin, as_of, 9, constituents),)
+    return snapshot
+
+
+def test_a_fund_counts_at_its_constituents_weights_exactly_at_the_limit() -> None:
+    """Seed 002 §2.3.3: the lifecycle invests through funds. A fund half in the sponsor's
+    share: 1,000 of it is 500 of the sponsor, exactly 5 %; a cent more of the fund breaches."""
+    world = with_funds(("FUND", [("EQ-S", "50"), ("EQ-OTHER", "50")]))
+    at_limit = state(holdings(("FUND", "1000"), ("EQ-OTHER", "9000")), world)
+    assert by_id(at_limit.utilisation())[SPONSOR.id].pct == Decimal(5)
+    assert at_limit.check(buy("EQ-OTHER", "1")) == ()  # dilutes
+    over = at_limit.check(buy("FUND", "2"))  # 501 of 10,002: 5.009 %
+    assert outcomes(over) == {SPONSOR.id: "exclude"}
+    assert over[0].evidence[0].value == "5.009"
+    # Before, the same portfolio read 0 % of the sponsor (the manager BANK is no sponsor).
+    assert exposure("FUND", frozenset({"S"}), world, ExposureRules(DAY)).lo == Decimal("0.5")
+
+
+def test_a_fund_counts_toward_the_group_through_an_issuer_reference() -> None:
+    world = with_funds(("FUND", [("LEI-S", "40"), ("EQ-SIB", "60")]))
+    rows = by_id(state(holdings(("FUND", "2000"), ("EQ-OTHER", "8000")), world).utilisation())
+    assert rows[SPONSOR.id].pct == Decimal(8)  # 800 of 10,000
+    assert rows[SPONSOR.id].breach is True
+    assert rows[GROUP.id].pct == Decimal(20)
+
+
+def test_funds_of_funds_multiply_their_weights() -> None:
+    world = with_funds(
+        ("OUTER", [("INNER", "50"), ("EQ-OTHER", "50")]),
+        ("INNER", [("EQ-S", "10"), ("EQ-OTHER", "90")]),
+    )
+    rows = by_id(state(holdings(("OUTER", "10000")), world).utilisation())
+    assert rows[SPONSOR.id].pct == Decimal(5)  # 10,000 x 0.5 x 0.1 = 500
+    assert rows[SPONSOR.id].breach is False
+
+
+@pytest.mark.parametrize(
+    ("case", "snapshot"),
+    [
+        ("no composition", with_funds(plain=[InstrumentNode("FUND", "BANK", "fund")])),
+        ("stale", with_funds(("FUND", [("EQ-S", "1")], DAY - dt.timedelta(days=121)))),
+        ("a cycle", with_funds(("FUND", [("FUND2", "100")]), ("FUND2", [("FUND", "100")]))),
+        ("unknown constituent", with_funds(("FUND", [("XS-NOBODY", "100")]))),
+        ("undisclosed weight", with_funds(("FUND", [("EQ-OTHER", "40")]))),
+    ],
+)
+def test_a_fund_that_cannot_be_looked_through_is_bounded_not_ignored(
+    case: str, snapshot: Snapshot
+) -> None:
+    """Fail closed: a fund's exposure the data cannot tell lies anywhere in its bounds. A
+    small holding is decided (even all of it in the sponsor stays within 5 %); a large one is
+    unknown, naming what is missing."""
+    small = by_id(state(holdings(("FUND", "300"), ("EQ-OTHER", "9700")), snapshot).utilisation())
+    assert (small[SPONSOR.id].status, small[SPONSOR.id].breach) == ("ok", False), case
+    big = by_id(state(holdings(("FUND", "3000"), ("EQ-OTHER", "7000")), snapshot).utilisation())
+    row = big[SPONSOR.id]
+    assert (row.status, row.breach, row.pct) == ("unknown", None, None), case
+    assert row.reason is not None
+    assert "FUND" in (row.reason.detail or ""), row.reason.detail
+
+
+def test_the_weight_a_fund_does_not_disclose_is_named() -> None:
+    world = with_funds(("FUND", [("EQ-S", "2"), ("EQ-OTHER", "90")]))
+    row = by_id(state(holdings(("FUND", "10000")), world).utilisation())[SPONSOR.id]
+    assert row.status == "unknown"  # 2 % known, up to 10 %
+    assert row.reason is not None
+    assert "FUND (undisclosed 8 %)" in (row.reason.detail or "")
+    assert row.reason.evidence[0].value == "2..10"
+
+
+def test_an_index_derivative_counts_through_the_index() -> None:
+    world = with_funds(
+        ("INDEX", [("EQ-S", "25"), ("EQ-OTHER", "75")]),
+        plain=[InstrumentNode("FUT", "BANK", "derivative", underlying_isin="INDEX")],
+    )
+    del world.instruments["INDEX"]  # an index has a composition, no instrument record
+    reasons = state(holdings(("EQ-OTHER", "9000")), world).check(buy("FUT", "2400"))
+    assert outcomes(reasons) == {SPONSOR.id: "exclude"}  # 600 of 11,400: 5.26 %
+    assert reasons[0].evidence[0].value == "5.2632"
+
+
+def test_a_fund_whose_manager_is_the_sponsor_counts_whole() -> None:
+    world = with_funds(("FUND", [("EQ-OTHER", "100")]))
+    world.instruments["FUND"] = InstrumentNode("FUND", "S", "fund")
+    assert exposure("FUND", frozenset({"S"}), world, ExposureRules(DAY)).lo == 1
 
 
 def naive(

@@ -470,6 +470,55 @@ async def test_the_post_trade_run(desk: Desk) -> None:
     assert_problem(missing, 404)
 
 
+FUND = isin("NL000LIFEFD")  # a fund half in the sponsor's bond (managed by BANK)
+
+
+async def test_position_limits_count_exposure_through_funds_at_their_weights(
+    desk: Desk,
+) -> None:
+    """Seed 002 §2.3.3: Pensura invests through funds; a limit a fund could sidestep is no
+    limit. 2,000,000 of a fund half in the sponsor is 1,000,000 of the sponsor: with
+    18,000,000 else, exactly 5 % (allowed); any more of the fund breaches. Replay agrees."""
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "instruments",
+        f"isin,issuer_id,asset_class,underlying_isin,name\n{FUND},BANK,fund,,Lifecycle fund\n",
+    )
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "fund-holdings",
+        f"fund_isin,holding_ref,weight_pct\n{FUND},{SPONSOR},50\n{FUND},OTHERCO,50\n",
+        as_of=today().isoformat(),
+    )
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "portfolios",
+        "portfolio_id,name,policy,account,base_currency,custodian\n"
+        "PEN-FUND,Pensura through funds,pensura,client,EUR,ABN AMRO\n",
+    )
+    await load_ok(
+        desk.client,
+        desk.steward,
+        "holdings",
+        holdings_csv({("PEN-FUND", FUND): "2000000", ("PEN-FUND", OTHER): "18000000"}),
+    )
+    run = await desk.client.get("/v1/portfolios/PEN-FUND/compliance", headers=bearer(desk.trader))
+    assert run.status_code == 200, run.text
+    limits = {u["limit_id"]: (u["pct"], u["breach"]) for u in run.json()["limits"]}
+    assert limits == {"sponsor-max-5pct": ("5", False), "sponsor-group-max-10pct": ("5", False)}
+    more, other = await orders(desk, "PEN-FUND", (FUND, "buy", "2"), (OTHER, "buy", "2"))
+    assert more["verdict"] == "excluded", more["reasons"]
+    assert set(limit_reasons(more)) == {"sponsor-max-5pct"}
+    assert other["verdict"] == "allowed", other["reasons"]  # dilutes
+    replayed = await desk.client.post(
+        f"/v1/decisions/{more['decision_id']}/replay", headers=bearer(desk.auditor)
+    )
+    assert replayed.json()["matches"] is True, replayed.json()["differences"]
+
+
 async def test_a_portfolio_whose_policy_does_not_exist_is_a_row_error(desk: Desk) -> None:
     response = await load(
         desk.client,

@@ -81,9 +81,10 @@ class InstrumentRecord(Base):
     asset_class: Mapped[str] = mapped_column(String(20))
     underlying_isin: Mapped[str | None] = mapped_column(String(12))
     name: Mapped[str | None] = mapped_column(String(300))
-    cusip: Mapped[str | None] = mapped_column(String(9))
-    sedol: Mapped[str | None] = mapped_column(String(7))
-    figi: Mapped[str | None] = mapped_column(String(12))
+    # Indexed: a check by CUSIP, SEDOL or FIGI looks the ISIN up by them.
+    cusip: Mapped[str | None] = mapped_column(String(9), index=True)
+    sedol: Mapped[str | None] = mapped_column(String(7), index=True)
+    figi: Mapped[str | None] = mapped_column(String(12), index=True)
 
 
 class Fact(Base):

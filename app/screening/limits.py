@@ -14,29 +14,38 @@ Semantics:
   parent (all descendants through ``Snapshot.subsidiaries`` and the issuers' parent links),
   the sponsor included; the union over the sponsors. A limit is one aggregate limit over its
   issuer set. No sponsor entry in force: every limit is undecidable (``unknown``).
-* **Membership.** A position counts toward a limit when its instrument's issuer is in the set,
-  or, for an instrument on an underlying (a derivative, a receipt), the issuer of an instrument
-  down its underlying chain is. An instrument missing from the snapshot (itself or an
-  underlying, with no member found before it) has unknown membership.
-* **Share.** The market value of the limit's long positions over the portfolio's total market
-  value (every position's market value as reported, shorts included as the negative values
-  they are), times 100. Short positions (``Position.short``) never count in the numerator: a
-  short in the sponsor makes no room for more of it. Exact arithmetic (no division in the
-  comparisons): within the limit iff ``numerator * 100 <= max_pct * total``; exactly at the
-  limit is allowed.
+* **Exposure.** The share of a position's value that counts toward a limit (``exposure``):
+  all of it when its instrument's issuer is in the set, or, for an instrument on an underlying
+  (a derivative, a receipt), when the issuer of an instrument down its underlying chain is.
+  A fund (asset class ``fund``, or any instrument or index with a composition) whose own issuer
+  is not in the set counts at its constituents' weights (seed 002 §2.3.3: the lifecycle invests
+  only through funds; a limit a fund could sidestep is no limit): the sum over the composition
+  in force on the day of ``weight_pct / 100`` times the constituent's own exposure (an ISIN as
+  an instrument, looked through in turn; an issuer reference as its issuer). Not known, so
+  between bounds (0 and 1, or the fund's partial sums): an instrument missing from the
+  snapshot, a fund with no composition, one older than the policy's ``look_through.max_age_days``
+  or deeper than its ``max_depth``, a cycle of funds, a constituent reference that resolves to
+  nothing, and the weight a composition does not state (``100 - sum``: cash or undisclosed).
+* **Share.** The counted market value of the limit's long positions (value times exposure)
+  over the portfolio's total market value (every position's market value as reported, shorts
+  included as the negative values they are), times 100. Short positions (``Position.short``)
+  never count in the numerator: a short in the sponsor makes no room for more of it. Exact
+  arithmetic (no division in the comparisons): within the limit iff
+  ``numerator * 100 <= max_pct * total``; exactly at the limit is allowed.
 * **Undecidable.** No position report (``holdings`` None); a position without a market value
   (the total is unknown; the reason names the first five rows and the count); a total of zero
-  or less (before or after an order). Positions of unknown membership give bounds: ``lo``
-  counts none of them, ``hi`` every one with a positive long value (one with a negative value
-  lowers ``lo``); the limit is decided when the bounds agree on it (e.g. even counting every
+  or less (before or after an order). Positions of unknown exposure give bounds: ``lo``
+  counts each at its lowest exposure, ``hi`` at its highest (for a negative value the other
+  way round); the limit is decided when the bounds agree on it (e.g. even counting every
   unknown instrument the group stays within the limit), else it is unknown and the reason names
   the unknown instruments.
 * **Pre-trade** (``check``): each order is judged on the current holdings alone (not on the
-  other orders of a request). A buy adds its market value to the total and, when its
-  instrument counts, to the numerator; a sell takes it from both likewise (an instrument of
-  unknown membership widens the bounds). An order *breaches* a limit when the share after it is
-  above the limit and higher than before: a sell reducing a breach, or a buy of something else
-  that dilutes one, is allowed; a sell of something else that pushes the group over is not.
+  other orders of a request). A buy adds its market value to the total and its counted value
+  (times its exposure) to the numerator; a sell takes them from both likewise (an exposure
+  known only within bounds widens the numerator's bounds). An order *breaches* a limit when
+  the share after it is above the limit and higher than before: a sell reducing a breach, or a
+  buy of something else that dilutes one, is allowed; a sell of something else that pushes the
+  group over is not.
   With bounds: a certain breach iff ``lo_after > max`` and ``lo_after > hi_before``; certainly
   fine iff ``hi_after <= max`` or ``hi_after <= lo_before``; otherwise unknown.
   The answer is one engine ``Reason`` per limit breached (``exclude``) or undecidable
@@ -49,8 +58,12 @@ Semantics:
   breached share that would read as the threshold gets more digits until it differs. A share
   only known within bounds reads ``lo..hi``; one that cannot be computed, ``unknown``.
 
-Cost: ``PortfolioLimits.build`` is O(positions + the snapshot's issuers); after it each order
-costs O(limits) plus one walk up its instrument's underlying chain (no position is revisited).
+Arithmetic is exact: decimals in a context of ``_PRECISION`` digits (no rounding for market
+values and weights as loaded, several funds deep), shares compared as fractions.
+
+Cost: ``PortfolioLimits.build`` is O(positions + the snapshot's issuers + the constituents of
+the funds held); after it each order costs O(limits) plus one walk up its instrument's
+underlying chain, or through a fund's composition when it is a fund not held.
 """
 
 from __future__ import annotations
@@ -59,11 +72,11 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Literal, NamedTuple
 
-from app.policies.document import PositionLimit
+from app.policies.document import LookThrough, PositionLimit
 from app.screening.engine import Evidence, Reason
 from app.screening.snapshot import ListEntryPoint, Snapshot
 
@@ -79,6 +92,8 @@ _MAX_DIGITS = 40
 
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
+_PRECISION = 120
 
 
 class Position(NamedTuple):
@@ -180,19 +195,95 @@ def issuer_sets(
     return {"sponsor": named, "sponsor_group": frozenset(group)}
 
 
-def membership(isin: str, members: frozenset[str], snapshot: Snapshot) -> bool | None:
-    """Does the instrument count toward a limit over ``members``? None: not in the data."""
+class Exposure(NamedTuple):
+    """The share of an instrument's value that counts toward a limit: ``lo``..``hi`` (0..1),
+    equal when known; ``unknown`` names what could not be told (instruments, funds)."""
+
+    lo: Decimal
+    hi: Decimal
+    unknown: tuple[str, ...] = ()
+
+
+COUNTS = Exposure(_ONE, _ONE)
+NONE = Exposure(_ZERO, _ZERO)
+
+
+@dataclass(frozen=True)
+class ExposureRules:
+    """What deciding an exposure needs besides the issuer set: the day (which composition is in
+    force) and the policy's look-through limits (a composition's age, funds' depth)."""
+
+    day: dt.date
+    look_through: LookThrough = field(default_factory=LookThrough)
+
+
+def exposure(
+    isin: str,
+    members: frozenset[str],
+    snapshot: Snapshot,
+    rules: ExposureRules,
+    _path: frozenset[str] = frozenset(),
+) -> Exposure:
+    """How much of ``isin``'s value counts toward a limit over ``members`` (see the module's
+    "Exposure"). Exact; cycle-safe (a fund on its own path is unknown)."""
     seen: set[str] = set()
     current: str | None = isin
     while current is not None and current not in seen:
         seen.add(current)
         node = snapshot.instruments.get(current)
+        if node is not None and node.issuer_id in members:
+            return COUNTS
+        if current in snapshot.compositions or (node is not None and node.asset_class == "fund"):
+            return _fund_exposure(current, members, snapshot, rules, _path)
         if node is None:
-            return None
-        if node.issuer_id in members:
-            return True
+            return Exposure(_ZERO, _ONE, (current,))
         current = node.underlying_isin
-    return False
+    return NONE
+
+
+def _fund_exposure(
+    fund: str,
+    members: frozenset[str],
+    snapshot: Snapshot,
+    rules: ExposureRules,
+    path: frozenset[str],
+) -> Exposure:
+    settings = rules.look_through
+    composition = snapshot.composition(fund, rules.day)
+    if (
+        fund in path
+        or len(path) >= settings.max_depth
+        or composition is None
+        or (rules.day - composition.as_of).days > settings.max_age_days
+    ):
+        return Exposure(_ZERO, _ONE, (fund,))
+    within = path | {fund}
+    with localcontext(prec=_PRECISION):
+        lo = hi = _ZERO
+        unknown: dict[str, None] = {}
+        for constituent in composition.constituents:
+            ref = constituent.ref
+            if ref in snapshot.instruments or ref in snapshot.compositions:
+                part = exposure(ref, members, snapshot, rules, within)
+            else:
+                issuer = snapshot.issuer_refs.get(ref, ref)
+                if issuer in members:
+                    part = COUNTS
+                elif issuer in snapshot.issuers:
+                    part = NONE
+                else:
+                    part = Exposure(_ZERO, _ONE, (f"{ref} (held by {fund})",))
+            if part.hi == 0:
+                continue
+            weight = constituent.weight_pct / _HUNDRED
+            lo += weight * part.lo
+            hi += weight * part.hi
+            unknown.update(dict.fromkeys(part.unknown))
+        undisclosed = _ONE - composition.total_weight() / _HUNDRED
+        if undisclosed > 0:
+            hi += undisclosed
+            unknown[f"{fund} (undisclosed {_plain(undisclosed * _HUNDRED)} %)"] = None
+    return Exposure(lo, hi, tuple(unknown))
 
 
 # ------------------------------------------------------------------------- text
@@ -248,8 +339,8 @@ class _Aggregate:
     members: frozenset[str]
     lo: Decimal
     hi: Decimal
-    unknown: tuple[str, ...]  # instruments of unknown membership (held, long)
-    membership: Mapping[str, bool | None]  # per held instrument
+    unknown: tuple[str, ...]  # instruments (or a fund's parts) of unknown exposure (held, long)
+    exposures: Mapping[str, Exposure]  # per held instrument
 
 
 @dataclass(frozen=True)
@@ -291,6 +382,7 @@ class PortfolioLimits:
     # Why no limit can be evaluated at all (no report, no sponsor, missing values, total <= 0).
     blocked: str | None
     max_pcts: Mapping[str, Decimal] = field(default_factory=dict)
+    rules: ExposureRules = field(default_factory=lambda: ExposureRules(dt.date.min))
 
     @classmethod
     def build(
@@ -302,9 +394,12 @@ class PortfolioLimits:
         *,
         portfolio_id: str | None = None,
         at: dt.date | None = None,
+        look_through: LookThrough | None = None,
     ) -> PortfolioLimits:
         """The limit state of a portfolio. ``portfolio_id`` and ``at`` name the portfolio and
-        the day in the reason when there is no position report (``holdings`` None)."""
+        the day in the reason when there is no position report (``holdings`` None); ``at``
+        (else the report's date) picks the funds' compositions, judged by ``look_through``
+        (the policy's section; default: its defaults)."""
         sets = issuer_sets(sponsors, snapshot)
         maxima = {lim.id: Decimal(str(lim.max_portfolio_pct)) for lim in limits}
         portfolio = holdings.portfolio_id if holdings is not None else portfolio_id
@@ -335,10 +430,14 @@ class PortfolioLimits:
                 "no sponsor is named in the policy's `sponsor` list: the sponsor and its group "
                 "are unknown"
             )
+        rules = ExposureRules(
+            at or (holdings.as_of if holdings is not None else dt.date.min),
+            look_through or LookThrough(),
+        )
         if holdings is not None:
             kinds = {lim.group for lim in limits}
             for kind in sorted(kinds):
-                aggregates[kind] = _aggregate(sets[kind], snapshot, holdings.positions)
+                aggregates[kind] = _aggregate(sets[kind], snapshot, holdings.positions, rules)
         return cls(
             limits=tuple(limits),
             snapshot=snapshot,
@@ -350,6 +449,7 @@ class PortfolioLimits:
             aggregates=aggregates,
             blocked=blocked,
             max_pcts=maxima,
+            rules=rules,
         )
 
     # -- display
@@ -396,22 +496,15 @@ class PortfolioLimits:
                 f"{_money(total_after, self._currency())}, not positive: no share of it can be "
                 "computed",
             )
-        if order.isin in aggregate.membership:
-            counts = aggregate.membership[order.isin]
-        else:
-            counts = membership(order.isin, aggregate.members, self.snapshot)
+        counts = aggregate.exposures.get(order.isin) or exposure(
+            order.isin, aggregate.members, self.snapshot, self.rules
+        )
         before = _Range(aggregate.lo, aggregate.hi, self.total)
-        if counts is True:
-            after = _Range(aggregate.lo + delta, aggregate.hi + delta, total_after)
-        elif counts is False:
-            after = _Range(aggregate.lo, aggregate.hi, total_after)
-        else:
-            after = _Range(
-                aggregate.lo + min(delta, _ZERO), aggregate.hi + max(delta, _ZERO), total_after
-            )
+        low, high = _counted(delta, counts)
+        after = _Range(aggregate.lo + low, aggregate.hi + high, total_after)
         unknown = list(aggregate.unknown)
-        if counts is None and order.isin not in unknown:
-            unknown.append(order.isin)
+        if counts.lo != counts.hi:
+            unknown.extend(u for u in counts.unknown if u not in unknown)
         # Shares compared without division: a/b > c/d  <=>  a*d > c*b (totals positive).
         certain_breach = not after.within(max_pct, after.lo) and (
             after.lo * before.total > before.hi * after.total
@@ -500,27 +593,35 @@ class PortfolioLimits:
         )
 
 
+def _counted(value: Decimal, counts: Exposure) -> tuple[Decimal, Decimal]:
+    """The bounds of ``value``'s counted part (exact): a negative value swaps them."""
+    with localcontext(prec=_PRECISION):
+        low, high = value * counts.lo, value * counts.hi
+    return (low, high) if low <= high else (high, low)
+
+
 def _aggregate(
-    members: frozenset[str], snapshot: Snapshot, positions: Iterable[Position]
+    members: frozenset[str],
+    snapshot: Snapshot,
+    positions: Iterable[Position],
+    rules: ExposureRules,
 ) -> _Aggregate:
     lo = hi = _ZERO
     unknown: dict[str, None] = {}  # insertion-ordered set
-    seen: dict[str, bool | None] = {}
+    seen: dict[str, Exposure] = {}
     for position in positions:
         if position.isin in seen:
             counts = seen[position.isin]
         else:
-            counts = seen[position.isin] = membership(position.isin, members, snapshot)
-        if position.short or position.market_value is None or counts is False:
+            counts = seen[position.isin] = exposure(position.isin, members, snapshot, rules)
+        if position.short or position.market_value is None or counts.hi == 0:
             continue
-        value = position.market_value
-        if counts:
-            lo += value
-            hi += value
-            continue
-        lo += min(value, _ZERO)
-        hi += max(value, _ZERO)
-        unknown[position.isin] = None
+        low, high = _counted(position.market_value, counts)
+        with localcontext(prec=_PRECISION):
+            lo += low
+            hi += high
+        if counts.lo != counts.hi:
+            unknown.update(dict.fromkeys(counts.unknown))
     return _Aggregate(members, lo, hi, tuple(unknown), seen)
 
 
@@ -537,14 +638,18 @@ def check_orders(
 
 
 __all__ = [
+    "COUNTS",
+    "NONE",
+    "Exposure",
+    "ExposureRules",
     "Holdings",
     "LimitUtilisation",
     "Order",
     "PortfolioLimits",
     "Position",
     "check_orders",
+    "exposure",
     "issuer_sets",
-    "membership",
     "share_text",
     "ultimate_parent",
 ]

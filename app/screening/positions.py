@@ -66,4 +66,5 @@ def limit_state(
         None if report is None else holdings_of(portfolio, report),
         portfolio_id=portfolio.portfolio_id,
         at=at.date(),
+        look_through=applied.document.look_through,
     )
