@@ -1,6 +1,6 @@
 """instrument_records: indexes on cusip, sedol and figi
 
-Revision ID: 20261130_instrument_identifier_indexes
+Revision ID: 20261130_identifier_indexes
 Revises: 20261130_fund_holdings
 Create Date: 2026-11-30 09:00:00
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "20261130_instrument_identifier_indexes"
+revision: str = "20261130_identifier_indexes"
 down_revision: str | None = "20261130_fund_holdings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
