@@ -2,10 +2,13 @@
 both dialects: list-entries append and replace, older-dated lists, the same bytes re-dated."""
 
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.scopes import Scope
 from app.screening.snapshot import EmbargoLoad, current_embargo_loads
@@ -643,3 +646,37 @@ async def test_a_future_as_of_is_refused_for_the_load_and_for_its_rows(desk: Des
         "policy,issuer_ref,list,reason,decided_on,review_on,expires_on\n"
         f"rpf,THALES,exclusion,Board,{tomorrow},2099-01-01,2099-01-01\n",
     )
+
+
+# ------------------------------------------------------------------- planner statistics
+
+
+async def test_a_load_s_rows_are_in_the_planner_s_statistics_before_its_checks(
+    desk: Desk, connection: AsyncConnection
+) -> None:
+    """The whole-file checks of facts and instruments select the rows just published by their
+    dataset id. With statistics from before the load the planner believes no row has it (an
+    estimate of 1) and nested-loops every reference over every identifier: the demo's load
+    took 275 s on Postgres instead of 2 s. So the table is analyzed first, whatever the load's
+    size; the planner then expects this load's rows (SQLite has no planner statistics)."""
+    issuers = "".join(f"STAT{n:04d},Statistics {n} N.V.,company,NL\n" for n in range(400))
+    await load_ok(desk.client, desk.steward, "issuers", "issuer_id,name,kind,country\n" + issuers)
+    facts = "".join(f"STAT{n:04d},revenue_pct.tobacco,0\n" for n in range(400))
+    loaded = await load_ok(
+        desk.client,
+        desk.steward,
+        "facts",
+        "issuer_ref,metric,value\n" + facts,
+        provider="iss",
+        as_of=today().isoformat(),
+    )
+    if connection.dialect.name != "postgresql":
+        return
+    plan = (
+        await connection.execute(
+            text("EXPLAIN (FORMAT JSON) SELECT * FROM facts WHERE dataset_id = :id"),
+            {"id": loaded["id"]},
+        )
+    ).scalar_one()
+    document = plan if isinstance(plan, list) else json.loads(plan)
+    assert document[0]["Plan"]["Plan Rows"] >= 200, document

@@ -82,6 +82,20 @@ class DatasetRepository:
             table = model.__table__.name  # type: ignore[attr-defined]
             await conn.execute(text(f'ANALYZE "{table}"'))
 
+    async def planned_rows(self, model: type[Base]) -> float | None:
+        """The row count the planner believes a table has (Postgres ``pg_class.reltuples``:
+        -1 when never analyzed); None on SQLite, which plans without statistics."""
+        conn = await self.connection()
+        if conn.dialect.name != "postgresql":
+            return None
+        table = model.__table__.name  # type: ignore[attr-defined]
+        found = await conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+            {"table": table},
+        )
+        value = found.scalar_one_or_none()
+        return None if value is None else float(value)
+
     async def create_stage(self, table: Table) -> None:
         conn = await self.connection()
         await conn.run_sync(lambda sync: table.create(sync))

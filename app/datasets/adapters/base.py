@@ -119,6 +119,13 @@ class Adapter(ABC):
 
     # Where staged rows go when they go as they are (same column names), see ``publish``.
     target: ClassVar[type[Base] | None] = None
+    # The table a load fills most, whose planner statistics a large load refreshes (Postgres):
+    # ``target``, or the table an adapter with its own ``publish`` writes (facts, list entries).
+    filled: ClassVar[type[Base] | None] = None
+
+    @classmethod
+    def filled_table(cls) -> type[Base] | None:
+        return cls.filled or cls.target
 
     async def publish(
         self,

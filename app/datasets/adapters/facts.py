@@ -49,6 +49,7 @@ def fact_value(metric_name: str, raw: str, column: str = "value") -> str:
 
 class FactsAdapter(Adapter):
     kind = DatasetKind.facts
+    filled = Fact
     required_columns = ("issuer ref", "metric", "value")
     as_of_required = False  # each row may carry its own
     publishes_in_batches = True

@@ -40,6 +40,7 @@ STATUS = {
 
 class FreedomHouseAdapter(Adapter):
     kind = DatasetKind.freedom_house
+    filled = Fact
     required_columns = ("country territory", "c t", "edition", "status", "pr rating", "cl rating")
     # Headers as Freedom House's workbooks have spelt them across editions (compared
     # loosely: case, spaces, `/` and `_` do not matter, so `Country/Territory`, `PR Rating`

@@ -26,6 +26,7 @@ from app.models import Fact
 
 class ItucAdapter(Adapter):
     kind = DatasetKind.ituc
+    filled = Fact
     required_columns = ("country", "rating")
     # The published map calls the rating `gri_rating`; ITUC's own tables say `Rating`.
     column_aliases = {

@@ -77,6 +77,7 @@ def _rule_ids(row: CsvRow, kind: str) -> str | None:
 
 class ListEntriesAdapter(Adapter):
     kind = DatasetKind.list_entries
+    filled = ListEntry
     required_columns = ("policy", "issuer ref", "list", "reason", "decided on")
     default_provider = "internal"
     as_of_required = False

@@ -49,6 +49,7 @@ def _vendor_name(normalized: str) -> str:
 
 class MsciEsgAdapter(Adapter):
     kind = DatasetKind.msci_esg
+    filled = Fact
     required_columns = ("issuerid", "issuer name", "issuer isin", "issuer cntry domicile")
     default_provider = "msci"
     stage_columns = (

@@ -44,6 +44,7 @@ _SCORE = re.compile(r"cpi score(?: (\d{4}))?")
 
 class TiCpiAdapter(Adapter):
     kind = DatasetKind.ti_cpi
+    filled = Fact
     required_columns = ("country", "iso3")
     # Headers as TI's workbooks have spelt them across editions (`Country / Territory` in
     # 2022, `Country` before; `ISO3`, `WB Code` in older editions); the score column is found
