@@ -80,10 +80,10 @@ class FormTokenRefused(Forbidden):
     title = "Form expired or not ours"
 
 
-def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     user: ConsoleUser | None = getattr(request.state, "console_user", None)
     html = _templates.get_template(name).render(request=request, user=user, **context)
-    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+    return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:

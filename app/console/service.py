@@ -152,7 +152,7 @@ async def decision_page(session: AsyncSession, decision_id: uuid.UUID) -> dict[s
         "reasons": reasons,
         "verdict_words": VERDICT_WORDS.get(stored.get("verdict", ""), ""),
         "policy_found": policy_found,
-        "status": status,
+        "chain_status": status,
     }
 
 
