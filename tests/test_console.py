@@ -7,10 +7,10 @@ The browser drives the same pages in ``tests/test_console_browser.py``.
 from __future__ import annotations
 
 import hashlib
-from html import unescape
 import json
 import re
 import uuid
+from html import unescape
 from typing import Any
 
 import httpx
@@ -125,7 +125,8 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
     token = cookie.split(";")[0].split("=", 1)[1]
     (row,) = await session_rows(sessionmaker)
     assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()  # only the hash
-    assert row.key_name == "auditor" and row.ended_at is None
+    assert row.key_name == "auditor"
+    assert row.ended_at is None
 
     page = await client.get("/console/decisions")
     assert page.status_code == 200
@@ -137,7 +138,8 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
     assert signed_out.status_code == 303
     assert signed_out.headers["location"] == "/console/sign-in?signed_out=1"
     (row,) = await session_rows(sessionmaker)
-    assert row.ended_at is not None and row.ended_why == "signed-out"
+    assert row.ended_at is not None
+    assert row.ended_why == "signed-out"
     # The old cookie, sent again, is no session.
     client.cookies.set(SESSION_COOKIE, token, path="/console")
     assert (await client.get("/console/decisions")).status_code == 303
@@ -172,7 +174,8 @@ async def test_a_wrong_key_is_told_on_the_sign_in_page_and_opens_no_session(
         assert "<h1>Sign in" in response.text
         assert SESSION_COOKIE + "=" not in response.headers.get("set-cookie", "")
     blank = await sign_in(client, "")
-    assert blank.status_code == 422 and "Enter your API key." in blank.text
+    assert blank.status_code == 422
+    assert "Enter your API key." in blank.text
     assert await session_rows(sessionmaker) == []
 
 
@@ -192,7 +195,8 @@ async def test_a_revoked_key_ends_its_sessions_at_the_next_request(
     assert row.ended_why == "key-revoked"
     # And it cannot sign in again.
     again = await sign_in(client, key)
-    assert again.status_code == 401 and "revoked" in again.text
+    assert again.status_code == 401
+    assert "revoked" in again.text
 
 
 async def test_every_post_needs_this_sessions_form_token(
@@ -229,8 +233,10 @@ async def test_the_keys_scopes_decide_what_is_shown(
     key = await make_key(Scope.check, name="desk")
     await signed_in(client, key)
     home = text_of((await client.get("/console")).text)
-    assert "Policies" in home and "Datasets" in home
-    assert "Verify" not in home and "Lists" not in home
+    assert "Policies" in home
+    assert "Datasets" in home
+    assert "Verify" not in home
+    assert "Lists" not in home
     assert "no decisions:read scope" in home
     for path in ("/console/decisions", "/console/verify", "/console/lists"):
         refused = await client.get(path)
@@ -315,8 +321,11 @@ async def test_a_decision_page_explains_the_decision(
     assert response.status_code == 200, response.text
     page = text_of(response.text)
     rule = next(r for r in shipped("rpf")["rules"] if r["id"] == "tobacco")
-    assert "EXCLUDED" in page.upper() and "May hold: no" in page
-    assert rule["title"] in page and rule["source"] in page and rule["note"] in page
+    assert "EXCLUDED" in page.upper()
+    assert "May hold: no" in page
+    assert rule["title"] in page
+    assert rule["source"] in page
+    assert rule["note"] in page
     assert "rpf version 1" in page
     assert 'href="/console/policies/rpf/versions/1"' in response.text
     assert "PMI the issuer itself" in page  # the via chain
@@ -326,7 +335,8 @@ async def test_a_decision_page_explains_the_decision(
     assert response.text.count("<h1") == 1
 
     missing = await client.get(f"/console/decisions/{uuid.uuid4()}")
-    assert missing.status_code == 404 and "There is no decision" in missing.text
+    assert missing.status_code == 404
+    assert "There is no decision" in missing.text
     assert (await client.get("/console/decisions/not-an-id")).status_code == 404
 
 
@@ -354,8 +364,10 @@ async def test_the_audit_pack_checks_out_with_standard_tools(
     record = pack["record"]
     # The recipe of the "how to verify" page, with the standard library only.
     header = json.dumps(
-        {k: record[k] for k in ("seq", "decision_id", "requested_by", "requested_by_key_id",
-                                "request_id")},
+        {
+            k: record[k]
+            for k in ("seq", "decision_id", "requested_by", "requested_by_key_id", "request_id")
+        },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -365,7 +377,8 @@ async def test_the_audit_pack_checks_out_with_standard_tools(
     assert json.loads(record["payload"]) == audit.excluded
     chain = pack["chain"]
     assert chain["anchor"] == {"kind": "genesis", "seq": 0, "hash": "0" * 64}
-    assert chain["complete"] and chain["links"][-1]["hash"] == record["hash"]
+    assert chain["complete"]
+    assert chain["links"][-1]["hash"] == record["hash"]
     previous = chain["anchor"]["hash"]
     for link in chain["links"]:
         assert link["prev_hash"] == previous
@@ -376,16 +389,19 @@ async def test_the_audit_pack_checks_out_with_standard_tools(
     assert [e["dataset_id"] for e in pack["evidence"]] == [audit.tobacco]
 
     how = await client.get("/console/audit-packs")
-    assert how.status_code == 200 and "sha256sum" in how.text
+    assert how.status_code == 200
+    assert "sha256sum" in how.text
 
 
 async def test_verify_names_the_range_checked(client: httpx.AsyncClient, audit: Audit) -> None:
     await signed_in(client, audit.auditor)
     idle = await client.get("/console/verify")
-    assert idle.status_code == 200 and "The chain is" not in idle.text
+    assert idle.status_code == 200
+    assert "The chain is" not in idle.text
     ran = await client.get("/console/verify", params={"run": "1"})
     page = text_of(ran.text)
-    assert "The chain is intact" in page and "2 decision(s) checked" in page
+    assert "The chain is intact" in page
+    assert "2 decision(s) checked" in page
     empty = await client.get(
         "/console/verify", params={"run": "1", "from": "2000-01-01T00:00", "to": "2000-01-02T00:00"}
     )
@@ -393,7 +409,8 @@ async def test_verify_names_the_range_checked(client: httpx.AsyncClient, audit: 
     bad = await client.get(
         "/console/verify", params={"run": "1", "from": "2000-01-02T00:00", "to": "2000-01-01T00:00"}
     )
-    assert bad.status_code == 422 and "from must be before to" in bad.text
+    assert bad.status_code == 422
+    assert "from must be before to" in bad.text
 
 
 # -- policies, lists, datasets ---------------------------------------------------------------
@@ -410,7 +427,8 @@ async def test_policies_show_versions_approvals_and_differences(
     token = await signed_in(client, author)
 
     listed = text_of((await client.get("/console/policies")).text)
-    assert "rpf" in listed and "dk-pension" in listed
+    assert "rpf" in listed
+    assert "dk-pension" in listed
 
     page = await client.get("/console/policies/rpf")
     text = text_of(page.text)
@@ -472,7 +490,8 @@ async def test_datasets_show_provenance_and_summary(
     assert f'href="/console/datasets/{audit.tobacco}"' in listed.text
     one = await client.get(f"/console/datasets/{audit.tobacco}")
     text = text_of(one.text)
-    assert "facts from iss" in text and "steward" in text
+    assert "facts from iss" in text
+    assert "steward" in text
     api = await client.get(f"/v1/datasets/{audit.tobacco}", headers=bearer(audit.desk.steward))
     assert api.json()["sha256"] in text
     assert (await client.get("/console/datasets/999999")).status_code == 404
@@ -481,7 +500,8 @@ async def test_datasets_show_provenance_and_summary(
 
 async def test_the_stylesheet_is_served_here(client: httpx.AsyncClient) -> None:
     css = await client.get("/console/static/console.css")
-    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
     assert (await client.get("/console/static/other.js")).status_code == 404
     page = await client.get("/console/sign-in")
     assert re.findall(r'(?:href|src)="(https?:)?//', page.text) == []  # nothing external
