@@ -521,3 +521,15 @@ async def test_sessions_count_in_the_table(
     async with sessionmaker() as session:
         count = (await session.execute(select(func.count()).select_from(ConsoleSession))).scalar()
     assert count == 2
+
+
+async def test_the_demos_admin_key_signs_in_and_sees_every_page(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    key = await make_key(Scope.admin, name="demo-admin")  # what `mayhold demo` prints
+    await signed_in(client, key)
+    home = text_of((await client.get("/console")).text)
+    for page in ("Decisions", "Verify", "Policies", "Lists", "Datasets", "impact of a draft"):
+        assert page in home
+    for path in ("/console/decisions", "/console/verify", "/console/lists", "/console/datasets"):
+        assert (await client.get(path)).status_code == 200, path
