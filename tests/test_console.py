@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.auth import service as auth_service
 from app.auth.scopes import Scope
@@ -533,3 +533,95 @@ async def test_the_demos_admin_key_signs_in_and_sees_every_page(
         assert page in home
     for path in ("/console/decisions", "/console/verify", "/console/lists", "/console/datasets"):
         assert (await client.get(path)).status_code == 200, path
+
+
+async def test_hostile_values_are_pages_not_500s(client: httpx.AsyncClient, audit: Audit) -> None:
+    await signed_in(client, audit.auditor)
+    hostile = ("%00", "a%00b", "%1F", "%ED%A0%80", "x" * 1000)
+    numbers = ("2147483648", "9223372036854775808", "-1", "1e400")
+    urls = [
+        *(
+            f"/console/decisions?{name}={value}"
+            for name in (
+                "instrument",
+                "issuer",
+                "portfolio",
+                "policy",
+                "verdict",
+                "from",
+                "to",
+                "request_id",
+            )
+            for value in hostile
+        ),
+        *(f"/console/decisions?before={n}" for n in numbers),
+        *(f"/console/verify?run=1&from={value}" for value in hostile),
+        *(f"/console/decisions/{value}" for value in hostile),
+        *(f"/console/policies/{value}" for value in hostile),
+        *(f"/console/policies/rpf?a={value}&b=1" for value in (*hostile, *numbers)),
+        *(f"/console/policies/rpf/versions/{n}" for n in numbers),
+        *(f"/console/lists/{value}/download" for value in hostile),
+        "/console/lists/rpf/download?level=everything",
+        *(f"/console/datasets/{n}" for n in numbers),
+        *(f"/console/datasets?before={n}" for n in numbers),
+        *(f"/console/sign-in?next={value}" for value in hostile),
+    ]
+    for url in urls:
+        response = await client.get(url)
+        assert response.status_code in {200, 404, 422}, (url[:80], response.text[:300])
+        assert response.headers["content-type"].startswith("text/html"), url[:80]
+    shown = await client.get("/console/decisions", params={"issuer": "<script>alert(1)</script>"})
+    assert "<script>" not in shown.text
+    assert "&lt;script&gt;" in shown.text
+    head = await client.head("/console/decisions")
+    assert head.status_code == 200
+    assert head.content == b""
+
+
+async def tamper(connection: AsyncConnection, statement: str) -> None:
+    """Change the log behind its triggers' back (as one with DDL rights could), inside the
+    test's transaction (rolled back afterwards, triggers and all)."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("ALTER TABLE decisions DISABLE TRIGGER USER"))
+        await connection.execute(text(statement))
+        await connection.execute(text("ALTER TABLE decisions ENABLE TRIGGER USER"))
+        return
+    triggers = (
+        await connection.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = 'decisions'"
+            )
+        )
+    ).all()
+    for name, _ in triggers:
+        await connection.execute(text(f"DROP TRIGGER {name}"))
+    await connection.execute(text(statement))
+    for _, sql in triggers:
+        await connection.execute(text(sql))
+
+
+async def test_an_altered_record_is_named_and_shown(
+    client: httpx.AsyncClient, audit: Audit, connection: AsyncConnection
+) -> None:
+    token = await signed_in(client, audit.auditor)
+    victim = audit.excluded["decision_id"]
+    await tamper(
+        connection,
+        "UPDATE decisions SET payload = replace(payload, '\"excluded\"', '\"allowed\"') "
+        "WHERE seq = 1",
+    )
+    verified = text_of((await client.get("/console/verify", params={"run": "1"})).text)
+    assert "The chain is broken" in verified
+    assert f"First bad record: decision {victim} (seq 1)" in verified
+    assert "it was altered" in verified
+
+    page = text_of((await client.get(f"/console/decisions/{victim}")).text)
+    assert "This record does not check out" in page
+    assert "Content matches hash no" in page
+
+    replayed = await client.post(f"/console/decisions/{victim}/replay", data={"csrf_token": token})
+    shown = text_of(replayed.text)
+    assert "Replay differs in 1 field(s)" in shown
+    assert '/verdict "allowed" "excluded"' in shown
+    assert "Stored hash does NOT match the stored content" in shown

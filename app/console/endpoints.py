@@ -301,7 +301,7 @@ async def search_decisions(
     from_: Annotated[str, Query(alias="from")] = "",
     to: str = "",
     request_id: str = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> Response:
     need(user, Scope.decisions_read)
     form = service.SearchForm(
