@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from app.auth import service as auth_service
 from app.auth.scopes import Scope
-from app.console.sessions import SESSION_COOKIE, SIGN_IN_COOKIE
+from app.console.sessions import SESSION_COOKIE, SESSION_LIFETIME, SIGN_IN_COOKIE
 from app.models import ConsoleSession
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import Desk, open_desk
@@ -625,3 +625,34 @@ async def test_an_altered_record_is_named_and_shown(
     assert "Replay differs in 1 field(s)" in shown
     assert '/verdict "allowed" "excluded"' in shown
     assert "Stored hash does NOT match the stored content" in shown
+
+
+async def test_an_expired_session_sends_to_sign_in(
+    client: httpx.AsyncClient,
+    make_key: MakeKey,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    key = await make_key(Scope.decisions_read, name="auditor")
+    await signed_in(client, key)
+    assert (await client.get("/console/decisions")).status_code == 200
+    async with sessionmaker() as session:
+        (row,) = (await session.execute(select(ConsoleSession))).scalars()
+        assert row.expires_at - row.created_at == SESSION_LIFETIME
+        row.expires_at = row.created_at
+        await session.commit()
+    assert (await client.get("/console/decisions")).status_code == 303
+
+
+async def test_a_long_chain_gives_the_links_nearest_the_decision(
+    client: httpx.AsyncClient, audit: Audit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.decisions import service as decisions
+
+    newest = await audit.desk.check(PMI)
+    monkeypatch.setattr(decisions, "PACK_LINKS_MAX", 2)
+    await signed_in(client, audit.auditor)
+    pack = (await client.get(f"/console/decisions/{newest['decision_id']}/audit-pack")).json()
+    chain = pack["chain"]
+    assert [link["seq"] for link in chain["links"]] == [2, 3]
+    assert chain["complete"] is False
+    assert chain["links"][-1]["hash"] == pack["record"]["hash"]

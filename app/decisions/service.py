@@ -454,7 +454,9 @@ PACK_LINKS_MAX = 10_000
 async def chain_links(session: AsyncSession, seq: int) -> dict[str, Any]:
     """The links from the nearest anchor (the latest checkpoint at or before the decision's
     predecessor, else the genesis hash) to the decision at ``seq``: each ``{seq, prev_hash,
-    hash}``, so that each prev_hash can be matched to the hash before it."""
+    hash}``, so that each prev_hash can be matched to the hash before it. At most
+    ``PACK_LINKS_MAX`` (the nearest the decision); ``complete`` says whether they reach from
+    the anchor to the decision without a gap."""
     repository = DecisionRepository(session)
     checkpoint = await repository.checkpoint_before(seq - 1) if seq > 1 else None
     if checkpoint is not None:
@@ -467,9 +469,17 @@ async def chain_links(session: AsyncSession, seq: int) -> dict[str, Any]:
         }
     else:
         anchor = {"kind": "genesis", "seq": 0, "hash": GENESIS}
-    first = anchor["seq"] + 1
+    # Beyond the cap, the links nearest the decision: they show its place; the rest of the
+    # way to the anchor is what verify walks.
+    first = max(anchor["seq"] + 1, seq - PACK_LINKS_MAX + 1)
     rows = await repository.chain_links(first, seq, PACK_LINKS_MAX)
-    complete = bool(rows) and rows[-1].seq == seq and len(rows) == seq - first + 1
+    complete = (
+        first == anchor["seq"] + 1
+        and bool(rows)
+        and rows[0].seq == first
+        and rows[-1].seq == seq
+        and len(rows) == seq - first + 1
+    )
     return {
         "anchor": anchor,
         "links": [{"seq": r.seq, "prev_hash": r.prev_hash, "hash": r.hash} for r in rows],
