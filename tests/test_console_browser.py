@@ -289,3 +289,36 @@ async def test_other_pages_read_well(page: Page, console: Console) -> None:
     await page.get_by_role("button", name="Verify").click()
     await expect(page.locator("#verify-result")).to_contain_text("The chain is intact")
     await expect(page.locator("#verify-result")).to_contain_text("3 decision(s) checked")
+
+
+async def test_the_audit_pack_checks_out_as_its_page_says(
+    page: Page, console: Console, tmp_path: Path
+) -> None:
+    """Download a decision's audit pack, then run the commands of the "how to verify" page,
+    as written there, in a shell (python3, jq, sha256sum)."""
+    await sign_in(page, console, f"/console/decisions/{console.tobacco_decision}")
+    async with page.expect_download() as info:
+        await page.get_by_role("link", name="Download the audit pack").click()
+    download = await info.value
+    pack = tmp_path / "decision-ID.audit.json"
+    await download.save_as(pack)
+
+    await page.get_by_role("link", name="How to verify an audit pack").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Verifying an audit pack")
+    recipes = [await block.inner_text() for block in await page.locator("pre").all()]
+    assert len(recipes) == 4
+
+    def run(command: str) -> str:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    python_hash, jq_hash, links, policy = recipes
+    assert run(python_hash).strip() == "True"
+    computed, stored = run(jq_hash).split("\n")[:2]
+    assert computed.split()[0] == stored.strip()
+    assert run(links).strip() == "linked to genesis complete: True"
+    computed, stored = run(policy).split("\n")[:2]
+    assert computed.split()[0] == stored.strip()
