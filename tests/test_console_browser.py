@@ -199,7 +199,9 @@ async def test_sign_in_search_open_replay_and_sign_out(page: Page, console: Cons
         f"Decision {console.tobacco_decision}"
     )
     await one_h1_and_every_field_labelled(page)
-    await expect(page.locator("#may-hold")).to_have_text("May hold: no, it may not be held.")
+    await expect(page.locator("#may-hold")).to_have_text(
+        "May hold: no, the policy does not let it be held."
+    )
     await expect(page.get_by_role("heading", level=3)).to_have_text(
         "Tobacco producers (more than 50 % of revenue) (tobacco: exclude)"
     )

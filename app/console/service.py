@@ -10,14 +10,13 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.decisions import service as decisions
 from app.decisions.repository import DecisionFilters
-from app.kit.canonical import canonical_json
 from app.kit.errors import FieldError, InvalidInput, NotFound
 from app.models import VERDICTS
 from app.policies import service as policies
@@ -25,11 +24,12 @@ from app.policies import service as policies
 # Decisions per page of the search.
 SEARCH_PAGE = 50
 
+# What each verdict means; whether it may be held is the policy's (``may_hold``, shown apart).
 VERDICT_WORDS = {
-    "allowed": "Allowed: no rule of the policy stands against holding it.",
-    "watch": "Watch: it may be held, under watch: a watch rule or list entry applies.",
-    "excluded": "Excluded: the policy excludes it.",
-    "unknown": "Unknown: the data to decide is missing or stale; not allowed until it is known.",
+    "allowed": "Allowed: no rule of the policy stands against it.",
+    "watch": "Watch: a watch rule or list entry of the policy applies.",
+    "excluded": "Excluded: a rule or list entry of the policy excludes it.",
+    "unknown": "Unknown: the data the policy needs to decide is missing or stale.",
 }
 
 RELATION_WORDS = {
@@ -54,7 +54,6 @@ class SearchForm:
     from_: str = ""
     to: str = ""
     request_id: str = ""
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(text: str, name: str) -> dt.datetime | None:
@@ -195,7 +194,3 @@ async def audit_pack(session: AsyncSession, decision_id: uuid.UUID) -> dict[str,
 def pretty(value: Any) -> str:
     """JSON for people (indented); the canonical form is what is hashed, not this."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-
-
-def canonical(value: Any) -> str:
-    return canonical_json(value)
