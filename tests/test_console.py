@@ -26,7 +26,7 @@ from app.models import ConsoleSession
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import Desk, open_desk
 from tests.support.datasets import load_ok
-from tests.support.policies import post_document, shipped
+from tests.support.policies import approve, post_document, shipped
 
 PMI = "US7181721090"
 BATS = "GB0002875804"
@@ -656,3 +656,32 @@ async def test_a_long_chain_gives_the_links_nearest_the_decision(
     assert [link["seq"] for link in chain["links"]] == [2, 3]
     assert chain["complete"] is False
     assert chain["links"][-1]["hash"] == pack["record"]["hash"]
+
+
+async def test_an_overlays_decision_shows_its_bases_rules(
+    client: httpx.AsyncClient, audit: Audit, make_key: MakeKey
+) -> None:
+    author = await make_key(Scope.policies_write, name="mandate-author")
+    approver = await make_key(Scope.policies_approve, name="mandate-committee")
+    mandate = {"key": "mandate", "title": "Client mandate", "extends": "rpf"}
+    created = await post_document(client, "mandate", mandate, bearer(author))
+    assert created.status_code == 201, created.text
+    approved = await approve(client, "mandate", 1, bearer(approver))
+    assert approved.status_code == 200, approved.text
+    decision = await audit.desk.check(PMI, "mandate")
+    assert decision["policy"]["base"]["key"] == "rpf"
+    assert decision["verdict"] == "excluded"
+
+    await signed_in(client, audit.auditor)
+    response = await client.get(f"/console/decisions/{decision['decision_id']}")
+    page = text_of(response.text)
+    rule = next(r for r in shipped("rpf")["rules"] if r["id"] == "tobacco")
+    assert "mandate version 1" in page
+    assert "an overlay of rpf version 1" in page
+    assert rule["source"] in page
+    assert rule["note"] in page
+    pack = (await client.get(f"/console/decisions/{decision['decision_id']}/audit-pack")).json()
+    assert pack["policy"]["key"] == "mandate"
+    base = pack["policy"]["base"]
+    assert hashlib.sha256(base["document"].encode()).hexdigest() == base["sha256"]
+    assert base["sha256"] == decision["policy"]["base"]["sha256"]

@@ -116,6 +116,18 @@ def _rule_index(document: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return found
 
 
+async def _document(session: AsyncSession, ref: Any) -> Mapping[str, Any] | None:
+    """The document of the version a decision's ``{key, version}`` names; None when this
+    database does not hold it (a decision may outlive what it names only if tampered with)."""
+    if not isinstance(ref, Mapping):
+        return None
+    try:
+        _, version = await policies.get_version(session, ref["key"], int(ref["version"]))
+    except (NotFound, KeyError, TypeError, ValueError):
+        return None
+    return version.document
+
+
 async def decision_page(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
     """A stored decision with what explains it: each reason's rule (title, source, note) from
     the policy version it names, and the record's chain status. 404 when there is none."""
@@ -123,14 +135,13 @@ async def decision_page(session: AsyncSession, decision_id: uuid.UUID) -> dict[s
     status = await decisions.record_status(session, decision_id)
     policy = stored.get("policy") or {}
     rules: dict[str, Mapping[str, Any]] = {}
-    policy_found = False
-    try:
-        _, version = await policies.get_version(session, policy["key"], int(policy["version"]))
-    except (NotFound, KeyError, TypeError, ValueError):
-        pass
-    else:
-        policy_found = True
-        rules = _rule_index(version.document)
+    # An overlay's decision names its base version too: the base's rules first, the overlay's
+    # own (stricter, or new) over them.
+    for ref in (policy.get("base"), policy):
+        document = await _document(session, ref)
+        if document is not None:
+            rules.update(_rule_index(document))
+    policy_found = await _document(session, policy) is not None
     reasons = []
     for reason in stored.get("reasons") or []:
         rule = rules.get(reason.get("rule_id", ""), {})
@@ -155,6 +166,23 @@ async def decision_page(session: AsyncSession, decision_id: uuid.UUID) -> dict[s
     }
 
 
+async def _canonical_version(session: AsyncSession, ref: Any) -> dict[str, Any] | None:
+    """``{key, version, sha256, document}``: the canonical document text a decision's policy
+    reference names (its sha256 is the reference's); None when not held here."""
+    if not isinstance(ref, Mapping):
+        return None
+    try:
+        sha256, canonical = await policies.export_version(session, ref["key"], int(ref["version"]))
+    except (NotFound, KeyError, TypeError, ValueError):
+        return None
+    return {
+        "key": ref["key"],
+        "version": ref["version"],
+        "sha256": sha256,
+        "document": canonical.decode("utf-8"),
+    }
+
+
 async def audit_pack(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
     """One decision's audit pack: its stored texts and hash, the chain links back to the
     nearest anchor (checkpoint or genesis), the policy version's canonical document and the
@@ -162,20 +190,9 @@ async def audit_pack(session: AsyncSession, decision_id: uuid.UUID) -> dict[str,
     record = await decisions.stored_record(session, decision_id)
     stored = await decisions.get_decision(session, decision_id)
     policy = stored.get("policy") or {}
-    policy_part: dict[str, Any] | None = None
-    try:
-        sha256, canonical = await policies.export_version(
-            session, policy["key"], int(policy["version"])
-        )
-    except (NotFound, KeyError, TypeError, ValueError):
-        pass
-    else:
-        policy_part = {
-            "key": policy["key"],
-            "version": policy["version"],
-            "sha256": sha256,
-            "document": canonical.decode("utf-8"),
-        }
+    policy_part = await _canonical_version(session, policy)
+    if policy_part is not None and "base" in policy:
+        policy_part["base"] = await _canonical_version(session, policy["base"])
     evidence = [
         {"rule_id": reason.get("rule_id"), **item}
         for reason in stored.get("reasons") or []
