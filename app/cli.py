@@ -314,6 +314,8 @@ An admin key for this demo:
 
   export MAYHOLD_KEY={issued.key}
 
+The auditor's console: open {base}/console in a browser and sign in with that key.
+
 Try:
   curl -s {base}/readyz
 {checks}

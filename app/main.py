@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from app.auth.endpoints import router as auth_router
 from app.auth.service import KeyCache
+from app.console.endpoints import router as console_router
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(decisions_router)
     app.include_router(lists_router)
     app.include_router(portfolios_router)
+    app.include_router(console_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

@@ -37,3 +37,17 @@ ensure_tools() {  # command-line tools the README's recipes (and their tests) us
     return 1
   fi
 }
+
+ensure_chromium() {  # the console's browser tests drive the system's Chromium (Playwright never
+  # downloads a browser: tests/test_console_browser.py launches /usr/bin/chromium)
+  local browser="${MAYHOLD_CHROMIUM:-/usr/bin/chromium}"
+  [ -x "$browser" ] && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install Chromium at $browser (or set MAYHOLD_CHROMIUM): the console's browser tests use it" >&2
+    return 1
+  fi
+}

@@ -22,6 +22,8 @@ from tests.support.policies import post_document, shipped
 # Tables whose rows the service legitimately changes, and why.
 MUTABLE = {
     "api_keys": "a key is revoked in place (revoked_at); keys are credentials, not records",
+    "console_sessions": "a console session is ended in place (ended_at, ended_why); sessions "
+    "are credentials like keys (never deleted by the service, kept as who signed in when)",
 }
 RECORDS = sorted(t.name for t in Base.metadata.sorted_tables if t.name not in MUTABLE)
 REFUSED = "append-only|immutable"

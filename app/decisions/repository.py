@@ -12,6 +12,7 @@ from sqlalchemy import Row, Select, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.bulk import bulk_insert
+from app.kit.canonical import canonical_bytes
 from app.models import Decision, DecisionCheckpoint
 
 # Any constant will do: it names "the decision chain" among Postgres advisory locks (the
@@ -48,6 +49,10 @@ class DecisionFilters:
     verdict: str | None = None
     decided_from: dt.datetime | None = None  # decided_at >= it
     decided_before: dt.datetime | None = None  # decided_at < it
+    request_id: str | None = None
+    # A portfolio's checks: matched in the stored request text (no column, no index: a scan
+    # the auditor's console makes, never the check path).
+    portfolio_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,50 @@ class DecisionRepository:
         """Up to ``limit`` matching rows with seq > after_seq, in seq order (keyset page)."""
         return (await self.session.execute(listing_query(filters, after_seq, limit))).all()
 
+    async def newest(
+        self, filters: DecisionFilters, before_seq: int | None, limit: int
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
+        """Up to ``limit`` matching rows with seq < before_seq (None: from the newest), newest
+        first (a keyset page read backwards: the console's search)."""
+        query = _filtered(
+            select(*_STORED_COLUMNS, Decision.decision_id).order_by(Decision.seq.desc()),
+            filters,
+        ).limit(limit)
+        if before_seq is not None:
+            query = query.where(Decision.seq < before_seq)
+        return (await self.session.execute(query)).all()
+
+    async def neighbour_hashes(self, seq: int) -> tuple[str | None, str | None]:
+        """The hash of the decision before ``seq`` and the prev_hash of the one after it
+        (None where there is none in the live table)."""
+        before = await self.hash_at(seq - 1)
+        after = (
+            await self.session.execute(select(Decision.prev_hash).where(Decision.seq == seq + 1))
+        ).scalar_one_or_none()
+        return before, after
+
+    async def chain_links(
+        self, first: int, last: int, limit: int
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
+        """(seq, prev_hash, hash) of first <= seq <= last, at most ``limit``, in seq order."""
+        result = await self.session.execute(
+            select(Decision.seq, Decision.prev_hash, Decision.hash)
+            .where(Decision.seq >= first, Decision.seq <= last)
+            .order_by(Decision.seq)
+            .limit(limit)
+        )
+        return result.all()
+
+    async def checkpoint_before(self, seq: int) -> DecisionCheckpoint | None:
+        """The latest checkpoint at or before ``seq``."""
+        result = await self.session.execute(
+            select(DecisionCheckpoint)
+            .where(DecisionCheckpoint.seq <= seq)
+            .order_by(DecisionCheckpoint.seq.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
     async def hash_at(self, seq: int) -> str | None:
         result = await self.session.execute(select(Decision.hash).where(Decision.seq == seq))
         return result.scalar_one_or_none()
@@ -188,11 +237,19 @@ def listing_query(filters: DecisionFilters, after_seq: int, limit: int) -> Selec
     query: Select[*tuple[Any, ...]] = (
         select(*_STORED_COLUMNS).where(Decision.seq > after_seq).order_by(Decision.seq).limit(limit)
     )
+    return _filtered(query, filters)
+
+
+def _filtered(
+    query: Select[*tuple[Any, ...]], filters: DecisionFilters
+) -> Select[*tuple[Any, ...]]:
+    """``query`` restricted to the decisions ``filters`` ask for."""
     for column, value in (
         (Decision.isin, filters.isin),
         (Decision.issuer_id, filters.issuer_id),
         (Decision.policy_key, filters.policy_key),
         (Decision.verdict, filters.verdict),
+        (Decision.request_id, filters.request_id),
     ):
         if value is not None:
             query = query.where(column == value)
@@ -214,4 +271,8 @@ def listing_query(filters: DecisionFilters, after_seq: int, limit: int) -> Selec
             .scalar_subquery()
         )
         query = query.where(Decision.seq <= last)
+    if filters.portfolio_id is not None:
+        # The request is canonical JSON: the portfolio appears as exactly this text.
+        needle = '"portfolio":' + canonical_bytes(filters.portfolio_id).decode("utf-8")
+        query = query.where(Decision.request.contains(needle, autoescape=True))
     return query

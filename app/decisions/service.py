@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -385,3 +386,120 @@ async def record_checkpoint(
     )
     await repository.add_checkpoint(checkpoint)
     return checkpoint
+
+
+# -- the console: newest first, one record's chain status, the audit pack ------------------------
+
+
+async def newest_decisions(
+    session: AsyncSession, filters: DecisionFilters, before_seq: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of matching decisions, newest first, as stored (``get_decision``'s shape), and
+    the seq to continue before (None: no more now). Keyset on seq read backwards: decisions
+    logged meanwhile are newer than the first page and never shift the later ones."""
+    rows = await DecisionRepository(session).newest(filters, before_seq, limit + 1)
+    page = rows[:limit]
+    return [_stored(row) for row in page], page[-1].seq if len(rows) > limit else None
+
+
+@dataclass(frozen=True)
+class RecordStatus:
+    """One decision's place in the chain, as far as its neighbours show it.
+
+    ``hash_ok``: its stored content gives its stored hash. ``linked_before``: its prev_hash is
+    the previous decision's hash (or the genesis hash, or the checkpoint's for an archived
+    predecessor); None when the previous decision is neither live nor checkpointed.
+    ``linked_after``: the next decision's prev_hash is its hash; None when it is the newest.
+    The whole range is what ``verify`` walks.
+    """
+
+    seq: int
+    hash: str
+    prev_hash: str
+    hash_ok: bool
+    linked_before: bool | None
+    linked_after: bool | None
+
+    @property
+    def ok(self) -> bool:
+        return self.hash_ok and self.linked_before is not False and self.linked_after is not False
+
+
+async def record_status(session: AsyncSession, decision_id: uuid.UUID) -> RecordStatus:
+    """The chain status of one stored decision (404 when there is none)."""
+    repository = DecisionRepository(session)
+    row = await _row(repository, decision_id)
+    before, after = await repository.neighbour_hashes(row.seq)
+    if row.seq == 1:
+        before = GENESIS
+    elif before is None:
+        checkpoint = await repository.checkpoint_before(row.seq - 1)
+        if checkpoint is not None and checkpoint.seq == row.seq - 1:
+            before = checkpoint.hash
+    return RecordStatus(
+        seq=row.seq,
+        hash=row.hash,
+        prev_hash=row.prev_hash,
+        hash_ok=_hash_ok(row),
+        linked_before=None if before is None else before == row.prev_hash,
+        linked_after=None if after is None else after == row.hash,
+    )
+
+
+# The most chain links an audit pack carries from its anchor to the decision; beyond it the
+# pack says so and the auditor verifies the range with ``GET /v1/decisions/verify``.
+PACK_LINKS_MAX = 10_000
+
+
+async def chain_links(session: AsyncSession, seq: int) -> dict[str, Any]:
+    """The links from the nearest anchor (the latest checkpoint at or before the decision's
+    predecessor, else the genesis hash) to the decision at ``seq``: each ``{seq, prev_hash,
+    hash}``, so that each prev_hash can be matched to the hash before it. At most
+    ``PACK_LINKS_MAX`` (the nearest the decision); ``complete`` says whether they reach from
+    the anchor to the decision without a gap."""
+    repository = DecisionRepository(session)
+    checkpoint = await repository.checkpoint_before(seq - 1) if seq > 1 else None
+    if checkpoint is not None:
+        anchor: dict[str, Any] = {
+            "kind": "checkpoint",
+            "seq": checkpoint.seq,
+            "hash": checkpoint.hash,
+            "recorded_at": rfc3339(checkpoint.recorded_at),
+            "recorded_by": checkpoint.recorded_by,
+        }
+    else:
+        anchor = {"kind": "genesis", "seq": 0, "hash": GENESIS}
+    # Beyond the cap, the links nearest the decision: they show its place; the rest of the
+    # way to the anchor is what verify walks.
+    first = max(anchor["seq"] + 1, seq - PACK_LINKS_MAX + 1)
+    rows = await repository.chain_links(first, seq, PACK_LINKS_MAX)
+    complete = (
+        first == anchor["seq"] + 1
+        and bool(rows)
+        and rows[0].seq == first
+        and rows[-1].seq == seq
+        and len(rows) == seq - first + 1
+    )
+    return {
+        "anchor": anchor,
+        "links": [{"seq": r.seq, "prev_hash": r.prev_hash, "hash": r.hash} for r in rows],
+        "complete": complete,
+    }
+
+
+async def stored_record(session: AsyncSession, decision_id: uuid.UUID) -> dict[str, Any]:
+    """The stored texts of one decision, exactly as hashed (``chain_hash``'s inputs)."""
+    row = await _row(DecisionRepository(session), decision_id)
+    return {
+        "seq": row.seq,
+        "decision_id": str(row.decision_id),
+        "requested_by": row.requested_by,
+        "requested_by_key_id": (
+            None if row.requested_by_key_id is None else str(row.requested_by_key_id)
+        ),
+        "request_id": row.request_id,
+        "request": row.request,
+        "payload": row.payload,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }

@@ -2,6 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.console import ConsoleSession
 from app.models.consolidation import ConsolidationRecord
 from app.models.dataset import (
     ArmsEmbargo,
@@ -23,6 +24,7 @@ __all__ = [
     "ApiKey",
     "ArmsEmbargo",
     "Base",
+    "ConsoleSession",
     "ConsolidationRecord",
     "Dataset",
     "Decision",

@@ -1,0 +1,1 @@
+"""The auditor's console: server-rendered pages under ``/console`` (no JavaScript needed)."""
