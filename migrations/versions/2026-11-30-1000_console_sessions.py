@@ -1,8 +1,8 @@
 """console sessions: an API key signed in to the auditor's console
 
 Revision ID: 20261130_console_sessions
-Revises: 20261130_fund_holdings
-Create Date: 2026-11-30 09:00:00
+Revises: 20261130_identifier_indexes
+Create Date: 2026-11-30 10:00:00
 
 ``console_sessions``: one row per sign-in (the SHA-256 of the cookie's token, the key, the
 form token, when it expires); ``ended_at``/``ended_why`` are set once when it ends (sign-out,
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261130_console_sessions"
-down_revision: str | None = "20261130_fund_holdings"
+down_revision: str | None = "20261130_identifier_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
