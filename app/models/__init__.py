@@ -16,6 +16,7 @@ from app.models.dataset import (
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.fund import FundComposition, FundHolding
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
+from app.models.published_exclusion import ExclusionResolution, PublishedExclusion
 from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Dataset",
     "Decision",
     "DecisionCheckpoint",
+    "ExclusionResolution",
     "Fact",
     "FundComposition",
     "FundHolding",
@@ -40,6 +42,7 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PortfolioRecord",
+    "PublishedExclusion",
     "SanctionsListEntry",
     "VersionStatus",
 ]
