@@ -16,8 +16,8 @@ from app.models.dataset import (
 from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.fund import FundComposition, FundHolding
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
-from app.models.published_exclusion import ExclusionResolution, PublishedExclusion
 from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
+from app.models.published_exclusion import ExclusionResolution, PublishedExclusion
 
 __all__ = [
     "VERDICTS",

@@ -36,7 +36,9 @@ class PublishedExclusion(Base):
     """One row of a published exclusion list, as published (append-only)."""
 
     __tablename__ = "published_exclusions"
-    __table_args__ = (Index("ix_published_exclusions_investor_dataset_id", "investor", "dataset_id"),)
+    __table_args__ = (
+        Index("ix_published_exclusions_investor_dataset_id", "investor", "dataset_id"),
+    )
 
     # A record is identified by where it came from: the load and the file's row.
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
