@@ -118,6 +118,16 @@ class Stewards:
         fact: dict[str, Any] = response.json()["summary"]["fact"]
         return fact
 
+    async def listed(self) -> set[str]:
+        """The issuers on the custodians' list of the test policy (the compiled index)."""
+        response = await self.client.get(
+            "/v1/lists/peers",
+            params={"format": "json", "level": "issuer"},
+            headers=bearer(self.trader),
+        )
+        assert response.status_code == 200, response.text
+        return {row["issuer_id"] for row in response.json()["rows"]}
+
     async def check(self, isin: str) -> dict[str, Any]:
         response = await self.client.get(
             "/v1/check", params={"policy": "peers", "instrument": isin}, headers=bearer(self.trader)
@@ -133,7 +143,7 @@ async def stewards(client: httpx.AsyncClient, make_key: MakeKey) -> Stewards:
     second = await make_key(Scope.data_write, name="steward-bram")
     author = await make_key(Scope.policies_write, name="peers-author")
     approver = await make_key(Scope.policies_approve, name="peers-committee")
-    trader = await make_key(Scope.check, name="oms")
+    trader = await make_key(Scope.check, Scope.lists_read, name="oms")
     auditor = await make_key(Scope.decisions_read, name="auditor")
     created = await post_document(client, "peers", PEERS, bearer(author))
     assert created.status_code == 201, created.text
@@ -314,6 +324,7 @@ async def test_a_confirmed_entry_turns_the_verdict_watch_with_evidence(
 ) -> None:
     earlier = await stewards.check(IMPERIAL_ISIN)
     assert earlier["verdict"] == "allowed"
+    assert "IMPERIAL" not in await stewards.listed()
     confirmed = await stewards.resolve(IMPERIAL_ROW, "IMPERIAL")
     assert confirmed["status"] == "confirmed"
     propose, confirm = confirmed["resolutions"]
@@ -348,6 +359,15 @@ async def test_a_confirmed_entry_turns_the_verdict_watch_with_evidence(
     assert summary["entry"]["date"] == "2009-10-22"
     assert REGJERINGEN in summary["entry"]["source_url"]
     assert (summary["proposed_by"], summary["confirmed_by"]) == ("steward-anna", "steward-bram")
+
+    # The compiled index (custodians' lists) sees the new data version too.
+    assert "IMPERIAL" in await stewards.listed()
+    recorded_kind = await stewards.client.get(
+        "/v1/datasets",
+        params={"kind": "published-exclusion-resolution"},
+        headers=bearer(stewards.first),
+    )
+    assert [d["id"] for d in recorded_kind.json()] == [confirm["dataset_id"]]
 
     # Both decisions replay as they were: before the confirmation allowed, after it watch.
     for made in (earlier, decision):
