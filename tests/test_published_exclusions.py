@@ -469,3 +469,27 @@ async def test_bad_steps_write_nothing(stewards: Stewards) -> None:
     # A confirmed entry takes no new proposal until revoked.
     await stewards.resolve(IMPERIAL_ROW, "IMPERIAL")
     assert_problem(await stewards.propose(IMPERIAL_ROW, "IMPERIAL-BRANDS"), 409)
+
+
+async def test_a_decision_bearing_on_no_metric_writes_no_data(stewards: Stewards) -> None:
+    """UPL (row 31): "Active ownership instead of observation" is recorded and may be
+    resolved, but states neither an exclusion nor an observation: no fact, no data version."""
+    before = await datasets(stewards.client, stewards.first)
+    confirmed = await stewards.resolve(31, "KEPCO")
+    assert confirmed["action"] == "other"
+    assert confirmed["status"] == "confirmed"
+    assert [s["dataset_id"] for s in confirmed["resolutions"]] == [None, None]
+    assert await datasets(stewards.client, stewards.first) == before
+
+
+async def test_an_observation_is_its_own_metric(stewards: Stewards) -> None:
+    """Enel (row 16) under observation: peer_exclusion.observation, not .excluded; the test
+    policy, which reads only .excluded, stays allowed."""
+    confirmed = await stewards.resolve(16, "KEPCO")
+    fact = await stewards.fact(confirmed["resolutions"][-1]["dataset_id"])
+    assert (fact["metric"], fact["value"], fact["provider"]) == (
+        "peer_exclusion.observation",
+        "true",
+        "NBIM (GPFG)",
+    )
+    assert fact["deciding_entry"]["date"] == "2020-05-13"
