@@ -77,9 +77,10 @@ async def get_entry(entry_id: EntryId, session: DbSession, _: CurrentPrincipal) 
     response_model=CandidateList,
     summary="Issuers whose names match the entry's company name, with a confidence",
     description=(
-        "Exact and fuzzy matching (rapidfuzz WRatio) of the published name, normalised (legal "
-        "forms, punctuation, 'The', parenthesised former names), against every issuer known "
-        "now. Confidence 0..1: 1 only for equal normalised names; none below 0.7."
+        "Exact and fuzzy matching (rapidfuzz token_sort_ratio) of the published name, "
+        "normalised (legal forms, punctuation, 'The', parenthesised former names), against "
+        "every issuer known now. Confidence 0..1: 1 only for equal normalised names; none "
+        "below 0.7."
     ),
     responses=problem_responses(401, 404),
 )

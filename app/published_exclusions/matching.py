@@ -10,10 +10,13 @@ and each part of a "/"-joined name ("BHP Group Ltd/BHP Group Plc"). Editorial re
 parentheses ("(as spelled in source)") are not aliases.
 
 The confidence is 1.0 when a normalised variant equals the issuer's normalised name; otherwise
-rapidfuzz's WRatio of the two normalised names (0..100, scaled to 0..1 and kept below 1): a
-weighted best of the plain, partial and token-set ratios, so "Finmeccanica SpA" against
-"Leonardo SpA" scores low (a renamed company needs a person) while "Korea Electric" against
-"Korea Electric Power Corp" scores high. The best variant's score is the candidate's.
+rapidfuzz's token_sort_ratio of the two normalised names (0..100, scaled to 0..1 and kept
+below 1): the edit similarity of the words in sorted order, so word order does not matter,
+"Korea Electric" against "Korea Electric Power Corp" scores 0.82 and "Huidan Energy" against
+"Huadian Energy" 0.89, while "Finmeccanica SpA" against "Leonardo SpA" scores 0.3 (a renamed
+company needs a person). WRatio and the partial ratios were set aside: they score a short
+name inside a long one (an unrelated three-letter name at 0.72, "AES" inside "AES Andes", a
+different company, at 0.9). The best variant's score is the candidate's.
 """
 
 from __future__ import annotations
@@ -45,13 +48,21 @@ _ONE = Decimal(1)
 _BELOW_ONE = Decimal("0.99")  # a fuzzy match is never as good as an exact one
 
 
+_DOTTED = re.compile(r"(?<=\b[a-z])\.(?=[a-z]\b)")
+# "&" reads "and"; an apostrophe joins ("BJ'S", "McDonald's"), it does not separate.
+_SPELLING = str.maketrans({"&": " and ", "'": "", "\u2019": ""})
+
+
 def normalise(name: str) -> str:
     """A name as compared: folded, ``&`` as "and", no punctuation, no legal form at its ends."""
-    folded = unicodedata.normalize("NFKD", name)
-    folded = "".join(c for c in folded if not unicodedata.combining(c)).casefold()
-    folded = folded.replace("&", " and ")
+    folded = name
+    if not folded.isascii():  # most names are: skip the decomposition (a universe is large)
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = folded.casefold().translate(_SPELLING)
     # "S.p.A.", "N.V.", "Co.,": letters joined by dots are one word once the dots go.
-    folded = re.sub(r"(?<=\b[a-z])\.(?=[a-z]\b)", "", folded)
+    if "." in folded:
+        folded = _DOTTED.sub("", folded)
     words = _NOT_WORD.sub(" ", folded).split()
     while words and words[-1] in LEGAL_FORMS:
         words.pop()
@@ -98,7 +109,7 @@ def confidence(published: str, issuer_name: str) -> Decimal:
         return Decimal(0)
     if target in names:
         return _ONE
-    return max(_scaled(fuzz.WRatio(name, target)) for name in names)
+    return max(_scaled(fuzz.token_sort_ratio(name, target)) for name in names)
 
 
 def candidates(published: str, issuers: Mapping[str, str], limit: int) -> list[Candidate]:
@@ -114,7 +125,12 @@ def candidates(published: str, issuers: Mapping[str, str], limit: int) -> list[C
     for name in names:
         # rapidfuzz scores every issuer in C; only those past the cut-off come back.
         for _, score, issuer_id in process.extract(
-            name, normalised, scorer=fuzz.WRatio, processor=None, limit=None, score_cutoff=cutoff
+            name,
+            normalised,
+            scorer=fuzz.token_sort_ratio,
+            processor=None,
+            limit=None,
+            score_cutoff=cutoff,
         ):
             if issuer_id in best and best[issuer_id][1]:
                 continue
