@@ -29,6 +29,7 @@ from app.lists.endpoints import router as lists_router
 from app.policies.document import PolicyDocument
 from app.policies.endpoints import router as policies_router
 from app.portfolios.endpoints import router as portfolios_router
+from app.published_exclusions.endpoints import router as published_exclusions_router
 from app.screening.endpoints import router as screening_router
 from app.screening.index import VerdictIndex
 from app.screening.service import recompute
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(lists_router)
     app.include_router(portfolios_router)
     app.include_router(console_router)
+    app.include_router(published_exclusions_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

@@ -83,6 +83,18 @@ async def test_every_table_of_record_refuses_update_delete_and_truncate(
         "fund-holdings",
         "fund_isin,holding_ref,weight_pct\nXS0000000017,US7181721090,100\n",
     )
+    published = await load_ok(
+        client,
+        desk.steward,
+        "published-exclusions",
+        "investor,company,criterion,decision,date\nKLP,Philip Morris,Tobacco,Exclusion,2015\n",
+    )
+    proposed = await client.post(
+        f"/v1/published-exclusions/{published['id']}-2/proposals",
+        json={"issuer_id": "PMI"},
+        headers=bearer(desk.steward),
+    )
+    assert proposed.status_code == 201, proposed.text
     await desk.check("US7181721090")
     async with sessionmaker() as session:
         await decisions_service.record_checkpoint(session, 1, Actor(name="ops", key_id=None))

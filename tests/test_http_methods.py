@@ -54,6 +54,12 @@ async def _fixture_values(
     assert check.status_code == 200, check.text
     portfolios = "portfolio_id,name,policy,account\nHOUSE,House book,rpf,own\n"
     await load_ok(client, desk.steward, "portfolios", portfolios)
+    published = await load_ok(
+        client,
+        desk.steward,
+        "published-exclusions",
+        "investor,company,criterion,decision,date\nKLP,Philip Morris,Tobacco,Exclusion,2015\n",
+    )
     datasets = (await client.get("/v1/datasets", headers=bearer(admin))).json()
     # A draft version 2, so that a diff (against the previous version) has one to compare with.
     second = copy.deepcopy(shipped("rpf"))
@@ -64,6 +70,7 @@ async def _fixture_values(
         "country": "NL",
         "dataset_id": str(datasets[0]["id"]),
         "decision_id": check.json()["decision_id"],
+        "entry_id": f"{published['id']}-2",
         "isin": "US7181721090",
         "issuer_id": "PMI",
         "portfolio_id": "HOUSE",

@@ -13,7 +13,7 @@ from app.auth.dependencies import Authorize, CurrentPrincipal
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.datasets import service
-from app.datasets.schemas import DatasetKind, DatasetRead, ListMode
+from app.datasets.schemas import DatasetKind, DatasetRead, ListMode, RecordedKind
 from app.kit.db import DbSession
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.inputs import Identifier, RowNumber
@@ -176,7 +176,10 @@ async def create_dataset(
 async def list_datasets(
     session: DbSession,
     _: CurrentPrincipal,
-    kind: DatasetKind | None = None,
+    kind: Annotated[
+        DatasetKind | RecordedKind | None,
+        Query(description="A file format, or published-exclusion-resolution."),
+    ] = None,
     provider: Identifier | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[

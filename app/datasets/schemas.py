@@ -24,6 +24,13 @@ class DatasetKind(StrEnum):
     holdings = "holdings"
     gleif_relationships = "gleif-relationships"
     fund_holdings = "fund-holdings"
+    published_exclusions = "published-exclusions"
+
+
+# Datasets recorded by the service itself, never loaded from a file: a data steward's confirmed
+# (or revoked) resolution of a published-exclusions entry, with the issuer facts it wrote.
+RESOLUTION_KIND = "published-exclusion-resolution"
+RecordedKind = Literal["published-exclusion-resolution"]
 
 
 # How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):
@@ -33,7 +40,11 @@ ListMode = Literal["append", "replace"]
 
 class DatasetRead(Schema):
     id: int = Field(description="Also the data version: loads are numbered in the order made.")
-    kind: DatasetKind
+    kind: DatasetKind | RecordedKind = Field(
+        description="The file's format; `published-exclusion-resolution`: not a file but a "
+        "confirmed or revoked resolution of a published-exclusions entry (its `summary` names "
+        "the entry, the issuer, who proposed and who confirmed)."
+    )
     provider: str
     as_of: dt.date = Field(description="The provider's as-of date for this file.")
     sha256: str
@@ -56,7 +67,10 @@ class DatasetRead(Schema):
             "`entities_without_isins`, `invalid_isins` (failing the check digit, kept as "
             "published and matched textually), `unmatched_isins` (no instrument known at load "
             "time), and `previous`, `added`, `removed` (entities), `unchanged`, `history` as for "
-            "arms-embargoes."
+            "arms-embargoes. For published-exclusions: `investors`, `actions` and `date_precision` "
+            "(counts), `unresolved` (every entry, at load: a steward resolves them). For "
+            "published-exclusion-resolution: `action`, `entry` (as published), `issuer_id`, "
+            "`confidence`, `proposed_by`, `confirmed_by`, `fact` (the fact written)."
         )
     )
     mode: ListMode | None = Field(

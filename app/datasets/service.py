@@ -380,13 +380,13 @@ async def get_dataset(session: AsyncSession, dataset_id: int) -> Dataset:
 async def list_datasets(
     session: AsyncSession,
     *,
-    kind: DatasetKind | None,
+    kind: str | None,
     provider: str | None,
     limit: int,
     before_id: int | None,
 ) -> list[Dataset]:
     return list(
         await DatasetRepository(session).list(
-            kind=kind.value if kind else None, provider=provider, limit=limit, before_id=before_id
+            kind=kind, provider=provider, limit=limit, before_id=before_id
         )
     )

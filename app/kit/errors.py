@@ -60,6 +60,14 @@ class Forbidden(AppError):
     title = "Forbidden"
 
 
+class FourEyesRequired(Forbidden):
+    """The key that proposed something may not also confirm it (a data steward's resolution
+    of a published-exclusions entry): another key must."""
+
+    slug = "four-eyes-required"
+    title = "Another key must confirm"
+
+
 class NotFound(AppError):
     status = 404
     slug = "not-found"

@@ -280,6 +280,34 @@ METRICS: dict[str, Metric] = {
             "list does not name any. Loaded only as the `ofac-ns-cmic` kind (never as facts); "
             "the evidence gives the entity's listing date.",
         ),
+        # --- other investors' published exclusions (Norges Bank / the Council on Ethics for the
+        # GPFG, KLP): name-only lists, loaded as `published-exclusions` and resolved to issuers
+        # by a data steward with four eyes; never loaded as facts.
+        Metric(
+            "peer_exclusion.excluded",
+            ValueType.boolean,
+            Subject.issuer,
+            "Excluded (or recommended for exclusion) by another investor that publishes its "
+            "exclusions (Norges Bank for the GPFG, its Council on Ethics, the Norwegian Ministry "
+            "of Finance, KLP): true from a confirmed `Exclusion` or `Recommendation to exclude` "
+            "entry, false from a confirmed revocation (`Exclusion revoked`, `re-included`, "
+            "`rescinded`) or when the last confirmed entry is revoked; the newest published "
+            "decision of the issuer's confirmed entries decides. The provider is the investor "
+            "as published (e.g. `NBIM (GPFG)`, `KLP`); the evidence names the published entry "
+            "and its date, and its dataset (the confirmation) gives the row, criterion and "
+            "source URL. Written only when a second key confirms a steward's resolution of the "
+            "published name to the issuer (`/v1/published-exclusions`); an unresolved name "
+            "affects nothing.",
+        ),
+        Metric(
+            "peer_exclusion.observation",
+            ValueType.boolean,
+            Subject.issuer,
+            "Placed under observation by another investor that publishes its decisions (Norges "
+            "Bank for the GPFG): true from a confirmed `Observation` entry, false from a "
+            "confirmed `Removed from observation` entry or when the last confirmed entry is "
+            "revoked. Provider, evidence and four-eyes confirmation as peer_exclusion.excluded.",
+        ),
     )
 }
 

@@ -18,6 +18,7 @@ from app.models.decision import VERDICTS, Decision, DecisionCheckpoint
 from app.models.fund import FundComposition, FundHolding
 from app.models.policy import ImmutableVersionError, Policy, PolicyVersion, VersionStatus
 from app.models.portfolio import Holding, HoldingsReport, PortfolioRecord
+from app.models.published_exclusion import ExclusionResolution, PublishedExclusion
 
 __all__ = [
     "VERDICTS",
@@ -29,6 +30,7 @@ __all__ = [
     "Dataset",
     "Decision",
     "DecisionCheckpoint",
+    "ExclusionResolution",
     "Fact",
     "FundComposition",
     "FundHolding",
@@ -42,6 +44,7 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PortfolioRecord",
+    "PublishedExclusion",
     "SanctionsListEntry",
     "VersionStatus",
 ]

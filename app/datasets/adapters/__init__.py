@@ -14,6 +14,7 @@ from app.datasets.adapters.list_entries import ListEntriesAdapter
 from app.datasets.adapters.msci_esg import MsciEsgAdapter
 from app.datasets.adapters.ofac_ns_cmic import OfacNsCmicAdapter
 from app.datasets.adapters.portfolios import PortfoliosAdapter
+from app.datasets.adapters.published_exclusions import PublishedExclusionsAdapter
 from app.datasets.adapters.ti_cpi import TiCpiAdapter
 from app.datasets.schemas import DatasetKind
 
@@ -34,6 +35,7 @@ ADAPTERS: dict[DatasetKind, type[Adapter]] = {
         HoldingsAdapter,
         GleifRelationshipsAdapter,
         FundHoldingsAdapter,
+        PublishedExclusionsAdapter,
     )
 }
 

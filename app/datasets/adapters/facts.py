@@ -36,7 +36,9 @@ from app.models import Fact
 # Country metrics no publisher file carries: loaded as facts, per country.
 COUNTRY_FACTS = frozenset({"country.sanctions.financial"})
 # Issuer metrics read from their own kind, never from facts.
-NOT_FACTS = frozenset({"sanctions.us_ns_cmic"})
+NOT_FACTS = frozenset(
+    {"sanctions.us_ns_cmic", "peer_exclusion.excluded", "peer_exclusion.observation"}
+)
 
 
 def fact_value(metric_name: str, raw: str, column: str = "value") -> str:
@@ -81,7 +83,8 @@ class FactsAdapter(Adapter):
                 f"{name} is not loaded as a fact (country data comes from the freedom-house, "
                 "ti-cpi, ituc and arms-embargoes kinds, except "
                 f"{', '.join(sorted(COUNTRY_FACTS))}; sanctions.us_ns_cmic from the "
-                "ofac-ns-cmic kind; derived metrics are computed)",
+                "ofac-ns-cmic kind; peer_exclusion.* from confirmed resolutions of "
+                "published-exclusions entries; derived metrics are computed)",
             )
         given = optional_date(row, "as of")
         as_of = provider_date("as_of", given, ctx) if given else ctx.as_of
