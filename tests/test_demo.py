@@ -164,6 +164,6 @@ async def test_pensuras_lifecycle_funds_are_judged_through_what_they_hold(
     europe = (await verdicts("rpf"))[EUROPE_FUND]
     # The reason names the constituent that fired: the tobacco producer's share, held at 1%.
     (reason,) = europe["reasons"]
-    assert [v["relation"] for v in reason["via"]][0] == "holding", reason
+    assert reason["via"][0]["relation"] == "holding", reason
     weights = [e["value"] for e in reason["evidence"] if e["metric"] == "fund_weight_pct"]
     assert [Decimal(w) for w in weights] == [Decimal(1)], reason
