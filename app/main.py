@@ -12,6 +12,8 @@ from app.auth.service import KeyCache
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
+from app.docs.endpoints import ASSETS_PATH, static_assets
+from app.docs.endpoints import router as docs_router
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
@@ -88,6 +90,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # /docs and /redoc are app.docs' pages, served from vendored files (no CDN).
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(forbid_unknown_query_params)],
     )
     app.state.settings = settings
@@ -112,6 +117,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(decisions_router)
     app.include_router(lists_router)
     app.include_router(portfolios_router)
+    app.include_router(docs_router)
+    app.mount(ASSETS_PATH, static_assets(), name="docs-assets")
     add_component_schemas(app, PolicyDocument)
 
     return app
