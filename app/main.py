@@ -12,7 +12,6 @@ from app.auth.service import KeyCache
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
-from app.docs.endpoints import ASSETS_PATH, static_assets
 from app.docs.endpoints import router as docs_router
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
@@ -170,7 +169,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(lists_router)
     app.include_router(portfolios_router)
     app.include_router(docs_router)
-    app.mount(ASSETS_PATH, static_assets(), name="docs-assets")
     add_component_schemas(app, PolicyDocument)
 
     return app

@@ -3,7 +3,7 @@
 FastAPI's own pages load their scripts from a CDN, which a bank's network or an air-gapped
 deployment does not reach: the pages would be blank. Here the same pages point at copies under
 ``static/`` (vendored at pinned versions with their licences by ``scripts/vendor_docs_assets.sh``;
-they ship in the wheel with the package), mounted at ``ASSETS_PATH``.
+they ship in the wheel with the package), served under ``ASSETS_PATH``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
@@ -57,6 +57,12 @@ async def redoc(request: Request) -> HTMLResponse:
     )
 
 
-def static_assets() -> StaticFiles:
-    """The vendored files, for ``app.mount(ASSETS_PATH, ...)``."""
-    return StaticFiles(directory=STATIC_DIRECTORY)
+# Starlette's file serving (content types, ETag and Last-Modified, no path outside the
+# directory), called from a route rather than mounted: a route is matched like any other, so the
+# access log and metrics label it by its template and a missing file is a problem+json 404.
+_STATIC = StaticFiles(directory=STATIC_DIRECTORY)
+
+
+@router.get(ASSETS_PATH + "/{path:path}")
+async def asset(path: str, request: Request) -> Response:
+    return await _STATIC.get_response(path, request.scope)
