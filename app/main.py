@@ -13,6 +13,7 @@ from app.console.endpoints import router as console_router
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
+from app.docs.endpoints import router as docs_router
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
 from app.kit.db import Database
@@ -46,6 +47,61 @@ Every error is `application/problem+json` (RFC 9457). Authenticate with
 Every `GET` also answers `HEAD` (the same status and headers, no body: a list's `ETag` without
 its rows); `OPTIONS` on a path answers 204 with `Allow` naming every method it serves.
 """
+
+# Every tag an operation names is declared here, with what it groups (tests/test_openapi.py
+# fails on an operation whose tag is not): the order is the order of the rendered docs.
+OPENAPI_TAGS: list[dict[str, str]] = [
+    {
+        "name": "checks",
+        "description": "May we hold X? Pre-trade checks one by one or in batches, "
+        "the post-trade run of a portfolio, and a policy draft's impact (scope `check`).",
+    },
+    {
+        "name": "lists",
+        "description": "Exclusion and watch lists for custodians: streamed, "
+        "cacheable, with changes since a token (scope `lists:read`).",
+    },
+    {
+        "name": "decisions",
+        "description": "The decision log for auditors: every answer as it was "
+        "given, replayed, and its hash chain verified (scope `decisions:read`).",
+    },
+    {
+        "name": "policies",
+        "description": "Versioned policies: drafts, four-eyes approval, the "
+        "version in force at a time, diffs and canonical documents (`policies:write`, "
+        "`policies:approve`; reading needs any key).",
+    },
+    {
+        "name": "portfolios",
+        "description": "Portfolios, their holdings and account types as known "
+        "at a time (scope `check`).",
+    },
+    {
+        "name": "datasets",
+        "description": "Data loads (vendor, list, sanctions and holdings files), "
+        "all or nothing, with their provenance (loading: scope `data:write`).",
+    },
+    {
+        "name": "issuers",
+        "description": "Issuers, instruments and countries with the facts and "
+        "evidence behind verdicts, now or as known at a past time (any key).",
+    },
+    {
+        "name": "published-exclusions",
+        "description": "Other investors' published exclusions (Norges Bank, KLP), which name "
+        "companies, not identifiers: a data steward resolves each name to an issuer, a second "
+        "key confirms (reading: any key; resolving: scope `data:write`).",
+    },
+    {"name": "auth", "description": "API keys: who is asking, and key management (scope `admin`)."},
+    {"name": "health", "description": "Liveness and readiness probes (no key)."},
+]
+
+# The document is served by the service it describes: the server is the host it came from.
+OPENAPI_SERVERS = [
+    {"url": "/", "description": "This mayhold service (the host serving this document)"}
+]
+OPENAPI_CONTACT = {"name": "mayhold maintainers"}
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -89,7 +145,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         title="mayhold",
         version="0.1.0",
         description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        servers=OPENAPI_SERVERS,
+        contact=OPENAPI_CONTACT,
         lifespan=lifespan,
+        # /docs and /redoc are app.docs' pages, served from vendored files (no CDN).
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(forbid_unknown_query_params)],
     )
     app.state.settings = settings
@@ -116,6 +178,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(portfolios_router)
     app.include_router(console_router)
     app.include_router(published_exclusions_router)
+    app.include_router(docs_router)
     add_component_schemas(app, PolicyDocument)
 
     return app

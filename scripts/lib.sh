@@ -51,3 +51,22 @@ ensure_chromium() {  # the console's browser tests drive the system's Chromium (
     return 1
   fi
 }
+
+# Spectral (the OpenAPI linter tests/test_openapi_lint.py runs), pinned, from the npm registry
+# into a project-local, git-ignored .tools/ (nothing global). Needs node >= 18 and npm.
+SPECTRAL_VERSION="6.16.3"
+SPECTRAL_DIR=".tools/spectral"
+
+ensure_spectral() {
+  local bin="$SPECTRAL_DIR/node_modules/.bin/spectral"
+  if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "$SPECTRAL_VERSION" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install node (>= 18) and npm: tests/test_openapi_lint.py runs Spectral" >&2
+    return 1
+  fi
+  mkdir -p "$SPECTRAL_DIR"
+  npm install --prefix "$SPECTRAL_DIR" --no-save --no-audit --no-fund --loglevel=error \
+    "@stoplight/spectral-cli@$SPECTRAL_VERSION" >/dev/null
+}

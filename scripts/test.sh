@@ -9,6 +9,7 @@ source scripts/ensure_postgres.sh
 ensure_venv ".[dev]"
 ensure_tools
 ensure_chromium
+ensure_spectral  # the OpenAPI linter tests/test_openapi_lint.py runs
 ensure_postgres
 echo "== postgres: ${MAYHOLD_TEST_POSTGRES_URL}"
 

@@ -13,7 +13,7 @@ from app.kit.db import Database
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.main import create_app
-from tests.conftest import bearer
+from tests.conftest import MakeKey, bearer
 from tests.support.databases import POSTGRES_ADMIN_URL, scratch_database
 from tests.support.problems import assert_problem
 from tests.support.tcp_proxy import TcpProxy
@@ -105,10 +105,12 @@ async def test_database_outage_gives_503_and_the_service_recovers(
     await database.dispose()
 
 
-async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+async def test_metrics_count_requests_by_route_template(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
     await client.get("/healthz")
     await client.get("/v1/no-such-thing")
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=bearer(await make_key(Scope.metrics_read)))
     assert response.status_code == 200
     text = response.text
     assert 'mayhold_http_requests_total{method="GET",route="/healthz",status="200"}' in text

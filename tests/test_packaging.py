@@ -36,6 +36,18 @@ def test_the_wheel_carries_migrations_policies_and_openapi(tmp_path: Path) -> No
         f"app/_bundled/policies/{k}.yaml" for k in ("rpf", "asr", "dk-pension", "pensura")
     } <= names
     assert "app/_bundled/openapi/openapi.json" in names
+    # /docs and /redoc serve these (no CDN), with the licences they are distributed under.
+    assert {
+        f"app/docs/static/{name}"
+        for name in (
+            "swagger-ui/swagger-ui-bundle.js",
+            "swagger-ui/swagger-ui.css",
+            "swagger-ui/LICENSE",
+            "swagger-ui/NOTICE",
+            "redoc/redoc.standalone.js",
+            "redoc/LICENSE",
+        )
+    } <= names
 
     # Installed elsewhere, run from elsewhere: the package finds its migrations and migrates.
     target = tmp_path / "site"

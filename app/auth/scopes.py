@@ -10,6 +10,8 @@ class Scope(StrEnum):
     data_write = "data:write"
     policies_write = "policies:write"
     policies_approve = "policies:approve"
+    # Prometheus scrapes /metrics with a key of its own that can read nothing else.
+    metrics_read = "metrics:read"
     admin = "admin"  # implies every other scope
 
 

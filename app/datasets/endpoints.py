@@ -103,6 +103,7 @@ async def _upload(request: Request, settings: Settings) -> service.Upload:
 
 @router.post(
     "",
+    operation_id="loadDataset",
     response_model=DatasetRead,
     status_code=201,
     summary="Load a file (all or nothing)",
@@ -169,6 +170,7 @@ async def create_dataset(
 
 @router.get(
     "",
+    operation_id="listDatasets",
     response_model=list[DatasetRead],
     summary="Loads, newest first",
     responses=problem_responses(401),
@@ -186,6 +188,9 @@ async def list_datasets(
         RowNumber | None, Query(description="Page: datasets with id < before.")
     ] = None,
 ) -> list[DatasetRead]:
+    """The loads, newest first, optionally only one `kind` or `provider`: each with its
+    kind, provider, as-of date, rows, sha256 of the file, who loaded it and when. Page with
+    `before` (the last `id` seen) and `limit` (1 to 1000). Any valid key."""
     datasets = await service.list_datasets(
         session, kind=kind, provider=provider, limit=limit, before_id=before
     )
@@ -194,6 +199,7 @@ async def list_datasets(
 
 @router.get(
     "/{dataset_id}",
+    operation_id="getDataset",
     response_model=DatasetRead,
     summary="One load: what, from whom, when, by whom",
     responses=problem_responses(401, 404),
@@ -201,4 +207,6 @@ async def list_datasets(
 async def get_dataset(
     dataset_id: RowNumber, session: DbSession, _: CurrentPrincipal
 ) -> DatasetRead:
+    """One load by id: what (kind, file name and sha256, rows, summary), from whom (provider,
+    as-of date), when and by which key. 404 for an unknown id. Any valid key."""
     return _read(await service.get_dataset(session, dataset_id))

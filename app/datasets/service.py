@@ -24,6 +24,7 @@ from app.kit.bulk import bulk_insert
 from app.kit.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
 from app.kit.files import SpoolFile
 from app.kit.logging import get_logger
+from app.kit.metrics import LOAD_SECONDS, ROWS_REJECTED
 from app.kit.settings import get_settings
 from app.kit.time import latest_provider_date, utcnow
 from app.kit.vocabulary import PROVIDERS
@@ -304,6 +305,10 @@ async def load_dataset(
         parsed.errors = await adapter.check(conn, adapter.checked_rows(stage, dataset_id), ctx)
     checked = time.perf_counter()
     if parsed.errors:
+        LOAD_SECONDS.labels(kind=kind.value, outcome="rejected").observe(
+            time.perf_counter() - started
+        )
+        ROWS_REJECTED.labels(kind=kind.value).inc(len(parsed.errors))
         log.info(
             "dataset rejected",
             kind=kind.value,
@@ -357,6 +362,7 @@ async def load_dataset(
         and await _changes_statistics(repository, filled, parsed.rows)
     ):
         await repository.analyze(filled)  # for the next whole-universe read
+    LOAD_SECONDS.labels(kind=kind.value, outcome="loaded").observe(time.perf_counter() - started)
     log.info(
         "dataset loaded",
         dataset_id=dataset.id,

@@ -60,6 +60,7 @@ def _json(content: Any) -> Response:
 
 @router.get(
     "",
+    operation_id="listDecisions",
     response_model=None,
     summary="Stored decisions by instrument, issuer, policy, verdict and time, in cursor pages",
     description=(
@@ -113,6 +114,7 @@ async def list_decisions(
 # Declared before /{decision_id}, so that "verify" is never read as an id.
 @router.get(
     "/verify",
+    operation_id="verifyDecisionChain",
     response_model=ChainVerification,
     summary="Check that the stored decisions are unaltered (hash chain) over a time range",
     description=(
@@ -131,11 +133,15 @@ async def verify_decisions(
 
 @router.get(
     "/{decision_id}",
+    operation_id="getDecision",
     response_model=None,
     summary="A stored decision, exactly as it was returned, with its audit record",
     responses={200: {"model": StoredDecision}, **problem_responses(401, 403, 404)},
 )
 async def get_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -> JSONResponse:
+    """The decision as it was returned to the caller, byte for byte the stored JSON, with its
+    audit record (who asked, when, the policy versions and data state used, its place in the hash
+    chain). 404 for an unknown id. Scope `decisions:read`."""
     # Rendered from the stored text without a response model: nothing may be added, dropped
     # or re-formatted on the way out.
     return JSONResponse(await service.get_decision(session, decision_id))
@@ -143,6 +149,7 @@ async def get_decision(decision_id: uuid.UUID, session: DbSession, _: Auditor) -
 
 @router.post(
     "/{decision_id}/replay",
+    operation_id="replayDecision",
     response_model=Replay,
     summary="Recompute a stored decision from its policy versions and data state, and compare",
     description=(

@@ -62,7 +62,7 @@ from app.kit.canonical import canonical_json, json_ready, rfc3339
 from app.kit.db import Database
 from app.kit.errors import DatabaseUnavailable
 from app.kit.logging import get_logger
-from app.kit.metrics import REGISTRY
+from app.kit.metrics import DECISION_APPEND_SECONDS, DECISION_QUEUE, REGISTRY
 from app.kit.settings import Settings
 from app.kit.time import utcnow
 
@@ -355,11 +355,16 @@ class DecisionLog:
         if self._closing:
             raise DatabaseUnavailable("The service is shutting down: nothing was decided.")
         items = [_prepare(entry) for entry in entries]
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        started = loop.time()
         self._queue.append(_Waiter(items, future))
+        DECISION_QUEUE.inc(len(items))
         self._ensure_writer()
         self._wakeup.set()
-        return await future
+        decisions = await future
+        DECISION_APPEND_SECONDS.observe(loop.time() - started)
+        return decisions
 
     # -- the writer task -----------------------------------------------------------------------
 
@@ -383,10 +388,12 @@ class DecisionLog:
             waiter = self._queue[0]
             if waiter.future.done():  # its caller gave up before we started: nothing to log
                 self._queue.popleft()
+                DECISION_QUEUE.dec(len(waiter.items))
                 continue
             if batch and size + len(waiter.items) > self._max_batch:
                 break
             self._queue.popleft()
+            DECISION_QUEUE.dec(len(waiter.items))
             batch.append(waiter)
             size += len(waiter.items)
         return batch
@@ -435,7 +442,9 @@ class DecisionLog:
 
     def _fail_queued(self, detail: str) -> None:
         while self._queue:
-            self._fail([self._queue.popleft()], detail)
+            waiter = self._queue.popleft()
+            DECISION_QUEUE.dec(len(waiter.items))
+            self._fail([waiter], detail)
 
 
 async def get_decision_log(request: Request) -> DecisionLog:

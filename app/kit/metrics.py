@@ -1,8 +1,22 @@
-"""Prometheus metrics exposed at ``/metrics``."""
+"""Prometheus metrics exposed at ``/metrics`` (scope ``metrics:read``; README, "Operations").
+
+Counters and histograms are updated where the events happen (the request middleware, checks,
+the decision log, loads, the compiled index). Values that are a state rather than an event
+(how old the index's compilations are, how old each provider's data is) are computed when
+scraped: ``ScrapeTimeGauges`` asks its sources, and the data ages are read from the database
+by the endpoint (``app.health.service.DataAges``).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import weakref
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -21,3 +35,130 @@ HTTP_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+
+# -- checks ---------------------------------------------------------------------------------
+
+# Labels are bounded: policy keys are the approved policies (a check naming an unknown one is a
+# 404 before any decision), verdicts are four.
+CHECKS = Counter(
+    "mayhold_checks_total",
+    "Decisions given by checks (each instrument of a batch, each issuer check), by policy "
+    "key and verdict (allowed, watch, excluded, unknown); counted once logged.",
+    ["policy", "verdict"],
+    registry=REGISTRY,
+)
+
+
+def count_checks(decisions: Iterable[Mapping[str, Any]]) -> None:
+    """Count logged decisions by policy and verdict (one increment per label pair: a batch of
+    10,000 costs a dictionary pass, not 10,000 metric updates)."""
+    tally: Tally[tuple[str, str]] = Tally()
+    for decision in decisions:
+        policy = decision.get("policy")
+        key = policy.get("key") if isinstance(policy, Mapping) else None
+        tally[(str(key or "<none>"), str(decision.get("verdict") or "<none>"))] += 1
+    for (policy_key, verdict), count in tally.items():
+        CHECKS.labels(policy=policy_key, verdict=verdict).inc(count)
+
+
+# -- the decision log -----------------------------------------------------------------------
+
+DECISION_APPEND_SECONDS = Histogram(
+    "mayhold_decision_log_append_seconds",
+    "Time a check waits for its decisions to be durable: queued behind the writer, then "
+    "committed (group commit); the part of a check's latency the log adds.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+DECISION_QUEUE = Gauge(
+    "mayhold_decision_log_queue_decisions",
+    "Decisions waiting for the decision-log writer (not yet in a transaction). Growing: the "
+    "database cannot keep up with the checks.",
+    registry=REGISTRY,
+)
+
+# -- data loads -----------------------------------------------------------------------------
+
+LOAD_SECONDS = Histogram(
+    "mayhold_dataset_load_seconds",
+    "Time to load one file (read, check, write; before the request's commit), by dataset kind "
+    "and outcome (loaded, rejected).",
+    ["kind", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+ROWS_REJECTED = Counter(
+    "mayhold_dataset_rows_rejected_total",
+    "Row errors of rejected loads (a rejected file loads nothing), by dataset kind; a file "
+    "stops being read after 100 row errors, so its count is a lower bound.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+# -- the compiled index ---------------------------------------------------------------------
+
+INDEX_BUILD_SECONDS = Histogram(
+    "mayhold_index_build_seconds",
+    "Time to compile one policy's verdicts for the whole universe (a rebuild follows every "
+    "load, approval and midnight UTC), by policy key and account (own, client).",
+    ["policy", "account"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+
+# -- provider data ----------------------------------------------------------------------------
+
+DATA_AGE_DAYS = Gauge(
+    "mayhold_data_age_days",
+    "Days from the as-of date of the oldest current dataset of a kind and provider to today "
+    "(UTC): for per-portfolio, per-fund and per-policy data, the one whose newest load is the "
+    "oldest. Read from the database when scraped. Alarm on it before rules' max_age_days make "
+    "checks unknown.",
+    ["kind", "provider"],
+    registry=REGISTRY,
+)
+
+
+# -- values computed when scraped -------------------------------------------------------------
+
+Sample = tuple[str, str, dict[str, str], float]  # name, help, labels, value
+
+
+class ScrapeTimeSource(Protocol):
+    def metric_samples(self) -> Iterable[Sample]: ...
+
+
+class ScrapeTimeGauges(Collector):
+    """Gauges whose value is a state read when scraped, from live objects (the compiled index).
+
+    Sources are held weakly and their samples merged by name: a test process may hold several
+    apps; a service holds one.
+    """
+
+    def __init__(self) -> None:
+        self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def add(self, source: ScrapeTimeSource) -> None:
+        self._sources.add(source)
+
+    def discard(self, source: ScrapeTimeSource) -> None:
+        self._sources.discard(source)
+
+    def describe(self) -> Iterable[Any]:
+        return []  # values (and label sets) are known only when collected
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for source in list(self._sources):
+            for name, documentation, labels, value in source.metric_samples():
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = GaugeMetricFamily(
+                        name, documentation, labels=sorted(labels)
+                    )
+                family.add_metric([labels[k] for k in sorted(labels)], value)
+        yield from families.values()
+
+
+SCRAPE_TIME = ScrapeTimeGauges()
+REGISTRY.register(SCRAPE_TIME)

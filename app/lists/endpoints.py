@@ -69,6 +69,7 @@ def _matches(if_none_match: str | None, token: str) -> bool:
 
 @router.get(
     "/lists/{policy}",
+    operation_id="downloadList",
     summary="The exclusion and watch list of a policy, for custodians (streamed, cacheable)",
     description=DESCRIPTION,
     response_class=StreamingResponse,

@@ -116,6 +116,7 @@ def _title(version: PolicyVersion) -> str:
 
 @router.post(
     "/{key}/versions",
+    operation_id="createPolicyVersion",
     response_model=VersionCreated,
     status_code=201,
     summary="Add a draft version (the first creates the policy)",
@@ -154,6 +155,7 @@ async def create_version(
 
 @router.post(
     "/{key}/versions/{version}/approve",
+    operation_id="approvePolicyVersion",
     response_model=VersionRead,
     summary="Approve a draft (four eyes: not by the key that drafted it)",
     description="Makes the draft immutable and schedules it: it is in force from effective_from "
@@ -180,11 +182,14 @@ async def approve_version(
 
 @router.get(
     "",
+    operation_id="listPolicies",
     response_model=list[PolicySummary],
     summary="List policies",
     responses=problem_responses(401),
 )
 async def list_policies(_: CurrentPrincipal, session: DbSession) -> list[PolicySummary]:
+    """Every policy: key, title, the overlay's base (`extends`), the latest version and
+    the version in force now (null while none is approved and effective). Any valid key."""
     return [
         PolicySummary(
             key=o.policy.key,
@@ -200,11 +205,14 @@ async def list_policies(_: CurrentPrincipal, session: DbSession) -> list[PolicyS
 
 @router.get(
     "/{key}",
+    operation_id="getPolicy",
     response_model=PolicyRead,
     summary="A policy and its versions",
     responses=problem_responses(401, 404),
 )
 async def get_policy(key: PolicyKey, _: CurrentPrincipal, session: DbSession) -> PolicyRead:
+    """A policy and the summary of each of its versions (status, sha256, author,
+    approver, effective date). 404 for an unknown key. Any valid key."""
     overview, versions = await service.get_policy(session, key)
     return PolicyRead(
         key=overview.policy.key,
@@ -220,6 +228,7 @@ async def get_policy(key: PolicyKey, _: CurrentPrincipal, session: DbSession) ->
 
 @router.get(
     "/{key}/in-force",
+    operation_id="getPolicyInForce",
     response_model=VersionRead,
     summary="The version in force at a time",
     description="The approved version with the latest effective_from <= at (default now); 404 "
@@ -238,6 +247,7 @@ async def get_in_force(
 
 @router.get(
     "/{key}/versions/{version}",
+    operation_id="getPolicyVersion",
     response_model=VersionRead,
     summary="One version: the document, its status, hash, author, approver and effective date",
     responses=problem_responses(401, 404),
@@ -245,12 +255,16 @@ async def get_in_force(
 async def get_version(
     key: PolicyKey, version: RowNumber, _: CurrentPrincipal, session: DbSession
 ) -> VersionRead:
+    """One version of a policy: its document as validated, its status (`draft`, `approved`),
+    the sha256 of its canonical JSON, who drafted and who approved it, and from when it is in
+    force. 404 for an unknown policy or version. Any valid key."""
     policy, row = await service.get_version(session, key, version)
     return _read(policy, row)
 
 
 @router.get(
     "/{key}/versions/{version}/document",
+    operation_id="getPolicyVersionDocument",
     response_class=Response,
     summary="One version's canonical JSON: exactly the bytes its sha256 covers",
     description=(
@@ -292,6 +306,7 @@ def _collection(diff: CollectionDiff) -> CollectionDiffRead:
 
 @router.get(
     "/{key}/versions/{version}/diff",
+    operation_id="diffPolicyVersion",
     response_model=VersionDiff,
     summary="What changed from version `against` (default: the previous one) to this version",
     description="Rules, exceptions and position limits added, removed and changed field by "

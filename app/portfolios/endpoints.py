@@ -21,16 +21,20 @@ CheckPrincipal = Annotated[Principal, Depends(Authorize(Scope.check))]
 
 @router.get(
     "/portfolios",
+    operation_id="listPortfolios",
     response_model=PortfolioList,
     summary="Every portfolio known now: its policy, account type and base currency",
     responses=problem_responses(401, 403),
 )
 async def list_portfolios(session: DbSession, _: CheckPrincipal) -> PortfolioList:
+    """Every portfolio known now: id, name, the policy it is held under, account type
+    (`own` or `client`) and base currency; `data_version` is the data state read. Scope `check`."""
     return await service.list_portfolios(session)
 
 
 @router.get(
     "/portfolios/{portfolio_id}",
+    operation_id="getPortfolio",
     response_model=PortfolioDetail,
     summary="A portfolio and its holdings, now or as known at a past time",
     description=(

@@ -38,6 +38,7 @@ EntryId = Annotated[
 @router.get(
     "",
     response_model=EntryList,
+    operation_id="listPublishedExclusions",
     summary="Published exclusion entries and their resolution status",
     description=(
         "Every entry of the published-exclusions loads, as published, with its status: "
@@ -65,7 +66,13 @@ async def list_entries(
 @router.get(
     "/{entry_id}",
     response_model=EntryDetail,
+    operation_id="getPublishedExclusion",
     summary="One entry, its status and every resolution step",
+    description=(
+        "The entry as published (investor, company, criterion, decision, date with its "
+        "precision, source URL) and every resolution step (who, when, the issuer, the "
+        "confidence). Any key. 404 for an entry id no load has."
+    ),
     responses=problem_responses(401, 404),
 )
 async def get_entry(entry_id: EntryId, session: DbSession, _: CurrentPrincipal) -> EntryDetail:
@@ -74,6 +81,7 @@ async def get_entry(entry_id: EntryId, session: DbSession, _: CurrentPrincipal) 
 
 @router.get(
     "/{entry_id}/candidates",
+    operation_id="listPublishedExclusionCandidates",
     response_model=CandidateList,
     summary="Issuers whose names match the entry's company name, with a confidence",
     description=(
@@ -95,6 +103,7 @@ async def candidates(
 
 @router.post(
     "/{entry_id}/proposals",
+    operation_id="proposePublishedExclusionIssuer",
     response_model=EntryDetail,
     status_code=201,
     summary="Propose the issuer an entry's company is (step 1 of 2)",
@@ -113,6 +122,7 @@ async def propose(
 
 @router.post(
     "/{entry_id}/confirm",
+    operation_id="confirmPublishedExclusion",
     response_model=EntryDetail,
     summary="Confirm the proposal (four eyes: not the proposing key)",
     description=(
@@ -133,8 +143,13 @@ async def confirm(
 
 @router.post(
     "/{entry_id}/reject",
+    operation_id="rejectPublishedExclusion",
     response_model=EntryDetail,
     summary="Reject the proposal (the name is not that issuer)",
+    description=(
+        "Records the rejection (scope `data:write`); the entry affects no verdict and may be "
+        "proposed again. 409 unless proposed."
+    ),
     responses=problem_responses(401, 403, 404, 409),
 )
 async def reject(
@@ -148,8 +163,14 @@ async def reject(
 
 @router.post(
     "/{entry_id}/revoke",
+    operation_id="revokePublishedExclusion",
     response_model=EntryDetail,
     summary="Revoke a confirmation: the issuer's fact is recomputed without the entry",
+    description=(
+        "Scope `data:write`. The issuer's peer_exclusion facts are recomputed from the "
+        "entries still confirmed to it and recorded as a new dataset (the data version "
+        "moves). 409 unless confirmed."
+    ),
     responses=problem_responses(401, 403, 404, 409),
 )
 async def revoke(

@@ -60,6 +60,7 @@ def _json(content: Any) -> Response:
 
 @router.get(
     "/check",
+    operation_id="checkInstrument",
     response_model=Decision,
     summary="May we hold this instrument (or deal with this issuer) under this policy?",
     description=(
@@ -146,6 +147,7 @@ async def _check(
 
 @router.post(
     "/checks",
+    operation_id="checkBatch",
     response_model=CheckBatchResult,
     summary="Check up to 10,000 instruments or pre-trade orders at once, answered in order",
     description=(
@@ -178,6 +180,7 @@ async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
 
 @router.get(
     "/portfolios/{portfolio_id}/compliance",
+    operation_id="checkPortfolioCompliance",
     tags=["portfolios"],
     response_model=ComplianceRun,
     summary="The post-trade run: every holding's verdict, each limit's use, every breach",
@@ -210,6 +213,7 @@ async def portfolio_compliance(
 
 @router.post(
     "/policies/{key}/versions/{number}/impact",
+    operation_id="previewPolicyImpact",
     tags=["policies"],
     summary="Before approving: which instruments and issuers would change verdict, and why",
     description=(

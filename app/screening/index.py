@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from app.kit.db import READ_ONLY_OPTION
 from app.kit.errors import NotFound
 from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
+from app.kit.metrics import INDEX_BUILD_SECONDS, SCRAPE_TIME, Sample
 from app.kit.time import utcnow
 from app.kit.vocabulary import Account
 from app.models import Dataset, Policy, PolicyVersion
@@ -114,13 +116,17 @@ class VerdictIndex:
         self._not_found: dict[IndexKey | str, Watermark] = {}
         self._watermark: Watermark | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # When each compilation held was built (time.monotonic()), for its age in /metrics.
+        self._built: dict[IndexKey, float] = {}
         self.builds = 0
         self.attempts = 0  # builds started, successful or not
 
     async def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch(), name="verdict-index-watcher")
+        SCRAPE_TIME.add(self)
 
     async def stop(self) -> None:
+        SCRAPE_TIME.discard(self)
         tasks = [t for t in (self._watcher, *self._building.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -170,6 +176,28 @@ class VerdictIndex:
         if self._watermark is not None:
             self._not_found[key] = self._watermark
 
+    def metric_samples(self) -> Iterator[Sample]:
+        """For /metrics, per compilation held (policy, account): its age in seconds and whether
+        it is current (1: checks are answered from it; 0: stale, checks take the database path
+        until the rebuild under way replaces it)."""
+        now, clock = utcnow(), time.monotonic()
+        for (policy_key, account), compiled in self._compiled.items():
+            labels = {"policy": policy_key, "account": account}
+            built = self._built.get((policy_key, account), clock)
+            yield (
+                "mayhold_index_age_seconds",
+                "Seconds since the compiled index held for a policy and account was built.",
+                labels,
+                clock - built,
+            )
+            yield (
+                "mayhold_index_current",
+                "1 while checks for a policy and account are answered from its compiled index; "
+                "0 while it is stale (a load, an approval, midnight UTC) and being rebuilt.",
+                labels,
+                1.0 if self._is_current(compiled, now) else 0.0,
+            )
+
     def lookup(
         self, policy_key: str, now: dt.datetime, account: Account = "client"
     ) -> Compiled | None:
@@ -192,6 +220,7 @@ class VerdictIndex:
     async def _build(self, key: IndexKey) -> None:
         policy_key, account = key
         self.attempts += 1
+        started = time.monotonic()
         try:
             with building_long_lived():
                 session = await self._session()
@@ -207,6 +236,10 @@ class VerdictIndex:
                 self._compiled[key] = Compiled(
                     applied, mark[0], now.date(), mark, valid_until, snapshot, templates
                 )
+            self._built[key] = time.monotonic()
+            INDEX_BUILD_SECONDS.labels(policy=policy_key, account=account).observe(
+                self._built[key] - started
+            )
             self.builds += 1
             log.info(
                 "index compiled",

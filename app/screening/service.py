@@ -31,6 +31,7 @@ from app.kit.identifiers import (
     security_ids,
 )
 from app.kit.memory import building_long_lived
+from app.kit.metrics import count_checks
 from app.kit.time import check_time, utcnow
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
 from app.portfolios.service import portfolio_at
@@ -434,7 +435,9 @@ async def check(
         normalized = cast(list[Resolved], identified)
     orders: Sequence[OrderAsked | None] = asked.orders or [None] * len(asked.instruments)
     payloads = scene.decisions(asked.instruments, normalized, orders)
-    return await log.append(_entries(payloads, asked, actor, request_id, plain=plain))
+    decisions = await log.append(_entries(payloads, asked, actor, request_id, plain=plain))
+    count_checks(decisions)
+    return decisions
 
 
 def _compiled_scene(
@@ -954,6 +957,7 @@ async def check_issuer(
             )
         ]
     )
+    count_checks([stored])
     return stored
 
 
