@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.kit.db import READ_ONLY_OPTION
+from app.kit.engine import READ_ONLY_OPTION
 from app.kit.settings import Settings
 
 
