@@ -102,8 +102,7 @@ async def test_verify_passes_a_sound_chain_and_names_the_first_bad_decision(
 
     await tamper(
         database,
-        "UPDATE decisions SET payload = replace(payload, '\"watch\"', '\"allowed\"') "
-        "WHERE seq = 5",
+        "UPDATE decisions SET payload = replace(payload, '\"watch\"', '\"allowed\"') WHERE seq = 5",
     )
     broken = mayhold(url, "decisions", "verify")
     assert broken.returncode == 3
