@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import re
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mayhold_client
 import pytest
 from fastapi import FastAPI
 from mayhold_client import (
@@ -246,14 +250,20 @@ async def test_the_blocking_client_against_the_running_service(
         process, port = serve(url)
         try:
             # The blocking client blocks: in a thread, as an OMS would run it.
-            await asyncio.to_thread(use_the_blocking_client, process, port, issued.key, examples)
+            await asyncio.to_thread(
+                use_the_blocking_client, process, port, issued.key, examples, tmp_path
+            )
         finally:
             process.terminate()
             process.wait(timeout=20)
 
 
 def use_the_blocking_client(
-    process: subprocess.Popen[Any], port: int, key: str, examples: dict[str, str]
+    process: subprocess.Popen[Any],
+    port: int,
+    key: str,
+    examples: dict[str, str],
+    directory: Path,
 ) -> None:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -289,3 +299,41 @@ def use_the_blocking_client(
         assert mayhold.verify_decisions().ok
         with pytest.raises(NotFound):
             mayhold.download_list("no-such-policy")
+
+    # The README's two Python blocks, as written, against this service.
+    # mayhold_client from where this test imported it (installed, or client/ on the path).
+    path = os.pathsep.join([str(Path(mayhold_client.__file__).parents[1]), *sys.path])
+    env = {**os.environ, "PYTHONPATH": path, "MAYHOLD_URL": base, "MAYHOLD_KEY": key}
+    oms = run_python(readme_block("The order-management system's pre-trade call"), env, directory)
+    answers = [line for line in oms.splitlines() if not line.startswith(" ")]
+    assert answers == ["True", "False", "excluded"]
+    assert "  excluded: Sponsoring companies at most 5 %" in oms  # the breached limit, named
+    custodian = readme_block("The custodian's night, in Python")
+    first = run_python(custodian, env, directory)
+    assert first.startswith(f"whole list: {len(tonight.rows)} rows")
+    assert (directory / "rpf-list.json").exists()
+    assert run_python(custodian, env, directory) == (
+        f"unchanged: holding {len(tonight.rows)} instruments\n"
+    )
+
+
+def readme_block(after: str) -> str:
+    """The first fenced code block after the line containing ``after`` in README.md."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    match = re.search(re.escape(after) + r".*?^```[a-z]*\n(.*?)^```", readme, re.S | re.M)
+    assert match, f"no code block after {after!r}"
+    return match.group(1)
+
+
+def run_python(code: str, env: dict[str, str], directory: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
