@@ -614,7 +614,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="load a data file (as POST /v1/datasets)")
     ingest.add_argument("--kind", required=True, choices=[k.value for k in DatasetKind])
     ingest.add_argument("--provider", help="who published the data (default per kind)")
-    ingest.add_argument("--as-of", type=dt.date.fromisoformat, help="provider as-of YYYY-MM-DD")
+    ingest.add_argument("--as-of", type=_date, help="provider as-of YYYY-MM-DD")
     ingest.add_argument(
         "--mode",
         choices=list(get_args(ListMode)),
@@ -728,6 +728,18 @@ def _time_range_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--to", type=_time_or_date, help="decided before: YYYY-MM-DD or an RFC 3339 time"
     )
+
+
+def _date(text: str) -> dt.date:
+    """``--as-of`` of a load: a calendar date."""
+    try:
+        return dt.date.fromisoformat(text) if len(text) == 10 else _not_a_date(text)
+    except ValueError:
+        return _not_a_date(text)
+
+
+def _not_a_date(text: str) -> dt.date:
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
 
 
 def _time_or_date(text: str) -> dt.datetime:

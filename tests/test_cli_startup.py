@@ -7,6 +7,7 @@ not asserted (they depend on the machine); what is imported is.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -161,3 +162,12 @@ def test_heads_read_from_the_scripts_are_alembics(tmp_path: Path) -> None:
     assert declared_heads(tmp_path) == frozenset({"m", "d"})
     (versions / "x.py").write_text('revision = make_id()\ndown_revision = "m"\n')
     assert declared_heads(tmp_path) is None  # not a literal: Alembic's own answer is needed
+
+
+def test_a_loads_as_of_is_a_date(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli._date("2026-06-30") == dt.date(2026, 6, 30)
+    for text in ("30/06/2026", "2026-06-31", "20260630"):
+        with pytest.raises(SystemExit) as exit_:
+            cli._parser().parse_args(["ingest", "--kind", "facts", "--as-of", text, "f.csv"])
+        assert exit_.value.code == 2
+        assert f"argument --as-of: not a date (YYYY-MM-DD): {text!r}" in capsys.readouterr().err
