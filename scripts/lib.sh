@@ -15,11 +15,13 @@ pick_python() {
   return 1
 }
 
-ensure_venv() {  # $1: what to install, e.g. "." or ".[dev]"
+ensure_venv() {  # what to install, editable: e.g. "." or ".[dev]" client
   if [ ! -x .venv/bin/python ]; then
     "$(pick_python)" -m venv .venv
   fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --editable "$1"
+  local spec editables=()
+  for spec in "$@"; do editables+=(--editable "$spec"); done
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "${editables[@]}"
 }
 
 ensure_tools() {  # command-line tools the README's recipes (and their tests) use: curl, jq

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 source scripts/ensure_postgres.sh
 
-ensure_venv ".[dev]"
+ensure_venv ".[dev]" client  # client/: the Python client (mayhold_client), its own distribution
 ensure_tools
 ensure_chromium
 ensure_spectral  # the OpenAPI linter tests/test_openapi_lint.py runs

@@ -1,41 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from app.datasets.kinds import DatasetKind as DatasetKind
+from app.datasets.kinds import ListMode as ListMode
 from app.kit.schemas import Schema
-
-
-class DatasetKind(StrEnum):
-    issuers = "issuers"
-    instruments = "instruments"
-    facts = "facts"
-    msci_esg = "msci-esg"
-    freedom_house = "freedom-house"
-    ti_cpi = "ti-cpi"
-    ituc = "ituc"
-    arms_embargoes = "arms-embargoes"
-    ofac_ns_cmic = "ofac-ns-cmic"
-    list_entries = "list-entries"
-    portfolios = "portfolios"
-    holdings = "holdings"
-    gleif_relationships = "gleif-relationships"
-    fund_holdings = "fund-holdings"
-    published_exclusions = "published-exclusions"
-
 
 # Datasets recorded by the service itself, never loaded from a file: a data steward's confirmed
 # (or revoked) resolution of a published-exclusions entry, with the issuer facts it wrote.
 RESOLUTION_KIND = "published-exclusion-resolution"
 RecordedKind = Literal["published-exclusion-resolution"]
-
-
-# How a list-entries load relates to the policy's list (contract, "Loads that replace a list"):
-# ``append`` adds its entries; ``replace`` makes the file the complete list.
-ListMode = Literal["append", "replace"]
 
 
 class DatasetRead(Schema):

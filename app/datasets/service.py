@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +184,7 @@ async def load_dataset(
     policy: str | None = None,
     progress_seconds: float = 10.0,
     max_bytes: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> tuple[Dataset, bool]:
     """Load a file; returns the dataset and whether it is new (False: the same load again).
 
@@ -198,7 +199,8 @@ async def load_dataset(
     on the day they were loaded and are recorded anew, dated that day, on a later day.
 
     A long load logs ``dataset loading`` (rows and row errors so far, seconds) every
-    ``progress_seconds``.
+    ``progress_seconds``; ``on_rows``, if given, is called after each batch with the rows read
+    so far (the command line's progress bar).
 
     The file is CSV text or an xlsx workbook, told by its content (``parsing.open_csv``); a
     workbook's parts may hold at most ``max_bytes`` uncompressed (default: the settings'
@@ -267,6 +269,8 @@ async def load_dataset(
         try:
             while (batch := await pending) is not None:
                 pending = asyncio.ensure_future(batches.next())
+                if on_rows is not None:
+                    on_rows(batches.result.rows)
                 if time.perf_counter() - reported >= progress_seconds:
                     reported = time.perf_counter()
                     log.info(
