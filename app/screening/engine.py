@@ -1218,9 +1218,9 @@ def _judge_composition(
     uncovered: list[tuple[Constituent, _Judged]] = []
     # The hot loop of a universe compile (a million constituents): each constituent's
     # judgement is a cache hit but for the first fund holding it; most are allowed.
-    cache = ctx.holding_cache.setdefault(len(path), {})
+    cached = ctx.holding_cache.setdefault(len(path), {}).get
     for constituent in composition.constituents:
-        judged = cache.get(constituent[0]) or _constituent(ctx, constituent[0], path)
+        judged = cached(constituent[0]) or _constituent(ctx, constituent[0], path)
         verdict = judged.verdict
         if verdict == "allowed":
             continue
@@ -1245,6 +1245,10 @@ def _judge_composition(
         "watch": ("excluded or watch", _pct(watch_at), _pct(flagged)),
     }
     for constituent, judged in fired:
+        shown = format(constituent.weight_pct.normalize(), "f")
+        holding = Via(judged.via, "holding")
+        # One weight evidence per constituent and outcome, shared by its reasons (rendered once).
+        weights: dict[str, Evidence] = {}
         for reason in judged.reasons:
             if reason.outcome == "exclude" and excludes:
                 outcome = "exclude"
@@ -1253,24 +1257,25 @@ def _judge_composition(
             else:
                 continue
             what, threshold, total = fired_as[outcome]
-            shown = format(constituent.weight_pct.normalize(), "f")
-            evidence = Evidence(
-                "internal",
-                FUND_WEIGHT,
-                shown,
-                ">",
-                threshold,
-                composition.as_of,
-                composition.dataset_id,
-                constituent.source_row,
-                f"holding_ref {constituent.ref}",
-            )
+            evidence = weights.get(outcome)
+            if evidence is None:
+                evidence = weights[outcome] = Evidence(
+                    "internal",
+                    FUND_WEIGHT,
+                    shown,
+                    ">",
+                    threshold,
+                    composition.as_of,
+                    composition.dataset_id,
+                    constituent.source_row,
+                    f"holding_ref {constituent.ref}",
+                )
             reasons.append(
                 Reason(
                     reason.rule_id,
                     reason.title,
                     outcome,
-                    (Via(judged.via, "holding"), *reason.via),
+                    (holding, *reason.via),
                     (evidence, *reason.evidence),
                     f"{fund} holds {shown} % in {judged.via} ({reason.outcome}: "
                     f"{reason.title}); its weight in {what} holdings, {total} %, is "

@@ -10,30 +10,44 @@ import datetime as dt
 from typing import Any
 
 from app.screening.applied import AppliedPolicy
-from app.screening.engine import Evaluation, Reason
+from app.screening.engine import Evaluation, Evidence, Reason
 from app.screening.snapshot import Snapshot
 
 
-def render_reason(reason: Reason) -> dict[str, Any]:
+def render_evidence(evidence: Evidence) -> dict[str, Any]:
+    return {
+        "provider": evidence.provider,
+        "metric": evidence.metric,
+        "value": evidence.value,
+        "comparison": evidence.comparison,
+        "threshold": evidence.threshold,
+        "as_of": evidence.as_of.isoformat() if evidence.as_of else None,
+        "dataset_id": evidence.dataset_id,
+        "source_row": evidence.source_row,
+        "source_field": evidence.source_field,
+    }
+
+
+def render_reason(
+    reason: Reason, rendered: dict[int, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A reason as JSON. ``rendered``: evidence already rendered, by ``id`` (a reason that
+    travelled, through a parent or a fund, shares its evidence objects with the original)."""
+    if rendered is None:
+        evidence = [render_evidence(e) for e in reason.evidence]
+    else:
+        evidence = []
+        for item in reason.evidence:
+            found = rendered.get(id(item))
+            if found is None:
+                found = rendered[id(item)] = render_evidence(item)
+            evidence.append(found)
     return {
         "rule_id": reason.rule_id,
         "title": reason.title,
         "outcome": reason.outcome,
         "via": [{"issuer_id": v.issuer_id, "relation": v.relation} for v in reason.via],
-        "evidence": [
-            {
-                "provider": e.provider,
-                "metric": e.metric,
-                "value": e.value,
-                "comparison": e.comparison,
-                "threshold": e.threshold,
-                "as_of": e.as_of.isoformat() if e.as_of else None,
-                "dataset_id": e.dataset_id,
-                "source_row": e.source_row,
-                "source_field": e.source_field,
-            }
-            for e in reason.evidence
-        ],
+        "evidence": evidence,
         "detail": reason.detail,
     }
 
@@ -44,9 +58,10 @@ class TemplateRenderer:
 
     What instruments have in common (the policy reference, each issuer, each reason) is
     rendered once and shared between the templates: a universe of 500,000 instruments has a
-    fifth as many issuers, whose instruments share their reasons. Templates are plain JSON
+    fifth as many issuers, whose instruments share their reasons; a reason that travelled to a
+    parent or a fund shares its evidence with the original. Templates are plain JSON
     values, never mutated. Reasons are remembered by ``id``: the caller keeps the evaluations
-    alive while it renders, so no id is reused.
+    alive while it renders, so no id is reused (evidence likewise).
     """
 
     def __init__(self, applied: AppliedPolicy, snapshot: Snapshot) -> None:
@@ -54,6 +69,7 @@ class TemplateRenderer:
         self._policy = applied.policy_ref()
         self._issuers: dict[str, dict[str, Any]] = {}
         self._reasons: dict[int, dict[str, Any]] = {}
+        self._evidence: dict[int, dict[str, Any]] = {}
 
     def template(self, evaluation: Evaluation) -> dict[str, Any]:
         snapshot = self._snapshot
@@ -90,7 +106,7 @@ class TemplateRenderer:
     def _reason(self, reason: Reason) -> dict[str, Any]:
         found = self._reasons.get(id(reason))
         if found is None:
-            found = self._reasons[id(reason)] = render_reason(reason)
+            found = self._reasons[id(reason)] = render_reason(reason, self._evidence)
         return found
 
 
