@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.kit.append_only import protect
+
 revision: str = "20261130_portfolios"
 down_revision: str | None = "20261130_list_entry_rules"
 branch_labels: str | Sequence[str] | None = None
@@ -26,30 +28,6 @@ depends_on: str | Sequence[str] | None = None
 
 TABLES = ("portfolio_records", "holdings_reports", "holdings")
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _postgres() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
-
-
-def _protect(table: str) -> None:
-    """The append-only triggers of the datasets migration (same names, same messages)."""
-    if _postgres():
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION mayhold_reject_change()"
-        )
-        op.execute(
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION mayhold_reject_change()"
-        )
-    else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'mayhold: {action} on {table} refused: this "
-                "table is append-only'); END"
-            )
 
 
 def upgrade() -> None:
@@ -110,7 +88,7 @@ def upgrade() -> None:
         unique=False,
     )
     for table in TABLES:
-        _protect(table)
+        protect(table)
 
 
 def downgrade() -> None:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.kit.append_only import protect
+
 revision: str = "20261130_consolidation_links"
 down_revision: str | None = "20261130_sanctions_lists"
 branch_labels: str | Sequence[str] | None = None
@@ -24,30 +26,6 @@ depends_on: str | Sequence[str] | None = None
 
 TABLE = "consolidation_links"
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _postgres() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
-
-
-def _protect(table: str) -> None:
-    """The append-only triggers of the datasets migration (same names, same messages)."""
-    if _postgres():
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION mayhold_reject_change()"
-        )
-        op.execute(
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION mayhold_reject_change()"
-        )
-    else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'mayhold: {action} on {table} refused: this "
-                "table is append-only'); END"
-            )
 
 
 def upgrade() -> None:
@@ -77,7 +55,7 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index("ix_consolidation_links_end", TABLE, ["end_lei"], unique=False)
-    _protect(TABLE)
+    protect(TABLE)
 
 
 def downgrade() -> None:
