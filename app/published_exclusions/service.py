@@ -106,18 +106,9 @@ def _confidence(value: Decimal | None) -> float | None:
 
 def _entry_fields(entry: PublishedExclusion, latest: ExclusionResolution | None) -> dict[str, Any]:
     return {
-        "entry_id": entry_id(entry),
-        "dataset_id": entry.dataset_id,
-        "source_row": entry.source_row,
-        "investor": entry.investor,
-        "company": entry.company,
-        "criterion": entry.criterion,
-        "decision": entry.decision,
+        **_published(entry),
         "action": entry.action,
-        "date": entry.published_date,
-        "date_precision": entry.date_precision,
         "date_kind": entry.date_kind,
-        "source_url": entry.source_url,
         "note": entry.note,
         "status": _status(latest),
         "issuer_id": latest.issuer_id if latest is not None else None,
