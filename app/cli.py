@@ -8,7 +8,9 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import logging
 import re
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -531,30 +533,61 @@ def _time_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
         raise _UsageError("--from must be before --to")
 
 
-async def _prepare_demo(settings: Settings) -> tuple[IssuedKey, dict[str, str]]:
-    from app.demo import load_demo
+async def _prepare_demo(
+    settings: Settings, companies: int = 3000
+) -> tuple[IssuedKey, dict[str, str], list[str]]:
+    """Load the demo (first run), issue this run's admin key and revoke earlier runs' demo keys
+    (one demo key works at a time; keys made with ``mayhold keys create`` are left alone)."""
+    from app.auth import service as auth_service
+    from app.demo import demo_loaded, load_demo
     from app.kit.engine import Database
     from app.kit.time import utcnow
 
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session, session.begin():
-            examples = await load_demo(session)
+            if not await demo_loaded(session):
+                print("loading the shipped policies and the sample universe...", flush=True)
+            examples = await load_demo(session, companies)
         issued = await _create_key(
             settings, f"demo-{utcnow():%Y%m%dT%H%M%S%f}", frozenset({Scope.admin})
         )
+        async with database.sessionmaker() as session, session.begin():
+            earlier = [
+                key.name
+                for key in await auth_service.list_keys(session)
+                if key.name.startswith("demo-")
+                and key.name != issued.principal.name
+                and key.revoked_at is None
+            ]
+            for name in earlier:
+                await auth_service.revoke_key(session, name)
     finally:
         await database.dispose()
-    return issued, examples
+    return issued, examples, earlier
+
+
+def _free_port(host: str, port: int) -> None:
+    """Refuse a port already taken before anything is printed or issued (a demo run would
+    otherwise print a key and its examples, then fail to serve)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _UsageError(
+                f"--port {port}: {host}:{port} is not free ({exc.strerror}); pick another, "
+                "e.g. --port 8001"
+            ) from None
 
 
 def _demo(settings: Settings, host: str, port: int) -> None:
     from app.demo import DEFENCE_SHARE, SPONSOR_BOND
     from app.kit.migrations import upgrade_to_head
 
+    _free_port(host, port)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up lines are noise
     upgrade_to_head(settings)
-    print("loading the shipped policies and the sample universe (first run only)...", flush=True)
-    issued, examples = asyncio.run(_prepare_demo(settings))
+    issued, examples, revoked = asyncio.run(_prepare_demo(settings))
     base = f"http://{host}:{port}"
     auth = '-H "Authorization: Bearer $MAYHOLD_KEY"'
     checks = "\n".join(
@@ -570,7 +603,7 @@ def _demo(settings: Settings, host: str, port: int) -> None:
         f"""
 mayhold demo on {base}  (database: {settings.database_url})
 Policies rpf, asr, dk-pension and pensura are approved; a sample universe and portfolios are loaded.
-An admin key for this demo:
+An admin key for this demo{" (the earlier demo keys are revoked)" if revoked else ""}:
 
   export MAYHOLD_KEY={issued.key}
 
@@ -599,7 +632,11 @@ Try:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mayhold", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mayhold",
+        description="mayhold: may we hold X? Serve the API, load data, manage policies, keys "
+        "and the decision log. `mayhold COMMAND --help` tells more.",
+    )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -724,6 +761,7 @@ def _time_range_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--from",
         dest="from_",
+        metavar="FROM",
         type=_time_or_date,
         help="decided at or after: YYYY-MM-DD (midnight UTC) or an RFC 3339 time with an offset",
     )

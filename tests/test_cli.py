@@ -3,6 +3,7 @@
 import asyncio
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -10,7 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.auth.scopes import Scope
+from app.cli import _create_key, _prepare_demo
 from app.kit.db import create_engine
+from app.kit.migrations import upgrade_to_head_async
+from app.kit.settings import Settings
 from tests.support.databases import DIALECTS, scratch_database
 from tests.support.processes import mayhold, serve
 
@@ -146,3 +151,42 @@ async def test_ingest_appends_or_replaces_a_policys_list(dialect: str, tmp_path:
         wrong = mayhold(url, "ingest", "--kind", "issuers", "--mode", "replace", str(header))
         assert wrong.returncode == 1
         assert "list-entries loads only" in wrong.stderr
+
+
+@pytest.mark.slow
+async def test_demo_refuses_a_port_in_use_before_printing_a_key(tmp_path: Path) -> None:
+    """A demo that cannot serve must not issue and print a key first, then die in a log line."""
+    async with scratch_database("sqlite", tmp_path) as url:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            refused = mayhold(url, "demo", "--port", str(port))
+        assert refused.returncode == 2, refused.stderr
+        assert f"--port {port}" in refused.stderr
+        assert "MAYHOLD_KEY" not in refused.stdout
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            tables = (
+                await conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            ).all()
+        await engine.dispose()
+        assert tables == []  # nothing migrated, nothing loaded, no key
+
+
+async def test_each_demo_run_revokes_the_earlier_demo_keys(tmp_path: Path) -> None:
+    """One demo key works at a time (runs used to pile admin keys up); other keys stay."""
+    async with scratch_database("sqlite", tmp_path) as url:
+        settings = Settings(database_url=url)
+        await upgrade_to_head_async(settings)
+        first, _, revoked = await _prepare_demo(settings, companies=120)
+        assert revoked == []
+        operator = await _create_key(settings, "operator", frozenset({Scope.admin}))
+        second, _, revoked = await _prepare_demo(settings, companies=120)
+        assert revoked == [first.principal.name]
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT name, revoked_at IS NULL FROM api_keys"))).all()
+        await engine.dispose()
+        active = {name for name, is_active in rows if is_active}
+        assert active == {second.principal.name, operator.principal.name}
