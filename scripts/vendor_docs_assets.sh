@@ -32,5 +32,13 @@ cp "$scratch/redoc/package/bundles/redoc.standalone.js" \
 sed -i -e '/^\/\/# sourceMappingURL=/d' "$target/swagger-ui/swagger-ui-bundle.js" \
   "$target/redoc/redoc.standalone.js"
 sed -i -e 's#/\*\# sourceMappingURL=[^*]*\*/##' "$target/swagger-ui/swagger-ui.css"
+# ReDoc's footer fetches Redocly's logo from their CDN: an outside request from a page that
+# must work offline (and tell no third party who reads our docs). An empty inline image instead.
+sed -i -e 's#src:"https://cdn.redoc.ly/redoc/logo-mini.svg"#src:"data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E"#' \
+  "$target/redoc/redoc.standalone.js"
+if grep -q 'https://cdn\.' "$target/redoc/redoc.standalone.js"; then
+  echo "redoc.standalone.js still names a CDN: look before committing" >&2
+  exit 1
+fi
 printf 'swagger-ui-dist %s\nredoc %s\n' "$SWAGGER_UI_VERSION" "$REDOC_VERSION" >"$target/VERSIONS"
 echo "vendored swagger-ui-dist $SWAGGER_UI_VERSION and redoc $REDOC_VERSION into $target"

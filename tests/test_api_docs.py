@@ -72,6 +72,15 @@ async def test_swagger_ui_does_not_call_the_online_validator(client: httpx.Async
     assert '"validatorUrl": null' in html
 
 
+def test_redoc_fetches_no_logo_from_its_cdn() -> None:
+    """ReDoc's footer loads Redocly's logo from cdn.redoc.ly when the page opens (seen in
+    Chromium): the vendored bundle carries an empty inline image instead
+    (scripts/vendor_docs_assets.sh)."""
+    bundle = (STATIC_DIRECTORY / "redoc" / "redoc.standalone.js").read_text(encoding="utf-8")
+    assert "cdn.redoc.ly" not in bundle
+    assert 'alt:"redocly logo",onError:()=>t(!1),src:"data:image/svg+xml,' in bundle
+
+
 def test_vendored_assets_carry_their_licences() -> None:
     for bundle, licences in {
         "swagger-ui": ("LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt"),
