@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from app.datasets.records import EmbargoLoad
 from app.policies.document import ControlThreshold, PolicyDocument, parse_document
 from app.policies.service import read_document_text
 from app.screening.engine import Evaluation, Reason, Via, evaluate, evaluate_many
 from app.screening.snapshot import (
     Embargo,
-    EmbargoLoad,
     FactPoint,
     InstrumentNode,
     IssuerNode,

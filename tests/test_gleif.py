@@ -17,13 +17,13 @@ import httpx
 import pytest
 from stdnum import isin as stdnum_isin
 
+from app.datasets.records import Relationship
 from app.screening.engine import evaluate
 from app.screening.snapshot import (
     ConsolidationLink,
     FactPoint,
     InstrumentNode,
     IssuerNode,
-    Relationship,
     Snapshot,
     resolve_consolidation,
 )

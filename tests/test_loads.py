@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.scopes import Scope
-from app.screening.snapshot import EmbargoLoad, current_embargo_loads
+from app.datasets.records import EmbargoLoad, current_embargo_loads
 from tests.conftest import MakeKey, bearer
 from tests.support.calendar import today
 from tests.support.checks import Desk, open_desk

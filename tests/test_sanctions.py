@@ -15,17 +15,11 @@ import httpx
 import pytest
 
 from app.auth.scopes import Scope
+from app.datasets.records import EmbargoLoad
 from app.kit.time import utcnow
 from app.policies.document import PolicyDocument, parse_document
 from app.screening.engine import evaluate
-from app.screening.snapshot import (
-    EmbargoLoad,
-    FactPoint,
-    InstrumentNode,
-    IssuerNode,
-    SanctionsListing,
-    Snapshot,
-)
+from app.screening.snapshot import FactPoint, InstrumentNode, IssuerNode, SanctionsListing, Snapshot
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import FRESH, Desk, open_desk
 from tests.support.datasets import load, load_ok, real_file

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from app.datasets.records import EmbargoLoad
 from app.models import ArmsEmbargo, Dataset, ListEntry, ListReplacement, SanctionsListEntry
 from app.models.base import Base
-from app.screening.snapshot import EmbargoLoad
 
 # Any constant will do: it names "the dataset loads" among Postgres advisory locks.
 _LOAD_LOCK_KEY = 0x6D61_7968_6F6C_64  # "mayhold"

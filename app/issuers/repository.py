@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.datasets.records import EmbargoLoad
 from app.datasets.repository import arms_embargo_loads, data_version
 from app.models import ArmsEmbargo, Dataset, Fact, InstrumentRecord, IssuerRecord
-from app.screening.snapshot import EmbargoLoad
 
 
 class IssuerRepository:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.datasets.records import current_embargo_loads, in_force
 from app.issuers.repository import IssuerRepository
 from app.issuers.schemas import (
     ArmsEmbargoRead,
@@ -23,7 +24,6 @@ from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import NotFound
 from app.kit.time import utcnow
 from app.models import Fact, InstrumentRecord, IssuerRecord
-from app.screening.snapshot import current_embargo_loads, in_force
 
 
 def current_facts(facts: Iterable[Fact]) -> list[Fact]:

@@ -26,6 +26,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple, TypeVar
 
+from app.datasets.records import EmbargoLoad, current_embargo_loads
 from app.kit.vocabulary import (
     METRICS,
     Account,
@@ -55,13 +56,11 @@ from app.screening.snapshot import (
     Composition,
     ConsolidationLink,
     Constituent,
-    EmbargoLoad,
     FactPoint,
     InstrumentNode,
     IssuerNode,
     ListEntryPoint,
     Snapshot,
-    current_embargo_loads,
 )
 
 Verdict = Literal["allowed", "watch", "excluded", "unknown"]

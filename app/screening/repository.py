@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, String, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.datasets.records import Relationship
 from app.datasets.repository import (
     arms_embargo_loads,
     data_version,
@@ -44,7 +45,6 @@ from app.screening.snapshot import (
     InstrumentNode,
     IssuerNode,
     ListEntryPoint,
-    Relationship,
     SanctionsListing,
     Snapshot,
     resolve_consolidation,

@@ -47,12 +47,12 @@ from app.datasets.csvfile import (
     normalize_header,
     optional_date,
 )
+from app.datasets.records import EmbargoLoad, current_embargo_loads
 from app.datasets.repository import embargo_list, embargo_loads
 from app.datasets.schemas import DatasetKind
 from app.kit.countries import UnknownCountry, resolve_country
 from app.kit.errors import FieldError, InvalidInput
 from app.models import ArmsEmbargo
-from app.screening.snapshot import EmbargoLoad, current_embargo_loads
 
 AUTHORITIES = ("UN", "EU", "US")
 # The establishing document -> who imposed the embargo (SIPRI's archive has no such column).

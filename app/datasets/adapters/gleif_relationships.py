@@ -44,11 +44,11 @@ from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import Adapter, LoadContext, duplicate_errors
 from app.datasets.csvfile import CellError, CsvRow, SkipRow, parse_date
+from app.datasets.records import CONSOLIDATION_TYPES, Relationship
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
 from app.kit.identifiers import InvalidIdentifier, normalize_lei
 from app.models import ConsolidationRecord
-from app.screening.snapshot import CONSOLIDATION_TYPES, Relationship
 
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ]")
 

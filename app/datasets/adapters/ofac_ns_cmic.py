@@ -44,12 +44,12 @@ from sqlalchemy.sql import FromClause
 
 from app.datasets.adapters.base import Adapter, LoadContext, counted, duplicate_errors
 from app.datasets.csvfile import CellError, CsvRow, parse_date
+from app.datasets.records import EmbargoLoad, current_embargo_loads
 from app.datasets.repository import sanctions_list, sanctions_loads
 from app.datasets.schemas import DatasetKind
 from app.kit.errors import FieldError
 from app.kit.identifiers import is_valid_isin
 from app.models import InstrumentRecord, SanctionsListEntry
-from app.screening.snapshot import EmbargoLoad, current_embargo_loads
 
 _MONTHS = {
     m: i
