@@ -498,8 +498,7 @@ async def record_checkpoint(
         bad = next((check for check in checks if _is_problem(check, trust)), None)
         if bad is not None:
             raise Conflict(
-                f"Checkpoint {bad.seq} is {bad.status.replace('_', ' ')}: {bad.problem}. "
-                "Nothing was recorded."
+                f"Checkpoint {bad.seq} ({bad.status}): {bad.problem}. Nothing was recorded."
             )
     latest = await repository.latest_checkpoint()
     if latest is not None and through_seq <= latest.seq:
