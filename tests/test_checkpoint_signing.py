@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -419,3 +421,57 @@ async def test_command_line_signs_with_the_key_file_and_verifies_with_the_public
     # A key file that is not a key: refused, nothing verified.
     bad = await asyncio.to_thread(run, "verify", "--trusted-key", str(signing.private))
     assert (bad.returncode, "not a PEM public key" in bad.stderr) == (1, True)
+
+
+# -- the README's recipe: an auditor with jq, openssl and the public key --------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_recipe() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("Without mayhold, from the API's answer")
+    match = re.search(r"^```bash\n(.*?)^```", text[start:], re.DOTALL | re.MULTILINE)
+    assert match, "no recipe"
+    return match.group(1)
+
+
+async def test_the_readme_recipe_checks_signatures_with_openssl(
+    logged: Logged, signing: KeyPair
+) -> None:
+    for tool in ("jq", "openssl", "basenc"):
+        assert shutil.which(tool), f"the README's recipe needs {tool}"
+    await checkpoint(logged, 3, signing)
+    await checkpoint(logged, 6, signing)
+
+    async def run_recipe() -> list[str]:
+        async with service_client(logged, checkpoint_key_file=signing.private) as client:
+            answer = (await client.get("/v1/decisions/verify")).content
+        served = signing.public.parent / "answer.json"
+        served.write_bytes(answer)
+        # The recipe as written; its `curl` answers what the service answered.
+        script = f"curl() {{ cat '{served}'; }}\n{readme_recipe()}"
+        ran = subprocess.run(
+            ["/bin/sh", "-c", script],
+            env={**os.environ, "BASE": "http://t", "KEY": logged.auditor_key},
+            cwd=signing.public.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return ran.stdout.splitlines()
+
+    assert await run_recipe() == [
+        "checkpoint 3: Signature Verified Successfully",
+        "checkpoint 6: Signature Verified Successfully",
+    ]
+    # The archive a checkpoint names, swapped behind the triggers: openssl sees it too.
+    await tamper(
+        logged.database,
+        ("decision_checkpoints",),
+        ("UPDATE decision_checkpoints SET archive = 's3://elsewhere' WHERE seq = 6", {}),
+    )
+    assert await run_recipe() == [
+        "checkpoint 3: Signature Verified Successfully",
+        "checkpoint 6: Signature Verification Failure",
+    ]
