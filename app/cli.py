@@ -720,7 +720,8 @@ def _parser() -> argparse.ArgumentParser:
     decision_commands = decisions.add_subparsers(dest="decisions_command", required=True)
     checkpoint = decision_commands.add_parser(
         "checkpoint",
-        help="verify the chain up to a decision and record its hash (before archiving it)",
+        help="verify the chain up to a decision and record its hash (before archiving it), "
+        "signed with MAYHOLD_CHECKPOINT_KEY_FILE when it is set",
     )
     checkpoint.add_argument("--through-seq", type=int, required=True)
     checkpoint.add_argument("--archive", help="where the decisions up to it are archived")

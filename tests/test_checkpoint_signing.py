@@ -369,8 +369,13 @@ async def test_unsigned_checkpoints_are_unsigned_and_a_problem_when_signing_is_r
     assert required["first_bad_checkpoint_seq"] == 2
     assert "unsigned" in required["checkpoint_problem"]
 
-    # A signed checkpoint after them chains to the last unsigned one's hash.
-    await checkpoint(logged, 8, signing)
+    # Required, but no key to sign with: nothing is recorded unsigned.
+    requiring = CheckpointTrust.from_files(None, (signing.public,), require_signed=True)
+    with pytest.raises(Conflict, match="no signing key"):
+        await checkpoint(logged, 8, None, requiring)
+    # A signed checkpoint after them chains to the last unsigned one's hash (the unsigned ones
+    # before it do not stop it being recorded, even when signatures are required).
+    await checkpoint(logged, 8, signing, requiring)
     later = await verify(logged, checkpoint_trusted_keys=(signing.public,))
     assert statuses(later) == [(2, "unsigned"), (4, "unsigned"), (8, "signed")]
     assert later["checkpoints"][2]["previous"] == later["checkpoints"][1]["hash"]

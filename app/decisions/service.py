@@ -490,12 +490,19 @@ async def record_checkpoint(
     The checkpoint is chained to the latest one (``previous_seq``, ``count``) and, with a
     ``signer``, signed (``app.decisions.signing``). With ``trust``, the checkpoints recorded so
     far are checked first, as verify would: a new checkpoint is never chained onto a bad one
-    (409 naming it).
+    (409 naming it; an unsigned one is not bad here: a signed checkpoint after it vouches for
+    its hash). When ``trust`` requires signed checkpoints, recording one without a ``signer``
+    is a 409.
     """
     repository = DecisionRepository(session)
     if trust is not None:
+        if trust.require_signed and signer is None:
+            raise Conflict(
+                "Signed checkpoints are required (MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS) but no "
+                "signing key is configured (MAYHOLD_CHECKPOINT_KEY_FILE). Nothing was recorded."
+            )
         checks = check_checkpoints(await repository.checkpoints_decided_before(None), trust)
-        bad = next((check for check in checks if _is_problem(check, trust)), None)
+        bad = next((check for check in checks if check.status not in ("signed", "unsigned")), None)
         if bad is not None:
             raise Conflict(
                 f"Checkpoint {bad.seq} ({bad.status}): {bad.problem}. Nothing was recorded."
