@@ -266,24 +266,58 @@ async def _export_policy(settings: Settings, key: str, version: int) -> bytes:
 async def _checkpoint(
     settings: Settings, through_seq: int, archive: str | None, archive_sha256: str | None
 ) -> str:
-    """``mayhold decisions checkpoint``: verify the chain up to a decision and vouch for it."""
+    """``mayhold decisions checkpoint``: verify the chain up to a decision and vouch for it,
+    signed with ``MAYHOLD_CHECKPOINT_KEY_FILE`` when it is set."""
     from app.auth.schemas import Actor
     from app.decisions import service as decisions_service
+    from app.decisions.signing import CheckpointSigner, CheckpointTrust
     from app.kit.engine import Database
 
+    signer = (
+        None
+        if settings.checkpoint_key_file is None
+        else CheckpointSigner.from_file(settings.checkpoint_key_file)
+    )
+    trust = CheckpointTrust.from_files(
+        settings.checkpoint_key_file,
+        settings.checkpoint_trusted_keys,
+        require_signed=settings.require_signed_checkpoints,
+    )
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session, session.begin():
             checkpoint = await decisions_service.record_checkpoint(
-                session, through_seq, Actor.command_line(), archive, archive_sha256
+                session,
+                through_seq,
+                Actor.command_line(),
+                archive,
+                archive_sha256,
+                signer=signer,
+                trust=trust,
             )
+            signed = "unsigned" if checkpoint.key_id is None else f"key_id={checkpoint.key_id}"
             return (
                 f"checkpoint seq={checkpoint.seq} hash={checkpoint.hash} "
-                f"decided_at={checkpoint.decided_at.isoformat()}"
+                f"decided_at={checkpoint.decided_at.isoformat()} {signed}"
             )
     finally:
         await database.dispose()
+
+
+def _checkpoints_keygen(directory: Path) -> None:
+    """``mayhold checkpoints keygen``: a new signing key pair; the private key is never shown."""
+    from app.decisions.signing import generate_key_pair
+
+    private_path, public_path, key_id = generate_key_pair(directory)
+    print(f"key_id={key_id}")
+    print(f"private key (owner-only, 0600): {private_path}")
+    print(f"public key (for verifiers): {public_path}")
+    print(
+        f"sign with: MAYHOLD_CHECKPOINT_KEY_FILE={private_path}; verify elsewhere with: "
+        f"MAYHOLD_CHECKPOINT_TRUSTED_KEYS={public_path}",
+        file=sys.stderr,
+    )
 
 
 # Exit status of `mayhold decisions verify` when the chain is broken (1 is any other failure).
@@ -291,20 +325,31 @@ EXIT_CHAIN_BROKEN = 3
 
 
 async def _verify_decisions(
-    settings: Settings, start: dt.datetime | None, end: dt.datetime | None
+    settings: Settings,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    trusted_keys: Sequence[Path] = (),
+    require_signed: bool = False,
 ) -> tuple[ChainVerification, dict[str, Any] | str | None]:
     """``mayhold decisions verify``: ``GET /v1/decisions/verify`` over [start, end); with the
-    first bad decision's stored record when the chain is broken (or why it cannot be read)."""
+    first bad decision's stored record when the chain is broken (or why it cannot be read).
+    Checkpoint signatures are checked against the configured keys and ``trusted_keys``."""
     from app.decisions import service as decisions_service
+    from app.decisions.signing import CheckpointTrust
     from app.kit.engine import READ_ONLY_OPTION, Database
 
+    trust = CheckpointTrust.from_files(
+        settings.checkpoint_key_file,
+        (*settings.checkpoint_trusted_keys, *trusted_keys),
+        require_signed=settings.require_signed_checkpoints or require_signed,
+    )
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:
         async with database.sessionmaker() as session:
             # Reading only: on SQLite a long verify must not hold the log's write lock.
             await session.connection(execution_options={READ_ONLY_OPTION: True})
-            result = await decisions_service.verify(session, start, end)
+            result = await decisions_service.verify(session, start, end, trust)
             if result.ok or result.first_bad_id is None:
                 return result, None
             try:
@@ -510,11 +555,30 @@ def _decisions_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def _decisions_verify(settings: Settings, args: argparse.Namespace) -> int:
     _time_range(args.from_, args.to)
-    result, record = asyncio.run(_verify_decisions(settings, args.from_, args.to))
+    result, record = asyncio.run(
+        _verify_decisions(
+            settings, args.from_, args.to, args.trusted_key, args.require_signed_checkpoints
+        )
+    )
     print(result.model_dump_json(indent=2))
+    statuses = ", ".join(
+        f"{sum(c.status == status for c in result.checkpoints)} {status}"
+        for status in sorted({c.status for c in result.checkpoints})
+    )
     if result.ok:
-        print(f"the chain is sound: {result.checked} decision(s) checked", file=sys.stderr)
+        print(
+            f"the chain is sound: {result.checked} decision(s) checked; "
+            f"checkpoints: {statuses or 'none'}",
+            file=sys.stderr,
+        )
         return 0
+    if result.first_bad_id is None:
+        print(
+            f"mayhold: checkpoint {result.first_bad_checkpoint_seq} is bad: "
+            f"{result.checkpoint_problem} (checkpoints: {statuses})",
+            file=sys.stderr,
+        )
+        return EXIT_CHAIN_BROKEN
     print(
         f"mayhold: the chain is broken at decision seq {result.first_bad_seq} "
         f"({result.first_bad_id}): {result.problem}",
@@ -693,7 +757,8 @@ def _parser() -> argparse.ArgumentParser:
     decision_commands = decisions.add_subparsers(dest="decisions_command", required=True)
     checkpoint = decision_commands.add_parser(
         "checkpoint",
-        help="verify the chain up to a decision and record its hash (before archiving it)",
+        help="verify the chain up to a decision and record its hash (before archiving it), "
+        "signed with MAYHOLD_CHECKPOINT_KEY_FILE when it is set",
     )
     checkpoint.add_argument("--through-seq", type=int, required=True)
     checkpoint.add_argument("--archive", help="where the decisions up to it are archived")
@@ -704,6 +769,21 @@ def _parser() -> argparse.ArgumentParser:
         f"prints the first bad decision and exits {EXIT_CHAIN_BROKEN} when the chain is broken",
     )
     _time_range_flags(verify)
+    verify.add_argument(
+        "--trusted-key",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="an Ed25519 public key (PEM) whose checkpoint signatures to accept, besides "
+        "MAYHOLD_CHECKPOINT_TRUSTED_KEYS; repeatable",
+    )
+    verify.add_argument(
+        "--require-signed-checkpoints",
+        action="store_true",
+        help="report an unsigned checkpoint as a problem (exit "
+        f"{EXIT_CHAIN_BROKEN}), as MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS=true does",
+    )
     export_decisions = decision_commands.add_parser(
         "export",
         help="write the stored decisions (as GET /v1/decisions filters them), one JSON object a "
@@ -722,6 +802,14 @@ def _parser() -> argparse.ArgumentParser:
         help="write to this new file instead of standard output: it appears complete or not at "
         "all, and an existing file is never replaced (exit 1)",
     )
+    checkpoints = commands.add_parser("checkpoints", help="signing decision-log checkpoints")
+    checkpoint_commands = checkpoints.add_subparsers(dest="checkpoints_command", required=True)
+    keygen = checkpoint_commands.add_parser(
+        "keygen",
+        help="write a new Ed25519 key pair for signing checkpoints into a directory (the "
+        "private key 0600, never printed; existing files are never replaced)",
+    )
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
     lists = commands.add_parser("lists", help="custodian lists (as GET /v1/lists/{policy})")
     list_commands = lists.add_subparsers(dest="lists_command", required=True)
     export_list = list_commands.add_parser(
@@ -897,6 +985,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(
             asyncio.run(_checkpoint(settings, args.through_seq, args.archive, args.archive_sha256))
         )
+    elif args.command == "checkpoints":
+        _checkpoints_keygen(args.out)
     elif args.command == "lists":
         _lists_export(settings, args)
     return 0

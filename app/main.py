@@ -13,6 +13,7 @@ from app.console.endpoints import router as console_router
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
+from app.decisions.signing import CheckpointTrust
 from app.docs.endpoints import router as docs_router
 from app.health.endpoints import router as health_router
 from app.issuers.endpoints import router as issuers_router
@@ -155,6 +156,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         dependencies=[Depends(forbid_unknown_query_params)],
     )
     app.state.settings = settings
+    # Read once, at start: a key file that is missing or not an Ed25519 key stops the service
+    # here rather than answering verify without the keys it was told to trust.
+    app.state.checkpoint_trust = CheckpointTrust.from_files(
+        settings.checkpoint_key_file,
+        settings.checkpoint_trusted_keys,
+        require_signed=settings.require_signed_checkpoints,
+    )
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.expected_heads = head_revisions(settings)
     if database is not None:

@@ -99,6 +99,10 @@ async def test_verify_a_clean_log_and_a_time_range(
         "to_seq": None,
         "last_hash": None,
         "checkpoint_seq": None,
+        "checkpoints": [],
+        "first_bad_checkpoint_seq": None,
+        "checkpoint_problem": None,
+        "signatures_required": False,
     }
     log = decision_log(app)
     batches = []

@@ -18,6 +18,7 @@ from app.auth.scopes import Scope
 from app.decisions import service
 from app.decisions.repository import DecisionFilters
 from app.decisions.schemas import ChainVerification, DecisionPage, Replay, StoredDecision
+from app.decisions.signing import CheckpointTrust
 from app.kit.db import DbSession, read_only_transaction
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.inputs import Identifier, PolicyKey, Rfc3339, Token
@@ -120,15 +121,20 @@ async def list_decisions(
     description=(
         "Walks the decisions decided in [from, to) in chain order, recomputing each hash from "
         "the stored fields and the previous decision's hash (the first links to the decision "
-        "before `from`). Stops at the first bad decision and names it. Both bounds optional."
+        "before `from`). Stops at the first bad decision and names it. Both bounds optional. "
+        "Also checks every checkpoint decided before `to` (all without it), oldest first: its "
+        "Ed25519 signature against the public keys this service trusts and its link to the "
+        "previous checkpoint; each is reported `signed`, `unsigned`, `bad_signature`, "
+        "`unknown_key` or `broken_chain`, and the first bad one is named."
     ),
     responses=problem_responses(401, 403),
 )
 async def verify_decisions(
-    session: DbSession, _: Auditor, from_: From = None, to: To = None
+    session: DbSession, _: Auditor, request: Request, from_: From = None, to: To = None
 ) -> ChainVerification:
     _time_range(from_, to)
-    return await service.verify(session, from_, to)
+    trust: CheckpointTrust = request.app.state.checkpoint_trust
+    return await service.verify(session, from_, to, trust)
 
 
 @router.get(

@@ -204,6 +204,17 @@ class DecisionRepository:
         )
         return {row.seq: row.hash for row in result}
 
+    async def checkpoints_decided_before(
+        self, end: dt.datetime | None
+    ) -> Sequence[DecisionCheckpoint]:
+        """Every checkpoint whose decision was decided before ``end`` (None: all), in seq order:
+        the checkpoint chain a range ending there rests on (one row per archive: a few
+        hundred over ten years)."""
+        query = select(DecisionCheckpoint).order_by(DecisionCheckpoint.seq)
+        if end is not None:
+            query = query.where(DecisionCheckpoint.decided_at < end)
+        return (await self.session.execute(query)).scalars().all()
+
     async def latest_checkpoint(self) -> DecisionCheckpoint | None:
         result = await self.session.execute(
             select(DecisionCheckpoint).order_by(DecisionCheckpoint.seq.desc()).limit(1)

@@ -10,7 +10,7 @@ import binascii
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +27,15 @@ from app.decisions.chain import (
     project,
 )
 from app.decisions.repository import DecisionFilters, DecisionRepository
-from app.decisions.schemas import ChainVerification
+from app.decisions.schemas import ChainVerification, CheckpointCheck, CheckpointStatus
+from app.decisions.signing import (
+    NO_PREVIOUS,
+    CheckpointSigner,
+    CheckpointTrust,
+    link_of,
+    message,
+    signed_message_of,
+)
 from app.kit.canonical import canonical_bytes, json_ready, rfc3339
 from app.kit.errors import AppError, Conflict, FieldError, InvalidInput, NotFound
 from app.kit.time import utcnow
@@ -272,19 +280,26 @@ def _problem(row: Any, expected_seq: int, expected_prev: str | None) -> str | No
 
 
 async def verify(
-    session: AsyncSession, start: dt.datetime | None, end: dt.datetime | None
+    session: AsyncSession,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    trust: CheckpointTrust | None = None,
 ) -> ChainVerification:
-    """Walk the chain over the decisions decided in [start, end), in seq order, page by page.
+    """Walk the chain over the decisions decided in [start, end), in seq order, page by page,
+    and check the checkpoints it rests on.
 
     Each decision's hash is recomputed from its stored fields and the previous decision's
     hash; the first decision of the range links to the one before it, to the checkpoint
     recorded for it when it was archived, or to the genesis hash. Stops at the first bad
-    decision.
+    decision. Every checkpoint decided before ``end`` (all without it) is checked, oldest
+    first: its signature against ``trust``'s public keys (none given: no key is trusted, so
+    no checkpoint is ever reported signed), and its link to the checkpoint before it.
     """
+    trust = trust or CheckpointTrust()
     repository = DecisionRepository(session)
     bounds = await repository.seq_range(start, end)
     if bounds is None:
-        return ChainVerification(
+        walked = ChainVerification(
             checked=0,
             ok=True,
             first_bad_id=None,
@@ -295,7 +310,118 @@ async def verify(
             last_hash=None,
             checkpoint_seq=None,
         )
-    return await _walk(repository, *bounds)
+    else:
+        walked = await _walk(repository, *bounds)
+    checks = check_checkpoints(await repository.checkpoints_decided_before(end), trust)
+    bad = next((check for check in checks if _is_problem(check, trust)), None)
+    update: dict[str, Any] = {
+        "checkpoints": checks,
+        "signatures_required": trust.require_signed,
+    }
+    if bad is not None:
+        update |= {
+            "ok": False,
+            "first_bad_checkpoint_seq": bad.seq,
+            "checkpoint_problem": bad.problem,
+            "last_hash": None,
+        }
+        if walked.ok:
+            update["problem"] = f"checkpoint {bad.seq}: {bad.problem}"
+    return walked.model_copy(update=update)
+
+
+# -- the checkpoint chain ------------------------------------------------------------------------
+
+
+def _is_problem(check: CheckpointCheck, trust: CheckpointTrust) -> bool:
+    return check.status != "signed" and (check.status != "unsigned" or trust.require_signed)
+
+
+def check_checkpoints(
+    rows: Sequence[DecisionCheckpoint], trust: CheckpointTrust
+) -> list[CheckpointCheck]:
+    """The status of each checkpoint (rows in seq order, from the first), see ``CheckpointCheck``.
+
+    A checkpoint's signature covers the link to the checkpoint it names as previous (that
+    one's signature, or its hash when unsigned): a checkpoint deleted from the table leaves
+    the next one naming a predecessor that is not there (``broken_chain``); one rewritten,
+    re-signed by a trusted key or not, no longer matches its own signature or the next one's.
+    Checkpoints recorded before they were chained (no ``previous_seq``) can only come first.
+    """
+    checks: list[CheckpointCheck] = []
+    before: DecisionCheckpoint | None = None
+    chained = False
+    for row in rows:
+        previous = NO_PREVIOUS if before is None else link_of(before.signature, before.hash)
+        status, problem = _checkpoint_status(
+            row, 0 if before is None else before.seq, previous, chained, trust
+        )
+        chained = chained or row.previous_seq is not None
+        checks.append(
+            CheckpointCheck(
+                seq=row.seq,
+                hash=row.hash,
+                decided_at=rfc3339(row.decided_at),
+                count=row.count,
+                previous_seq=row.previous_seq,
+                previous=previous if row.previous_seq == (before.seq if before else 0) else None,
+                recorded_at=rfc3339(row.recorded_at),
+                recorded_by=row.recorded_by,
+                archive=row.archive,
+                archive_sha256=row.archive_sha256,
+                key_id=row.key_id,
+                signature=row.signature,
+                status=status,
+                problem=problem,
+            )
+        )
+        before = row
+    return checks
+
+
+def _checkpoint_status(
+    row: DecisionCheckpoint,
+    before_seq: int,
+    previous: str,
+    chained: bool,
+    trust: CheckpointTrust,
+) -> tuple[CheckpointStatus, str | None]:
+    """The status of one checkpoint given the one before it in the table, and what is wrong."""
+    if row.previous_seq is None:
+        if chained or row.signature is not None:
+            return "broken_chain", "it names no previous checkpoint, after chained ones"
+        # Recorded before checkpoints were chained and signed.
+        return "unsigned", _unsigned(trust)
+    if row.previous_seq != before_seq:
+        before = f"checkpoint {before_seq}" if before_seq else "none"
+        return "broken_chain", (
+            f"it follows checkpoint {row.previous_seq or 'none (the first)'}, but the one before "
+            f"it in the table is {before}: a checkpoint was deleted or inserted"
+        )
+    if row.count != row.seq - row.previous_seq:
+        return "broken_chain", f"its count {row.count} is not seq - previous_seq"
+    if row.signature is None:
+        return "unsigned", _unsigned(trust)
+    if row.key_id is None:
+        return "bad_signature", "it has a signature but no key id"
+    verified = trust.verifies(row.key_id, row.signature, signed_message_of(row, previous))
+    if verified is None:
+        return "unknown_key", (
+            f"it is signed by key {row.key_id}, which this verifier does not trust (give its "
+            "public key: MAYHOLD_CHECKPOINT_TRUSTED_KEYS)"
+        )
+    if not verified:
+        return "bad_signature", (
+            f"its signature (key {row.key_id}) does not match it: the checkpoint, or the link "
+            "to the one before it, was rewritten"
+        )
+    return "signed", None
+
+
+def _unsigned(trust: CheckpointTrust) -> str | None:
+    if trust.require_signed:
+        return "it is unsigned, and signed checkpoints are required"
+    return None
 
 
 async def _walk(repository: DecisionRepository, first: int, last: int) -> ChainVerification:
@@ -351,6 +477,8 @@ async def record_checkpoint(
     actor: Actor,
     archive: str | None = None,
     archive_sha256: str | None = None,
+    signer: CheckpointSigner | None = None,
+    trust: CheckpointTrust | None = None,
 ) -> DecisionCheckpoint:
     """Vouch for the chain up to ``through_seq``: verify it, then record that decision's hash.
 
@@ -358,8 +486,27 @@ async def record_checkpoint(
     ``through_seq``; a bad decision is a 409 naming it, and nothing is recorded. Checkpoints
     only move forward. Once recorded, the decisions up to ``through_seq`` may be archived and
     removed from the live table: ``verify`` links the next decision to this checkpoint.
+
+    The checkpoint is chained to the latest one (``previous_seq``, ``count``) and, with a
+    ``signer``, signed (``app.decisions.signing``). With ``trust``, the checkpoints recorded so
+    far are checked first, as verify would: a new checkpoint is never chained onto a bad one
+    (409 naming it; an unsigned one is not bad here: a signed checkpoint after it vouches for
+    its hash). When ``trust`` requires signed checkpoints, recording one without a ``signer``
+    is a 409.
     """
     repository = DecisionRepository(session)
+    if trust is not None:
+        if trust.require_signed and signer is None:
+            raise Conflict(
+                "Signed checkpoints are required (MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS) but no "
+                "signing key is configured (MAYHOLD_CHECKPOINT_KEY_FILE). Nothing was recorded."
+            )
+        checks = check_checkpoints(await repository.checkpoints_decided_before(None), trust)
+        bad = next((check for check in checks if check.status not in ("signed", "unsigned")), None)
+        if bad is not None:
+            raise Conflict(
+                f"Checkpoint {bad.seq} ({bad.status}): {bad.problem}. Nothing was recorded."
+            )
     latest = await repository.latest_checkpoint()
     if latest is not None and through_seq <= latest.seq:
         raise Conflict(
@@ -375,14 +522,38 @@ async def record_checkpoint(
             f"The chain is not sound up to {through_seq}: decision {walked.first_bad_seq} "
             f"({walked.first_bad_id}): {walked.problem}. Nothing was recorded."
         )
+    previous_seq = 0 if latest is None else latest.seq
+    recorded_at = utcnow()
+    key_id = signature = None
+    if signer is not None:
+        key_id = signer.key_id
+        signature = signer.sign(
+            message(
+                seq=through_seq,
+                hash=decision.hash,
+                decided_at=decision.decided_at,
+                count=through_seq - previous_seq,
+                previous_seq=previous_seq,
+                previous=NO_PREVIOUS if latest is None else link_of(latest.signature, latest.hash),
+                recorded_at=recorded_at,
+                recorded_by=actor.name,
+                key_id=key_id,
+                archive=archive,
+                archive_sha256=archive_sha256,
+            )
+        )
     checkpoint = DecisionCheckpoint(
         seq=through_seq,
         hash=decision.hash,
         decided_at=decision.decided_at,
-        recorded_at=utcnow(),
+        recorded_at=recorded_at,
         recorded_by=actor.name,
         archive=archive,
         archive_sha256=archive_sha256,
+        previous_seq=previous_seq,
+        count=through_seq - previous_seq,
+        key_id=key_id,
+        signature=signature,
     )
     await repository.add_checkpoint(checkpoint)
     return checkpoint

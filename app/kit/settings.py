@@ -6,10 +6,10 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 # Where migrations/, policies/ and openapi/ are: the source checkout (also an editable
@@ -57,8 +57,26 @@ class Settings(BaseSettings):
     upload_dir: Path | None = None
     load_progress_seconds: float = Field(default=10.0, ge=0)
 
+    # Decision-log checkpoints (app/decisions/signing.py). ``checkpoint_key_file``: the PEM
+    # Ed25519 private key that signs new checkpoints (``mayhold checkpoints keygen``); unset,
+    # checkpoints are recorded unsigned. ``checkpoint_trusted_keys``: PEM public keys verify
+    # accepts signatures of, besides the signing key's own (comma-separated paths; an auditor
+    # sets only these). ``require_signed_checkpoints``: verify reports an unsigned checkpoint
+    # as a problem (without it, as ``unsigned``, never as signed).
+    checkpoint_key_file: Path | None = None
+    checkpoint_trusted_keys: Annotated[tuple[Path, ...], NoDecode] = ()
+    require_signed_checkpoints: bool = False
+
     # Where the Alembic scripts live; the default is the repository's own ``migrations/``.
     migrations_dir: Path = REPO_ROOT / "migrations"
+
+    @field_validator("checkpoint_trusted_keys", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        # From the environment: "a.pem,b.pem" (a JSON list would be noisy to write).
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
 
     @property
     def upload_directory(self) -> Path:

@@ -69,7 +69,8 @@ class DecisionCheckpoint(Base):
     Recorded (append-only) once the chain up to ``seq`` has been verified, typically before the
     decisions up to it are archived and removed from the live table: ``verify`` then links the
     first live decision after them to this hash, and a later rewrite of the chain through
-    ``seq`` no longer reproduces it.
+    ``seq`` no longer reproduces it. Signed (``key_id``, ``signature``), and chained to the
+    previous checkpoint by its signature, it also resists a rewrite of this table itself.
     """
 
     __tablename__ = "decision_checkpoints"
@@ -82,3 +83,12 @@ class DecisionCheckpoint(Base):
     # Where the decisions up to seq were archived, and the archive file's SHA-256.
     archive: Mapped[str | None] = mapped_column(String(500))
     archive_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The checkpoint chain (app.decisions.signing): the checkpoint this one follows (0 for the
+    # first), and how many decisions it adds to it (seq - previous_seq). Null on checkpoints
+    # recorded before they were chained.
+    previous_seq: Mapped[int | None] = mapped_column(BigInteger)
+    count: Mapped[int | None] = mapped_column(BigInteger)
+    # Who signed it (sha256 of the raw Ed25519 public key, first 32 hex digits) and the
+    # signature (hex) over its canonical message; both null on an unsigned checkpoint.
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[str | None] = mapped_column(String(128))
