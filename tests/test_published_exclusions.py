@@ -380,15 +380,32 @@ async def test_a_confirmed_entry_turns_the_verdict_watch_with_evidence(
     assert (await stewards.check(PMI_ISIN))["verdict"] == "allowed"
 
 
-async def test_revoking_a_confirmation_turns_the_fact_false(stewards: Stewards) -> None:
+async def test_revoking_a_confirmation_takes_two_keys_and_turns_the_fact_false(
+    stewards: Stewards,
+) -> None:
+    """Revoking loosens a verdict (watch goes away): like confirming, it takes a second key.
+    The first asks; until another key carries it out the confirmation stands."""
     await stewards.resolve(IMPERIAL_ROW, "IMPERIAL")
     assert (await stewards.check(IMPERIAL_ISIN))["verdict"] == "watch"
-    revoked = await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.first)
+    before = await datasets(stewards.client, stewards.first)
+    asked = await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.first)
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["status"] == "revocation_proposed"
+    assert asked.json()["resolutions"][-1]["dataset_id"] is None
+    assert (await stewards.check(IMPERIAL_ISIN))["verdict"] == "watch"  # still stands
+    assert await datasets(stewards.client, stewards.first) == before  # no new data version
+    # The key that asked cannot carry it out.
+    same = await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.first)
+    assert_problem(same, 403)
+    assert same.json()["type"].endswith("four-eyes-required")
+    assert (await stewards.get(IMPERIAL_ROW))["status"] == "revocation_proposed"
+    revoked = await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.second)
     assert revoked.status_code == 200, revoked.text
     assert revoked.json()["status"] == "rejected"
     assert [s["action"] for s in revoked.json()["resolutions"]] == [
         "propose",
         "confirm",
+        "ask-revoke",
         "revoke",
     ]
     decision = await stewards.check(IMPERIAL_ISIN)
@@ -398,6 +415,21 @@ async def test_revoking_a_confirmation_turns_the_fact_false(stewards: Stewards) 
     assert (fact["value"], fact["deciding_entry"]) == ("false", None)
     # Revoked: a new proposal may follow; a second revoke is a conflict.
     assert_problem(await stewards.step(IMPERIAL_ROW, "revoke"), 409)
+
+
+async def test_a_revocation_asked_can_be_withdrawn_and_the_confirmation_stands(
+    stewards: Stewards,
+) -> None:
+    await stewards.resolve(IMPERIAL_ROW, "IMPERIAL")
+    assert (await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.first)).status_code == 200
+    kept = await stewards.step(IMPERIAL_ROW, "reject", key=stewards.second)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["status"] == "confirmed"
+    assert kept.json()["resolutions"][-1]["action"] == "keep"
+    assert (await stewards.check(IMPERIAL_ISIN))["verdict"] == "watch"
+    # Confirmed again: a revocation starts over with its request.
+    again = await stewards.step(IMPERIAL_ROW, "revoke", key=stewards.second)
+    assert again.json()["status"] == "revocation_proposed"
 
 
 async def test_a_rejected_proposal_writes_no_fact(stewards: Stewards) -> None:

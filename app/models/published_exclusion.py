@@ -60,8 +60,9 @@ class ExclusionResolution(Base):
     """One step of a data steward's resolution of a published entry to an issuer (append-only).
 
     ``action``: ``propose`` (an issuer, with the name match's confidence), ``confirm`` (by
-    another key: four eyes), ``reject`` (a proposal), ``revoke`` (a confirmation). The entry's
-    status is its latest step's. A confirm or revoke records a dataset (``dataset_id``): the
+    another key: four eyes), ``reject`` (a proposal), ``ask-revoke`` (a confirmation, asked by
+    one key), ``keep`` (the request withdrawn), ``revoke`` (by another key: four eyes). The
+    entry's status is its latest step's. A confirm or revoke records a dataset (``dataset_id``): the
     issuer facts it wrote, so the data version moves and decisions replay as of it.
     """
 

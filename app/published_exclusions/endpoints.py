@@ -145,10 +145,11 @@ async def confirm(
     "/{entry_id}/reject",
     operation_id="rejectPublishedExclusion",
     response_model=EntryDetail,
-    summary="Reject the proposal (the name is not that issuer)",
+    summary="Reject the proposal (the name is not that issuer), or withdraw a revocation",
     description=(
-        "Records the rejection (scope `data:write`); the entry affects no verdict and may be "
-        "proposed again. 409 unless proposed."
+        "Scope `data:write`. On a proposed entry: records the rejection; the entry affects no "
+        "verdict and may be proposed again. On a revocation_proposed entry: withdraws the "
+        "request (the confirmation stands). 409 otherwise."
     ),
     responses=problem_responses(401, 403, 404, 409),
 )
@@ -165,11 +166,14 @@ async def reject(
     "/{entry_id}/revoke",
     operation_id="revokePublishedExclusion",
     response_model=EntryDetail,
-    summary="Revoke a confirmation: the issuer's fact is recomputed without the entry",
+    summary="Revoke a confirmation (four eyes: asked by one key, done by another)",
     description=(
-        "Scope `data:write`. The issuer's peer_exclusion facts are recomputed from the "
-        "entries still confirmed to it and recorded as a new dataset (the data version "
-        "moves). 409 unless confirmed."
+        "Scope `data:write`. Revoking loosens verdicts, so it takes two keys: on a confirmed "
+        "entry the call asks (status revocation_proposed; the confirmation still stands); on "
+        "a revocation_proposed entry, by another key (403 `four-eyes-required` for the same), "
+        "it revokes: the issuer's peer_exclusion facts are recomputed from the entries still "
+        "confirmed to it and recorded as a new dataset (the data version moves). 409 "
+        "otherwise."
     ),
     responses=problem_responses(401, 403, 404, 409),
 )

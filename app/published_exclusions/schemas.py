@@ -8,8 +8,8 @@ from pydantic import Field, StringConstraints
 from app.kit.inputs import STORABLE, Identifier
 from app.kit.schemas import Schema
 
-EntryStatus = Literal["unresolved", "proposed", "confirmed", "rejected"]
-StepAction = Literal["propose", "confirm", "reject", "revoke"]
+EntryStatus = Literal["unresolved", "proposed", "confirmed", "revocation_proposed", "rejected"]
+StepAction = Literal["propose", "confirm", "reject", "ask-revoke", "keep", "revoke"]
 Note = Annotated[str, StringConstraints(min_length=1, max_length=1000), STORABLE]
 
 
@@ -47,7 +47,9 @@ class EntryRead(Schema):
     note: str | None
     status: EntryStatus = Field(
         description="unresolved (never resolved), proposed (awaiting a second key), confirmed "
-        "(affects verdicts), rejected (a proposal rejected or a confirmation revoked)."
+        "(affects verdicts), revocation_proposed (a key asked to revoke the confirmation, which "
+        "stands until another key revokes it), rejected (a proposal rejected or a confirmation "
+        "revoked)."
     )
     issuer_id: str | None = Field(description="The issuer of the latest step, if any.")
     confidence: float | None

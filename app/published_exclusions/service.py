@@ -1,14 +1,19 @@
-"""Resolving published exclusion entries to issuers: propose, confirm (four eyes), reject,
-revoke; and the issuer facts a confirmation writes.
+"""Resolving published exclusion entries to issuers: propose, confirm (four eyes), reject, revoke
+(four eyes too); and the issuer facts a confirmation writes.
 
 An entry's status is its latest step's: none, ``unresolved``; propose, ``proposed``; confirm,
-``confirmed``; reject or revoke, ``rejected`` (a new proposal may follow). Only confirmed
-entries reach the engine, as ``peer_exclusion.excluded`` / ``peer_exclusion.observation``
-issuer facts. A confirm or revoke recomputes the issuer's value of the metric its entry's
-decision bears on, from every entry then confirmed to that issuer (the newest published
-decision decides: a day, month or year orders by its first day, then the load and row), and
-records it as a dataset of its own (``published-exclusion-resolution``): the data version
-moves, checks and the compiled index read the fact, and a decision replays as of it.
+``confirmed``; reject or revoke, ``rejected`` (a new proposal may follow). Taking a confirmation
+back loosens verdicts, so it takes two keys like making it: a first ``revoke`` asks
+(``ask-revoke``: status ``revocation_proposed``, the confirmation still stands), a second by
+another key carries it out; ``reject`` withdraws the request (``keep``: confirmed again).
+
+Only confirmed entries reach the engine, as ``peer_exclusion.excluded`` or
+``peer_exclusion.observation`` issuer facts. A confirm or revoke recomputes the issuer's value
+of the metric its entry's decision bears on, from every entry then confirmed to that issuer
+(the newest published decision decides: a day, month or year orders by its first day, then the
+load and row), and records it as a dataset of its own (``published-exclusion-resolution``): the
+data version moves, checks and the compiled index read the fact, and a decision replays as of
+it.
 """
 
 from __future__ import annotations
@@ -61,8 +66,12 @@ _STATUS = {
     "propose": "proposed",
     "confirm": "confirmed",
     "reject": "rejected",
+    "ask-revoke": "revocation_proposed",
+    "keep": "confirmed",
     "revoke": "rejected",
 }
+# The steps after which an entry's confirmation stands (it reaches the engine).
+STANDING = frozenset({"confirm", "ask-revoke", "keep"})
 _ENTRY_ID = re.compile(r"^(\d{1,12})-(\d{1,9})$")
 # Fact.source_field's width: the short form of the evidence (the dataset's summary has it all).
 _FIELD_CHARS = 64
@@ -195,6 +204,11 @@ class _Step:
     repository: PublishedExclusionRepository
     entry: PublishedExclusion
     latest: ExclusionResolution | None
+    steps: Sequence[ExclusionResolution] = ()
+
+    def confirmation(self) -> ExclusionResolution:
+        """The step that confirmed the entry (it is confirmed, or its revocation asked)."""
+        return next(s for s in reversed(self.steps) if s.action == "confirm")
 
 
 async def _begin(session: AsyncSession, raw_id: str) -> _Step:
@@ -204,7 +218,7 @@ async def _begin(session: AsyncSession, raw_id: str) -> _Step:
     entry = await _entry(repository, raw_id)  # a bad id is refused before taking the lock
     await DatasetRepository(session).lock_loads()
     steps = await repository.resolutions([(entry.dataset_id, entry.source_row)])
-    return _Step(repository, entry, steps[-1] if steps else None)
+    return _Step(repository, entry, steps[-1] if steps else None, steps)
 
 
 def _refuse(step: _Step, action: str, allowed: Sequence[EntryStatus]) -> None:
@@ -247,35 +261,47 @@ async def confirm(
     _refuse(step, "confirmed", ("proposed",))
     proposal = step.latest
     assert proposal is not None
-    if (actor.key_id is not None and actor.key_id == proposal.actor_key_id) or (
-        actor.name == proposal.actor
-    ):
-        raise FourEyesRequired(
-            f"four eyes: entry {entry_id(step.entry)} was proposed by {proposal.actor!r}; "
-            "another key must confirm it. Nothing was written."
-        )
+    _four_eyes(actor, proposal, f"entry {entry_id(step.entry)} was proposed", "confirm it")
     dataset_id = await _write_fact(step, actor, "confirm", proposal, note)
     await _record(step, actor, "confirm", proposal.issuer_id, proposal.confidence, note, dataset_id)
     return await get_entry(session, entry_id(step.entry))
 
 
+def _four_eyes(actor: Actor, asked: ExclusionResolution, what: str, then: str) -> None:
+    if (actor.key_id is not None and actor.key_id == asked.actor_key_id) or (
+        actor.name == asked.actor
+    ):
+        raise FourEyesRequired(
+            f"four eyes: {what} by {asked.actor!r}; another key must {then}. Nothing was written."
+        )
+
+
 async def reject(session: AsyncSession, actor: Actor, raw_id: str, note: str | None) -> EntryDetail:
-    """Reject the pending proposal (the name is not that issuer). 409 unless proposed."""
+    """Reject the pending proposal (the name is not that issuer), or withdraw a pending
+    request to revoke (the confirmation stands: ``keep``). 409 otherwise."""
     step = await _begin(session, raw_id)
-    _refuse(step, "rejected", ("proposed",))
-    proposal = step.latest
-    assert proposal is not None
-    await _record(step, actor, "reject", proposal.issuer_id, proposal.confidence, note)
+    _refuse(step, "rejected", ("proposed", "revocation_proposed"))
+    pending = step.latest
+    assert pending is not None
+    action = "keep" if pending.action == "ask-revoke" else "reject"
+    await _record(step, actor, action, pending.issuer_id, pending.confidence, note)
     return await get_entry(session, entry_id(step.entry))
 
 
 async def revoke(session: AsyncSession, actor: Actor, raw_id: str, note: str | None) -> EntryDetail:
-    """Revoke a confirmation (the resolution was wrong): the issuer's fact is recomputed
-    without the entry (false when nothing confirmed is left). 409 unless confirmed."""
+    """Revoke a confirmation (the resolution was wrong), in two steps by two keys: the first
+    asks (the confirmation stands meanwhile), the second, by another key (403
+    ``four-eyes-required`` for the same), recomputes the issuer's fact without the entry
+    (false when nothing confirmed is left). 409 unless confirmed or its revocation asked."""
     step = await _begin(session, raw_id)
-    _refuse(step, "revoked", ("confirmed",))
-    confirmed = step.latest
-    assert confirmed is not None
+    _refuse(step, "revoked", ("confirmed", "revocation_proposed"))
+    latest = step.latest
+    assert latest is not None
+    if latest.action != "ask-revoke":
+        await _record(step, actor, "ask-revoke", latest.issuer_id, latest.confidence, note)
+        return await get_entry(session, entry_id(step.entry))
+    _four_eyes(actor, latest, f"revoking entry {entry_id(step.entry)} was asked", "carry it out")
+    confirmed = step.confirmation()
     dataset_id = await _write_fact(step, actor, "revoke", confirmed, note)
     await _record(
         step, actor, "revoke", confirmed.issuer_id, confirmed.confidence, note, dataset_id
@@ -344,7 +370,7 @@ async def _write_fact(
     keys = {
         key
         for key, s in latest.items()
-        if s.action == "confirm" and s.issuer_id == issuer_id and key != acted
+        if s.action in STANDING and s.issuer_id == issuer_id and key != acted
     }
     if action == "confirm":
         keys.add(acted)
