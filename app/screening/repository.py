@@ -27,6 +27,7 @@ from app.datasets.repository import (
 )
 from app.kit.bulk import fetch_plain
 from app.kit.identifiers import is_valid_isin
+from app.kit.sql import one_of
 from app.models import (
     ArmsEmbargo,
     ConsolidationRecord,
@@ -142,7 +143,7 @@ def consolidation_in_force(
     )
     ranked = select(*_RELATIONSHIP_COLUMNS, rank).where(cr.dataset_id <= version)
     if start_leis is not None:
-        ranked = ranked.where(cr.start_lei.in_(sorted(set(start_leis))))
+        ranked = ranked.where(one_of(cr.start_lei, sorted(set(start_leis))))
     current = ranked.subquery("ranked")
     return select(*(current.c[c.key] for c in _RELATIONSHIP_COLUMNS)).where(current.c.rank == 1)
 
@@ -237,7 +238,7 @@ class ScreeningRepository:
         column = getattr(model, key)
         newest = (
             select(column.label("k"), func.max(model.dataset_id).label("dataset_id"))
-            .where(column.in_(wanted), model.dataset_id <= version)
+            .where(one_of(column, wanted), model.dataset_id <= version)
             .group_by(column)
             .subquery()
         )
@@ -257,7 +258,7 @@ class ScreeningRepository:
         model = key.class_
         newest = (
             select(key.label("k"), func.max(model.dataset_id).label("dataset_id"))
-            .where(key.in_(wanted), model.dataset_id <= version)
+            .where(one_of(key, wanted), model.dataset_id <= version)
             .group_by(key)
             .subquery()
         )
@@ -291,7 +292,7 @@ class ScreeningRepository:
             (
                 await self.session.execute(
                     select(InstrumentRecord.isin)
-                    .where(column.in_(wanted), InstrumentRecord.dataset_id <= version)
+                    .where(one_of(column, wanted), InstrumentRecord.dataset_id <= version)
                     .distinct()
                 )
             )
@@ -450,7 +451,7 @@ class ScreeningRepository:
         heads = await fetch_plain(
             conn,
             select(*_COMPOSITION_COLUMNS).where(
-                FundComposition.fund_isin.in_(wanted), FundComposition.dataset_id <= version
+                one_of(FundComposition.fund_isin, wanted), FundComposition.dataset_id <= version
             ),
         )
         if not heads:
@@ -459,8 +460,8 @@ class ScreeningRepository:
             conn,
             select(*_CONSTITUENT_COLUMNS)
             .where(
-                FundHolding.fund_isin.in_(sorted({h[0] for h in heads})),
-                FundHolding.dataset_id.in_(sorted({h[2] for h in heads})),
+                one_of(FundHolding.fund_isin, sorted({h[0] for h in heads})),
+                one_of(FundHolding.dataset_id, sorted({h[2] for h in heads})),
             )
             .order_by(*_CONSTITUENT_ORDER),
         )
@@ -485,7 +486,8 @@ class ScreeningRepository:
                 await self.session.execute(
                     select(IssuerRecord.issuer_id)
                     .where(
-                        or_(*(c.in_(wanted) for c in columns)), IssuerRecord.dataset_id <= version
+                        or_(*(one_of(c, wanted) for c in columns)),
+                        IssuerRecord.dataset_id <= version,
                     )
                     .distinct()
                 )
@@ -562,7 +564,7 @@ class ScreeningRepository:
                     await self.session.execute(
                         select(IssuerRecord.issuer_id)
                         .where(
-                            IssuerRecord.parent_issuer_id.in_(sorted(frontier)),
+                            one_of(IssuerRecord.parent_issuer_id, sorted(frontier)),
                             IssuerRecord.dataset_id <= version,
                         )
                         .distinct()
@@ -607,7 +609,7 @@ class ScreeningRepository:
             wanted = sorted(set(issuer_ids))
             if not wanted:
                 return {}
-            query = query.where(IssuerRecord.issuer_id.in_(wanted))
+            query = query.where(one_of(IssuerRecord.issuer_id, wanted))
         rows = (await self.session.execute(query)).all()
         return {issuer_id: lei for issuer_id, lei in rows if lei is not None}
 
@@ -617,14 +619,14 @@ class ScreeningRepository:
         if not wanted:
             return {}
         candidates = select(IssuerRecord.issuer_id).where(
-            IssuerRecord.lei.in_(wanted), IssuerRecord.dataset_id <= version
+            one_of(IssuerRecord.lei, wanted), IssuerRecord.dataset_id <= version
         )
         query = _current(
             IssuerRecord,
             IssuerRecord.issuer_id,
             (IssuerRecord.issuer_id, IssuerRecord.lei),
             version,
-        ).where(IssuerRecord.issuer_id.in_(candidates), IssuerRecord.lei.in_(wanted))
+        ).where(IssuerRecord.issuer_id.in_(candidates), one_of(IssuerRecord.lei, wanted))
         found: dict[str, list[str]] = {}
         for issuer_id, lei in (await self.session.execute(query)).all():
             found.setdefault(lei, []).append(issuer_id)
@@ -657,7 +659,7 @@ class ScreeningRepository:
                     await self.session.execute(
                         select(ConsolidationRecord.start_lei)
                         .where(
-                            ConsolidationRecord.end_lei.in_(sorted(frontier)),
+                            one_of(ConsolidationRecord.end_lei, sorted(frontier)),
                             ConsolidationRecord.dataset_id <= version,
                         )
                         .distinct()
@@ -713,7 +715,7 @@ class ScreeningRepository:
                 await self.session.execute(
                     select(IssuerRecord.issuer_id)
                     .where(
-                        IssuerRecord.country.in_(sorted(countries)),
+                        one_of(IssuerRecord.country, sorted(countries)),
                         IssuerRecord.kind == "sovereign",
                         IssuerRecord.dataset_id <= version,
                     )
@@ -753,9 +755,9 @@ class ScreeningRepository:
             # Plain rows, not ORM objects: a batch check reads tens of thousands of facts.
             rows = await self.session.execute(
                 select(column, *_FACT_COLUMNS).where(
-                    column.in_(keys),
+                    one_of(column, keys),
                     Fact.dataset_id <= version,
-                    *([] if metrics is None else [Fact.metric.in_(sorted(metrics))]),
+                    *([] if metrics is None else [one_of(Fact.metric, sorted(metrics))]),
                 )
             )
             for key, metric, provider, value, as_of, dataset_id, row, field in rows:
@@ -780,7 +782,7 @@ class ScreeningRepository:
             return
         query = select(ArmsEmbargo).where(ArmsEmbargo.dataset_id <= version)
         if not everywhere:
-            query = query.where(ArmsEmbargo.country.in_(countries))
+            query = query.where(one_of(ArmsEmbargo.country, countries))
         rows = await self.session.execute(query)
         grouped: dict[str, list[Embargo]] = {}
         for row in rows.scalars():
@@ -817,7 +819,7 @@ class ScreeningRepository:
         )
         if not everywhere:
             isins = select(InstrumentRecord.isin).where(
-                InstrumentRecord.issuer_id.in_(sorted(snapshot.issuers)),
+                one_of(InstrumentRecord.issuer_id, sorted(snapshot.issuers)),
                 InstrumentRecord.dataset_id <= version,
             )
             query = query.where(SanctionsListEntry.isin.in_(isins))
