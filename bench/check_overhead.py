@@ -2,15 +2,19 @@
 
 Loads `mayhold demo`'s policies and a generated universe (--companies) into a fresh Postgres
 database once, then serves it from each checkout in turn (uvicorn, one worker; ``--base`` is a
-checkout of the commit to compare with, e.g. ``git worktree add /tmp/base main``), in rounds
-(base, this, base, this...: the machines are shared and noisy, so each figure is read against
-the other's from the same run). Per server and round, with wrk (``apt-get install wrk``):
-  1. GET /healthz of the same server: the baseline throughput;
-  2. GET /v1/check (one ISIN, decision logged): throughput as a ratio of 1;
+checkout of the commit to compare with, e.g. ``git worktree add --detach /tmp/base main``;
+``--this`` one or more others, default this one), in rounds (base, this, base, this...: the
+machines are shared and noisy, so each figure is read against the others' from the same run).
+Per server and round, with wrk (``apt-get install wrk``):
+  1. GET /healthz of the same server, saturated (16 connections): the baseline throughput;
+  2. GET /v1/check (one ISIN, decision logged), saturated: throughput as a ratio of 1, and the
+     server process's CPU time per request in both (steadier than throughput when other work
+     shares the cores; Postgres' own CPU is not in it);
   3. p50/p99 of single checks paced at half that throughput (8 connections).
 Only one server runs at a time (they share the database and its decision log).
 
-Usage: .venv/bin/python bench/check_overhead.py --base /tmp/base [--rounds 2] [--seconds 8]
+Usage: .venv/bin/python bench/check_overhead.py --base /tmp/base [--this DIR]... [--rounds 2]
+       [--seconds 8]
 Targets (issue 15): check/healthz >= 0.8; p99 at half load < 3 ms.
 """
 

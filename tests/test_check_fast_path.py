@@ -23,6 +23,7 @@ from app.auth.scopes import Scope
 from app.kit.metrics import HTTP_REQUESTS
 from app.kit.settings import Settings
 from app.screening import fast_path
+from app.screening.endpoints import answer_check
 from app.screening.index import VerdictIndex
 from tests.conftest import MakeKey, bearer
 from tests.support.checks import Desk, open_desk
@@ -71,7 +72,7 @@ async def both(
 ) -> tuple[httpx.Response, httpx.Response, bool]:
     """The answer as it comes, the route's answer, and whether the fast path gave the first."""
     calls: list[object] = []
-    answer = fast_path.answer_check
+    answer = answer_check
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
@@ -221,7 +222,7 @@ async def test_head_and_a_request_with_a_body(desk: Desk, monkeypatch: pytest.Mo
 
 async def test_access_metrics_name_the_route_and_the_method(desk: Desk) -> None:
     def count(method: str) -> float:
-        return HTTP_REQUESTS.labels(method, "/v1/check", "200")._value.get()
+        return float(HTTP_REQUESTS.labels(method, "/v1/check", "200")._value.get())
 
     before_get, before_head = count("GET"), count("HEAD")
     query = {"policy": "rpf", "instrument": PMI}
