@@ -147,8 +147,16 @@ class Scene:
         # template, tens of thousands, on each single check.)
         templates = self.templates
         missing = sorted({i for i in normalized if isinstance(i, str) and i not in templates})
-        evaluated = dict(
-            zip(missing, self.applied.evaluate_many(self.snapshot, missing, self.at), strict=True)
+        evaluated = (
+            dict(
+                zip(
+                    missing,
+                    self.applied.evaluate_many(self.snapshot, missing, self.at),
+                    strict=True,
+                )
+            )
+            if missing
+            else {}  # all compiled (a current check): no evaluator is built
         )
         renderer = TemplateRenderer(self.applied, self.snapshot)
         at_text = rfc3339(self.at)  # once for the batch
