@@ -255,6 +255,10 @@ async def test_the_compiled_index_answers_through_the_fast_path_as_through_the_r
             response, _, by_fast_path = await both(
                 client, monkeypatch, {"policy": "rpf", "instrument": isin}, bearer(key)
             )
+            if not by_fast_path:  # the key's cache entry expired (5 s): the route renewed it
+                response, _, by_fast_path = await both(
+                    client, monkeypatch, {"policy": "rpf", "instrument": isin}, bearer(key)
+                )
             assert response.status_code == 200, response.text
             assert by_fast_path
             verdicts.add(response.json()["verdict"])
