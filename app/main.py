@@ -33,6 +33,7 @@ from app.policies.endpoints import router as policies_router
 from app.portfolios.endpoints import router as portfolios_router
 from app.published_exclusions.endpoints import router as published_exclusions_router
 from app.screening.endpoints import router as screening_router
+from app.screening.fast_path import CheckFastPath
 from app.screening.index import VerdictIndex
 from app.screening.service import recompute
 
@@ -169,6 +170,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database
 
     install_problem_handlers(app)
+    # Innermost: a GET /v1/check the route would accept as it stands is answered here,
+    # without routing and dependency resolution (HEAD arrives as GET; ids, logs and metrics
+    # are the outer middleware's, as for every request).
+    app.add_middleware(CheckFastPath)
     # Added first, so inside the request context: the access log and metrics name HEAD as HEAD.
     app.add_middleware(HttpMethodsMiddleware)
     app.add_middleware(RequestLimitsMiddleware)

@@ -27,7 +27,11 @@ def get_database(request: Request) -> Database:
 def read_only_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     """Sessions for reading only, outside the request's own (authentication on a cache miss,
     a check that is not answered from the compiled index)."""
-    database = get_database(request)
+    return read_only_sessions_of(get_database(request))
+
+
+def read_only_sessions_of(database: Database) -> async_sessionmaker[AsyncSession]:
+    """``read_only_sessions`` of a database (the fast path has no ``Request``)."""
     return database.read_only_sessionmaker or database.sessionmaker
 
 

@@ -10,7 +10,6 @@ by the endpoint (``app.health.service.DataAges``).
 from __future__ import annotations
 
 import weakref
-from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -52,13 +51,24 @@ CHECKS = Counter(
 def count_checks(decisions: Iterable[Mapping[str, Any]]) -> None:
     """Count logged decisions by policy and verdict (one increment per label pair: a batch of
     10,000 costs a dictionary pass, not 10,000 metric updates)."""
-    tally: Tally[tuple[str, str]] = Tally()
+    tally: dict[tuple[str, str], int] = {}
     for decision in decisions:
         policy = decision.get("policy")
         key = policy.get("key") if isinstance(policy, Mapping) else None
-        tally[(str(key or "<none>"), str(decision.get("verdict") or "<none>"))] += 1
-    for (policy_key, verdict), count in tally.items():
-        CHECKS.labels(policy=policy_key, verdict=verdict).inc(count)
+        pair = (str(key or "<none>"), str(decision.get("verdict") or "<none>"))
+        tally[pair] = tally.get(pair, 0) + 1
+    for pair, count in tally.items():
+        counter = _CHECK_COUNTERS.get(pair)
+        if counter is None:
+            if len(_CHECK_COUNTERS) > 10_000:  # policies x verdicts are few; never unbounded
+                _CHECK_COUNTERS.clear()
+            counter = _CHECK_COUNTERS[pair] = CHECKS.labels(*pair)
+        counter.inc(count)
+
+
+# Each (policy, verdict) series once looked up: ``labels()`` with its lock and keyword
+# matching is most of a single check's metric cost.
+_CHECK_COUNTERS: dict[tuple[str, str], Any] = {}
 
 
 # -- the decision log -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _declared_query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-def _allowed_query_names(route: APIRoute) -> frozenset[str]:
+def allowed_query_names(route: APIRoute) -> frozenset[str]:
     key = id(route)
     allowed = _allowed_by_route.get(key)
     if allowed is None:
@@ -45,7 +45,7 @@ async def forbid_unknown_query_params(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    allowed = _allowed_query_names(route)
+    allowed = allowed_query_names(route)
     unknown = [name for name in request.query_params if name not in allowed]
     if unknown:
         hint = f"; accepted: {', '.join(sorted(allowed))}" if allowed else "; none are accepted"

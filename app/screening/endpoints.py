@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from app.auth.dependencies import AuthorizeAny, CurrentPrincipal, require_scope
 from app.auth.schemas import Principal
 from app.auth.scopes import Scope
 from app.decisions.log import DecisionLog
-from app.kit.db import DbSession, read_only_sessions
+from app.kit.db import DbSession, read_only_sessions_of
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.inputs import Identifier, PolicyKey, Rfc3339, RowNumber
 from app.kit.limits import BODY_MAX_CHECKS, BODY_MAX_DEFAULT
@@ -38,16 +39,24 @@ class Checker:
     request_id: str | None
 
 
-async def checker(request: Request, principal: CurrentPrincipal) -> Checker:
-    index = getattr(request.app.state, "verdict_index", None)
-    request_id = getattr(request.state, "request_id", None)
+def checker_of(app: Any, request_id: Any, principal: Principal) -> Checker:
+    """The ``Checker`` of a request to ``app`` (its state: the decision log, the compiled
+    index, the database) by a principal already known to hold the scope ``check``; the
+    dependency below and the fast path (``app.screening.fast_path``) both build it here."""
+    state = app.state
+    index = getattr(state, "verdict_index", None)
     return Checker(
-        principal=require_scope(principal, Scope.check),
-        log=request.app.state.decision_log,
+        principal=principal,
+        log=state.decision_log,
         index=index if isinstance(index, VerdictIndex) else None,
-        sessions=read_only_sessions(request),
+        sessions=read_only_sessions_of(state.database),
         request_id=request_id if isinstance(request_id, str) else None,
     )
+
+
+async def checker(request: Request, principal: CurrentPrincipal) -> Checker:
+    require_scope(principal, Scope.check)
+    return checker_of(request.app, getattr(request.state, "request_id", None), principal)
 
 
 CheckerDep = Annotated[Checker, Depends(checker)]
@@ -99,6 +108,25 @@ async def check_one(
         Rfc3339 | None, Query(description="RFC 3339 with an offset; default now.")
     ] = None,
 ) -> Response:
+    # GET /v1/check is usually answered by app.screening.fast_path, which validates these
+    # parameters with this route's own fields and then calls answer_check too; this route is
+    # its definition (OpenAPI, validation, errors) and answers whatever the fast path leaves.
+    return await answer_check(checker, instrument, issuer, policy, portfolio, as_of)
+
+
+async def answer_check(
+    checker: Checker,
+    instrument: str | None,
+    issuer: str | None,
+    policy: str | None,
+    portfolio: str | None,
+    as_of: dt.datetime | None,
+) -> Response:
+    """``GET /v1/check``'s answer from its validated parameters (the decision, logged).
+
+    Errors (AppError): 422 both or neither of instrument and issuer, neither policy nor
+    portfolio, a malformed identifier or a future ``as_of``; 404 unknown policy or portfolio;
+    503 no data (see ``service.check``)."""
     if (instrument is None) == (issuer is None):
         raise InvalidInput(
             "Give exactly one of instrument (ISIN, CUSIP, SEDOL or FIGI) and issuer (issuer id "

@@ -143,9 +143,20 @@ class Scene:
         instrument's template plus, for an order, the position limits it breaches."""
         # What the compilation does not hold, evaluated at once (each issuer once); kept alive
         # while rendered (the renderer remembers reasons by identity).
-        missing = sorted({i for i in normalized if isinstance(i, str)} - self.templates.keys())
-        evaluated = dict(
-            zip(missing, self.applied.evaluate_many(self.snapshot, missing, self.at), strict=True)
+        # (Membership, not ``set - templates.keys()``: that difference walks every compiled
+        # template, tens of thousands, on each single check.)
+        templates = self.templates
+        missing = sorted({i for i in normalized if isinstance(i, str) and i not in templates})
+        evaluated = (
+            dict(
+                zip(
+                    missing,
+                    self.applied.evaluate_many(self.snapshot, missing, self.at),
+                    strict=True,
+                )
+            )
+            if missing
+            else {}  # all compiled (a current check): no evaluator is built
         )
         renderer = TemplateRenderer(self.applied, self.snapshot)
         at_text = rfc3339(self.at)  # once for the batch
