@@ -54,7 +54,9 @@ async def _ensure_migrated(settings: Settings) -> None:
         )
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Serve with ``workers`` processes on one socket (uvicorn's process manager above 1).
+    Replicas share the database and extend one decision chain (see app.decisions.stores)."""
     import uvicorn
 
     from app.kit.http_protocol import ProblemHttpToolsProtocol
@@ -68,6 +70,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         log_config=None,  # logging is ours (JSON lines), see app.kit.logging
         access_log=False,
         proxy_headers=True,
@@ -707,6 +710,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="migrate the database to head, then serve")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=_workers, default=1, help="worker processes on the port (default 1)"
+    )
 
     demo = commands.add_parser("demo", help="serve with sample data and print an admin key")
     demo.add_argument("--host", default="127.0.0.1")
@@ -858,6 +864,13 @@ def _time_range_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(text: str) -> int:
+    """``--workers`` of serve: a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a number of processes (1 or more): {text!r}")
+    return int(text)
+
+
 def _date(text: str) -> dt.date:
     """``--as-of`` of a load: a calendar date."""
     try:
@@ -947,7 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the parsed command; its exit status."""
     if args.command == "serve":
-        _serve(settings, args.host, args.port)
+        _serve(settings, args.host, args.port, args.workers)
     elif args.command == "demo":
         _demo(settings, args.host, args.port)
     elif args.command == "migrate":

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.decisions.repository import COLUMNS, TABLE, ChainHead, DecisionRepository
+from app.kit.metrics import DECISION_LOG_CONFLICTS
 
 
 class RenderedBatch(Protocol):
@@ -150,6 +151,7 @@ class PostgresChainStore:
                     )
             except asyncpg.UniqueViolationError:
                 self.conflicts += 1
+                DECISION_LOG_CONFLICTS.inc()
                 self._head_known = False  # another writer went first: read the head again
                 continue
             except BaseException:

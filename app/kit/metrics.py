@@ -13,11 +13,14 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_start_time_seconds, memory, CPU, open files: per process, so a scrape of a server with
+# several workers (or replicas) tells which process answered; its counters are that process's.
+ProcessCollector(registry=REGISTRY)
 
 HTTP_REQUESTS = Counter(
     "mayhold_http_requests_total",
@@ -84,6 +87,14 @@ DECISION_QUEUE = Gauge(
     "mayhold_decision_log_queue_decisions",
     "Decisions waiting for the decision-log writer (not yet in a transaction). Growing: the "
     "database cannot keep up with the checks.",
+    registry=REGISTRY,
+)
+
+DECISION_LOG_CONFLICTS = Counter(
+    "mayhold_decision_log_conflicts",
+    "Decision-log batches rendered again because another process (replica) appended first and "
+    "took the next seq (Postgres). Each costs a round trip; growing fast: the replicas queue "
+    "behind the one chain.",
     registry=REGISTRY,
 )
 
