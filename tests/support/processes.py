@@ -50,10 +50,10 @@ def free_port() -> int:
 
 
 def serve(
-    url: str, *, log_level: str = "WARNING", capture: bool = False
+    url: str, *, log_level: str = "WARNING", capture: bool = False, workers: int = 1
 ) -> tuple[subprocess.Popen[Any], int]:
-    """`mayhold serve` on a free port (output captured as text, or discarded); the process and
-    its port. The caller stops it."""
+    """`mayhold serve --workers N` on a free port (output captured as text, or discarded); the
+    process and its port. The caller stops it."""
     port = free_port()
     output: dict[str, Any] = (
         {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
@@ -61,7 +61,7 @@ def serve(
         else {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", str(workers)],
         env=_environment(url, log_level),
         **output,
     )
