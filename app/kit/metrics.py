@@ -13,14 +13,11 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-# process_start_time_seconds, memory, CPU, open files: per process, so a scrape of a server with
-# several workers (or replicas) tells which process answered; its counters are that process's.
-ProcessCollector(registry=REGISTRY)
 
 HTTP_REQUESTS = Counter(
     "mayhold_http_requests_total",
