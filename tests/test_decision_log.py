@@ -30,6 +30,7 @@ from app.decisions.stores import PostgresChainStore
 from app.kit.canonical import canonical_json, parse_rfc3339
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.errors import DatabaseUnavailable
+from app.kit.metrics import REGISTRY
 from app.kit.settings import Settings
 from app.kit.time import utcnow
 from app.models import Decision
@@ -425,8 +426,12 @@ async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path:
             ):
                 await first.append([entry(1)])  # first caches head = 1
                 await second.append([entry(2), entry(3)])  # the chain moves on to 3
+                counted = REGISTRY.get_sample_value("mayhold_decision_log_conflicts_total")
                 (late,) = await first.append([entry(4)])  # stale head: conflict, re-render
                 assert store_of(first).conflicts == 1
+                # ... and /metrics counts it (mayhold_decision_log_conflicts_total)
+                counted_now = REGISTRY.get_sample_value("mayhold_decision_log_conflicts_total")
+                assert counted is not None and counted_now == counted + 1
                 results = await alternating_callers(first, second)
             assert sum(len(r) for r in results) == 800
             assert await stored_seqs(first_db) == list(range(1, 805))
