@@ -431,7 +431,8 @@ async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path:
                 assert store_of(first).conflicts == 1
                 # ... and /metrics counts it (mayhold_decision_log_conflicts_total)
                 counted_now = REGISTRY.get_sample_value("mayhold_decision_log_conflicts_total")
-                assert counted is not None and counted_now == counted + 1
+                assert counted is not None
+                assert counted_now == counted + 1
                 results = await alternating_callers(first, second)
             assert sum(len(r) for r in results) == 800
             assert await stored_seqs(first_db) == list(range(1, 805))
