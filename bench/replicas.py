@@ -35,7 +35,7 @@ from app.kit.db import Database
 from app.models import Decision
 from bench.checks import saturate, wrk
 from bench.support import admin_key, demo_postgres, instruments
-from tests.support.processes import serve
+from tests.support.processes import answering, serve
 
 _SAMPLE = re.compile(r"^(mayhold_decision_log_conflicts_(?:total|created)) (\S+)$")
 
@@ -87,15 +87,7 @@ async def run(
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
         ) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not start"
-                await asyncio.sleep(0.2)
+            await answering(client, "/readyz", seconds=60)
             # Warm up every worker (each compiles its own index), then measure.
             if await asyncio.to_thread(wrk, base, key, paths, 3, connections) is None:
                 await saturate(client, paths, 3, connections)

@@ -29,7 +29,7 @@ from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.models import InstrumentRecord
 from tests.support.databases import scratch_database
-from tests.support.processes import serve
+from tests.support.processes import answering, serve
 
 
 def rss_mb() -> float:
@@ -143,16 +143,7 @@ async def served(url: str, key: str) -> AsyncIterator[httpx.AsyncClient]:
             limits=httpx.Limits(max_connections=64),
             timeout=120,
         ) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, "mayhold serve exited"
-                assert time.monotonic() < deadline, "mayhold serve did not start"
-                await asyncio.sleep(0.1)
+            await answering(client, process=process, seconds=60)
             yield client
     finally:
         process.terminate()

@@ -1,10 +1,8 @@
 """The command line as an operator uses it: real processes, real databases."""
 
-import asyncio
 import json
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ from app.kit.db import create_engine
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.processes import mayhold, serve
+from tests.support.processes import answering, mayhold, serve
 
 
 @pytest.mark.slow
@@ -63,17 +61,8 @@ async def test_serve_migrates_answers_and_logs_json_with_request_ids(
         process, port = serve(url, log_level="INFO", capture=True)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
             async with httpx.AsyncClient(base_url=base) as client:
-                while True:
-                    try:
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, "server did not start"
-                    assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                    await asyncio.sleep(0.1)
+                await answering(client, process=process)
                 ready = await client.get("/readyz", headers={"x-request-id": "probe-1"})
                 assert ready.status_code == 200, ready.text  # serve migrated the database
                 assert (await client.get("/v1/whoami")).status_code == 401

@@ -14,11 +14,9 @@ screenshots.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from app.kit.db import Database
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from tests.support.databases import scratch_database
-from tests.support.processes import serve
+from tests.support.processes import answering, serve
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +60,8 @@ class Console:
 
 
 async def _started(process: subprocess.Popen[Any], base: str) -> None:
-    deadline = time.monotonic() + 30
     async with httpx.AsyncClient(base_url=base) as client:
-        while True:
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            assert process.poll() is None, "the server exited"
-            await asyncio.sleep(0.1)
+        await answering(client, process=process)
 
 
 @pytest.fixture(scope="module")

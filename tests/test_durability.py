@@ -8,7 +8,6 @@ be in the decision log afterwards, with an intact hash chain.
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -28,7 +27,7 @@ from app.policies import service as policy_service
 from tests.support.databases import scratch_database
 from tests.support.datasets import FIXTURES
 from tests.support.policies import shipped_path
-from tests.support.processes import serve
+from tests.support.processes import answering, serve
 
 ISINS = ["US7181721090", "GB0002875804", "GB00B1XZS820", "NL0000102317", "CNE1000003W8"]
 
@@ -75,15 +74,7 @@ async def test_no_returned_decision_is_lost_when_the_server_is_killed(tmp_path: 
                 headers={"Authorization": f"Bearer {key}"},
                 timeout=10,
             ) as client:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, "server did not start"
-                    await asyncio.sleep(0.1)
+                await answering(client, "/readyz")
 
                 stop = asyncio.Event()
 

@@ -4,7 +4,6 @@ databases. Both dialects."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
@@ -12,7 +11,6 @@ import itertools
 import os
 import re
 import shutil
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from tests.support.calendar import stable_today, today
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.processes import BIN, free_port, mayhold, serve, shell
+from tests.support.processes import BIN, answering, free_port, mayhold, serve, shell
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -249,16 +247,7 @@ async def served(url: str) -> AsyncIterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, "mayhold serve exited"
-                assert time.monotonic() < deadline, "mayhold serve did not start"
-                await asyncio.sleep(0.1)
+            await answering(client, process=process)
         yield base
     finally:
         process.terminate()

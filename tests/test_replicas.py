@@ -10,7 +10,6 @@ must be in the log, also when one of the processes was SIGKILLed mid-traffic.
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from app.auth.scopes import Scope
 from app.kit.db import Database
 from app.kit.settings import Settings
 from tests.support.databases import scratch_database
-from tests.support.processes import serve
+from tests.support.processes import answering, serve
 from tests.test_durability import ISINS, prepare
 
 
@@ -39,15 +38,7 @@ async def auditor_key(url: str) -> str:
 
 
 async def ready(client: httpx.AsyncClient) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        await asyncio.sleep(0.1)
+    await answering(client, "/readyz", seconds=60)
 
 
 class Traders:

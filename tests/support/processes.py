@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
+
+import httpx
 
 
 def mayhold(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -70,3 +74,26 @@ def serve(
 
 def _environment(url: str, log_level: str) -> dict[str, str]:
     return {**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": log_level}
+
+
+async def answering(
+    client: httpx.AsyncClient,
+    path: str = "/healthz",
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    seconds: float = 30,
+) -> None:
+    """Wait until a started server answers ``path`` with 200 (``/readyz``: and its database is
+    at head); fail when ``process`` exits first or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if (await client.get(path)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process is not None and process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"mayhold serve exited ({process.returncode}): {stderr}")
+        assert time.monotonic() < deadline, f"mayhold serve did not answer {path} in {seconds} s"
+        await asyncio.sleep(0.1)
