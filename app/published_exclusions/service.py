@@ -203,8 +203,11 @@ async def candidates(session: AsyncSession, raw_id: str, limit: int) -> Candidat
 class _Step:
     repository: PublishedExclusionRepository
     entry: PublishedExclusion
-    latest: ExclusionResolution | None
-    steps: Sequence[ExclusionResolution] = ()
+    steps: Sequence[ExclusionResolution]  # oldest first
+
+    @property
+    def latest(self) -> ExclusionResolution | None:
+        return self.steps[-1] if self.steps else None
 
     def confirmation(self) -> ExclusionResolution:
         """The step that confirmed the entry (it is confirmed, or its revocation asked)."""
@@ -218,7 +221,7 @@ async def _begin(session: AsyncSession, raw_id: str) -> _Step:
     entry = await _entry(repository, raw_id)  # a bad id is refused before taking the lock
     await DatasetRepository(session).lock_loads()
     steps = await repository.resolutions([(entry.dataset_id, entry.source_row)])
-    return _Step(repository, entry, steps[-1] if steps else None, steps)
+    return _Step(repository, entry, steps)
 
 
 def _refuse(step: _Step, action: str, allowed: Sequence[EntryStatus]) -> None:
