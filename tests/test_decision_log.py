@@ -18,16 +18,17 @@ from typing import Any, cast
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.schemas import Actor
 from app.decisions import service
-from app.decisions.chain import GENESIS, DecisionEntryInvalid
+from app.decisions.chain import GENESIS, DecisionEntryInvalid, chain_hash
 from app.decisions.log import DecisionEntry, DecisionLog
-from app.decisions.stores import PostgresChainStore
-from app.kit.canonical import canonical_json, parse_rfc3339
+from app.decisions.repository import CHAIN_LOCK_KEY
+from app.decisions.stores import COPY_FROM, PostgresChainStore
+from app.kit.canonical import canonical_json, parse_rfc3339, rfc3339
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.errors import DatabaseUnavailable
 from app.kit.metrics import REGISTRY
@@ -38,6 +39,7 @@ from tests.support.databases import DIALECTS, POSTGRES_ADMIN_URL
 from tests.support.decisions import (
     ORACLE,
     entry,
+    isin_for,
     migrated_database,
     payload,
     running_log,
@@ -415,8 +417,10 @@ async def test_index_serves_decisions_by_instrument_newest_first(
 
 
 async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path: Path) -> None:
-    """The service's Postgres store: no lock; a writer whose cached head is stale finds out
-    from the primary key, renders its batch again on the new head, and the chain holds."""
+    """The service's Postgres store: the sequencer in the database reads the head under the
+    chain lock, so two processes' writers extend one chain without reading each other's head,
+    re-rendering or failing; the lock's waits are counted
+    (mayhold_decision_log_chain_wait_seconds)."""
     async with migrated_database("postgresql", tmp_path) as (url, first_db):
         second_db = Database.from_settings(Settings(database_url=url))
         try:
@@ -424,15 +428,15 @@ async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path:
                 running_log(first_db, dedicated=True) as first,
                 running_log(second_db, dedicated=True) as second,
             ):
-                await first.append([entry(1)])  # first caches head = 1
+                waits = REGISTRY.get_sample_value("mayhold_decision_log_chain_wait_seconds_count")
+                await first.append([entry(1)])
                 await second.append([entry(2), entry(3)])  # the chain moves on to 3
-                counted = REGISTRY.get_sample_value("mayhold_decision_log_conflicts_total")
-                (late,) = await first.append([entry(4)])  # stale head: conflict, re-render
-                assert store_of(first).conflicts == 1
-                # ... and /metrics counts it (mayhold_decision_log_conflicts_total)
-                counted_now = REGISTRY.get_sample_value("mayhold_decision_log_conflicts_total")
-                assert counted is not None
-                assert counted_now == counted + 1
+                (late,) = await first.append([entry(4)])  # first's last write was seq 1
+                waits_now = REGISTRY.get_sample_value(
+                    "mayhold_decision_log_chain_wait_seconds_count"
+                )
+                assert waits is not None
+                assert waits_now == waits + 3
                 results = await alternating_callers(first, second)
             assert sum(len(r) for r in results) == 800
             assert await stored_seqs(first_db) == list(range(1, 805))
@@ -448,10 +452,117 @@ async def test_own_connection_stores_of_two_processes_extend_one_chain(tmp_path:
             await second_db.dispose()
 
 
-def store_of(log: DecisionLog) -> PostgresChainStore:
-    store = log.store
-    assert isinstance(store, PostgresChainStore)
-    return store
+async def test_the_sequencer_s_lock_is_the_chain_lock(tmp_path: Path) -> None:
+    """The database's sequencer takes the same advisory lock as the session and COPY paths:
+    otherwise they could fork the chain between them."""
+    async with (
+        migrated_database("postgresql", tmp_path) as (_, database),
+        database.engine.connect() as conn,
+    ):
+        definition = (
+            await conn.execute(
+                text(
+                    "SELECT pg_get_functiondef(p.oid) FROM pg_proc p "
+                    "WHERE p.proname = 'mayhold_append_decisions'"
+                )
+            )
+        ).scalar_one()
+    assert f"pg_advisory_xact_lock({CHAIN_LOCK_KEY})" in definition
+
+
+def tricky_entry(n: int) -> DecisionEntry:
+    """Texts JSON escapes or UTF-8 encodes in several bytes, where the database's hashing and
+    Python's must agree byte for byte."""
+    body = payload(n)
+    body["issuer"]["name"] = 'Ærø "Ltd" \\ back\\slash\ttab \u2028 \U0001f600 \u00e9'
+    return DecisionEntry(
+        payload=body,
+        request={"policy": "rpf", "instrument": isin_for(n), "note": 'naïve "quoted" \n'},
+        actor=Actor(name='desk "Zürich" \\ 東京', key_id=None),
+        request_id=f"req-\u00e9-{n}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("head_time", "expected"),
+    [
+        ("2100-01-01T00:00:00+00:00", "2100-01-01T00:00:00Z"),  # a whole second: no fraction
+        ("2100-01-01T00:00:00.000500+00:00", "2100-01-01T00:00:00.000500Z"),
+    ],
+)
+async def test_the_sequencer_chains_and_times_exactly_as_python_does(
+    tmp_path: Path, head_time: str, expected: str
+) -> None:
+    """A head decided in the future: the sequencer's decided_at is the head's (never earlier),
+    rendered as app.kit.canonical.rfc3339 renders it; the hashes it computes are the recipe's
+    (verify recomputes them in Python), for texts with escapes and multi-byte characters; the
+    payload returned is the one stored, byte for byte."""
+    async with migrated_database("postgresql", tmp_path) as (_, database):
+        async with running_log(database) as on_sessions:
+            (first,) = await on_sessions.append([tricky_entry(0)])
+        # Move the head into the future (as a clock step back would leave it).
+        future = parse_rfc3339(head_time)
+        async with database.engine.begin() as conn:
+            row = (await conn.execute(select(Decision.__table__))).one()
+            await conn.execute(text("ALTER TABLE decisions DISABLE TRIGGER USER"))
+            await conn.execute(text("DELETE FROM decisions"))
+            await conn.execute(text("ALTER TABLE decisions ENABLE TRIGGER USER"))
+            moved = first | {"decided_at": rfc3339(future)}
+            stored = canonical_json(moved)
+            values = row._asdict() | {"decided_at": future, "payload": stored}
+            values["hash"] = chain_hash(
+                GENESIS,
+                seq=1,
+                decision_id=str(row.decision_id),
+                requested_by=row.requested_by,
+                requested_by_key_id=None,
+                request_id=row.request_id,
+                request=row.request,
+                payload=stored,
+            )
+            await conn.execute(insert(Decision).values(**values))
+        async with running_log(database, dedicated=True) as log:
+            decided = await log.append([tricky_entry(n) for n in range(1, 4)])
+            large = await log.append([tricky_entry(n) for n in range(4, 4 + COPY_FROM)])
+        assert {d["decided_at"] for d in decided} == {expected}
+        assert {d["decided_at"] for d in large} == {expected}
+        async with database.engine.connect() as conn:
+            stored_rows = (
+                await conn.execute(select(Decision.__table__).order_by(Decision.seq))
+            ).all()
+        assert [r.payload for r in stored_rows[1:]] == [
+            canonical_json(d) for d in [*decided, *large]
+        ]
+        assert {r.decided_at for r in stored_rows} == {future}
+        async with database.sessionmaker() as session:
+            verification = await service.verify(session, None, None)
+        assert verification.ok, verification
+        assert verification.checked == 4 + COPY_FROM
+
+
+async def test_session_and_sequencer_writers_share_one_chain(tmp_path: Path) -> None:
+    """Writers on sessions (and the COPY path of large batches) take the sequencer's lock:
+    all three appending at once on one Postgres database keep one chain."""
+    async with migrated_database("postgresql", tmp_path) as (url, first_db):
+        second_db = Database.from_settings(Settings(database_url=url))
+        try:
+            async with (
+                running_log(first_db, dedicated=True) as sequencer,
+                running_log(second_db) as on_sessions,
+            ):
+                large = [
+                    sequencer.append([entry(n) for n in range(COPY_FROM + k)]) for k in range(3)
+                ]
+                results = await asyncio.gather(alternating_callers(sequencer, on_sessions), *large)
+            small = results[0]
+            total = sum(len(r) for r in small) + sum(COPY_FROM + k for k in range(3))
+            assert await stored_seqs(first_db) == list(range(1, total + 1))
+            async with first_db.sessionmaker() as session:
+                verification = await service.verify(session, None, None)
+            assert verification.ok, verification
+            assert verification.checked == total
+        finally:
+            await second_db.dispose()
 
 
 async def test_stop_gives_up_on_a_database_that_never_answers_own_connection() -> None:

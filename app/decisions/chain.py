@@ -37,6 +37,43 @@ GENESIS = "0" * 64
 ASSIGNED_KEYS = ("decision_id", "decided_at")
 
 
+def header_prefix(
+    *,
+    decision_id: str,
+    requested_by: str,
+    requested_by_key_id: str | None,
+    request_id: str | None,
+) -> str:
+    """The header's canonical text up to its ``seq`` value: ``seq`` sorts last among the
+    header's keys, so ``header == header_prefix(...) + str(seq) + "}"``. The writer renders this
+    part before the chain lock; the database (``mayhold_append_decisions``) adds the seq."""
+    text = canonical_bytes(
+        {
+            "seq": 0,
+            "decision_id": decision_id,
+            "requested_by": requested_by,
+            "requested_by_key_id": requested_by_key_id,
+            "request_id": request_id,
+        }
+    ).decode("utf-8")
+    if not text.endswith(',"seq":0}'):  # a header key sorting after "seq" would break this
+        raise AssertionError(f"decision header does not end with its seq: {text!r}")
+    return text[: -len("0}")]
+
+
+def link_hash(prev_hash: str, prefix: str, seq: int, request: str, payload: str) -> str:
+    """The recipe above, from a ``header_prefix``: what ``mayhold_append_decisions`` computes
+    in the database (migration ``20261130_decision_sequencer``), byte for byte."""
+    digest = hashlib.sha256(prev_hash.encode("ascii"))
+    digest.update(b"\n")
+    digest.update(f"{prefix}{seq}}}".encode())
+    digest.update(b"\n")
+    digest.update(request.encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(payload.encode("utf-8"))
+    return digest.hexdigest()
+
+
 def chain_hash(
     prev_hash: str,
     *,
@@ -48,23 +85,13 @@ def chain_hash(
     request: str,
     payload: str,
 ) -> str:
-    header = canonical_bytes(
-        {
-            "seq": seq,
-            "decision_id": decision_id,
-            "requested_by": requested_by,
-            "requested_by_key_id": requested_by_key_id,
-            "request_id": request_id,
-        }
+    prefix = header_prefix(
+        decision_id=decision_id,
+        requested_by=requested_by,
+        requested_by_key_id=requested_by_key_id,
+        request_id=request_id,
     )
-    digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(b"\n")
-    digest.update(header)
-    digest.update(b"\n")
-    digest.update(request.encode("utf-8"))
-    digest.update(b"\n")
-    digest.update(payload.encode("utf-8"))
-    return digest.hexdigest()
+    return link_hash(prev_hash, prefix, seq, request, payload)
 
 
 class DecisionEntryInvalid(ValueError):

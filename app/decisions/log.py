@@ -3,15 +3,18 @@
 ``await decision_log.append(entries)`` returns the final decisions (``decision_id``,
 ``decided_at`` added) only once the transaction holding them has committed. One background task
 per process drains a queue: it takes everything waiting (whole ``append`` calls, up to
-``max_batch`` decisions; a larger call goes alone), and in ONE transaction of its own
+``max_batch`` decisions; a larger call goes alone), renders the batch except for what the chain
+assigns (``_Batch``: each decision's id, its header up to the seq, its payload around
+``decided_at``), and hands it to the store (``app.decisions.stores``), which in ONE transaction
 
 1. takes the chain lock (Postgres: a transaction-level advisory lock, so several service
    processes extend one chain; SQLite: the transaction began IMMEDIATE, the write lock),
 2. reads the chain's head (last seq, hash, decided_at),
-3. gives each decision the next seq, a uuid4 and the batch's ``decided_at`` (never earlier than
-   the head's, so decided_at never decreases along seq), renders its payload text and chains
-   its hash (``app.decisions.chain``),
-4. inserts the rows (COPY on Postgres), commits, and only then resolves each caller's future.
+3. gives each decision the next seq and the batch's ``decided_at`` (never earlier than the
+   head's, so decided_at never decreases along seq) and chains its hash
+   (``app.decisions.chain``); on Postgres a batch of fewer than ``COPY_FROM`` decisions is
+   chained by the database itself (the sequencer function), in one statement,
+4. inserts the rows, commits, and only then resolves each caller's future.
 
 While one batch commits, the next accumulates: under load many requests share one commit, and
 a lone request pays one transaction (no waiting for a batch to fill).
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import uuid
 from collections import deque
@@ -53,7 +57,8 @@ from app.decisions.chain import (
     GENESIS,
     DecisionEntryInvalid,
     Projection,
-    chain_hash,
+    header_prefix,
+    link_hash,
     project,
 )
 from app.decisions.repository import COLUMNS, ChainHead
@@ -64,7 +69,6 @@ from app.kit.errors import DatabaseUnavailable
 from app.kit.logging import get_logger
 from app.kit.metrics import DECISION_APPEND_SECONDS, DECISION_QUEUE, REGISTRY
 from app.kit.settings import Settings
-from app.kit.time import utcnow
 
 log = get_logger("mayhold.decisions")
 
@@ -189,80 +193,114 @@ def _prepare(entry: DecisionEntry) -> _Prepared:
     )
 
 
-class _Rendering:
-    """The batch numbered, timed and chained after ``head``, rendered lazily: ``rows`` yields
-    each row (``COLUMNS`` order) as it is made, so a store can stream them into COPY while the
-    rest are still being rendered. ``results`` (each caller's decisions) and ``head`` are
-    complete once ``rows`` is exhausted."""
+# Stands for the batch's decided_at in a payload rendered before the chain assigns it: the
+# payload is cut around it. Random per process, so no decision's data can contain it.
+_DECIDED_AT = "decided-at-" + os.urandom(16).hex()
 
-    def __init__(self, batch: Sequence[_Waiter], head: ChainHead | None) -> None:
-        self._batch = batch
-        self.size = sum(len(waiter.items) for waiter in batch)
-        now = utcnow()
-        if head is None:
-            self._head = ChainHead(seq=0, hash=GENESIS, decided_at=now)
-        else:
-            self._head = ChainHead(head.seq, head.hash, max(now, head.decided_at))
-        self.results: list[list[dict[str, Any]]] = []
-        self.rows = self._rows()
 
-    def head(self) -> ChainHead:
-        return self._head
+class _Batch:
+    """Whole waiting calls, rendered for the chain (``app.decisions.stores.Batch``): each
+    decision's id drawn, its header up to the seq and its payload around ``decided_at``
+    rendered; the store adds seq, previous hash, hash and time under the chain lock."""
 
-    def _rows(self) -> Iterator[tuple[Any, ...]]:
-        seq, prev_hash, decided_at = self._head.seq, self._head.hash, self._head.decided_at
-        decided_text = rfc3339(decided_at)
+    def __init__(self, waiters: Sequence[_Waiter]) -> None:
+        self.waiters = waiters
+        items = [item for waiter in waiters for item in waiter.items]
+        self.size = len(items)
+        self._items = items
         # One read of the system's randomness for the whole batch: uuid4() reads it per call,
         # a system call that costs as much as rendering the decision.
         randomness = os.urandom(16 * self.size)
-        first_seq = seq
-        for waiter in self._batch:
-            decided: list[dict[str, Any]] = []
-            for item in waiter.items:
-                offset = 16 * (seq - first_seq)
-                decision_id = uuid.UUID(bytes=randomness[offset : offset + 16], version=4)
-                seq += 1
-                id_text = str(decision_id)
-                final = {"decision_id": id_text, "decided_at": decided_text, **item.body}
-                # JSON-ready already: what is stored is exactly what the caller returns.
-                payload = canonical_json(final)
-                key_id = item.requested_by_key_id
-                digest = chain_hash(
-                    prev_hash,
-                    seq=seq,
+        self._ids = [
+            uuid.UUID(bytes=randomness[offset : offset + 16], version=4)
+            for offset in range(0, 16 * self.size, 16)
+        ]
+        self._id_texts = [str(decision_id) for decision_id in self._ids]
+        self._prefixes: list[str] = []
+        self._heads: list[str] = []
+        self._tails: list[str] = []
+        for item, id_text in zip(items, self._id_texts, strict=True):
+            key_id = item.requested_by_key_id
+            self._prefixes.append(
+                header_prefix(
                     decision_id=id_text,
                     requested_by=item.requested_by,
                     requested_by_key_id=None if key_id is None else str(key_id),
                     request_id=item.request_id,
-                    request=item.request,
-                    payload=payload,
                 )
-                p = item.projection
-                yield (
-                    seq,
-                    decision_id,
-                    decided_at,
-                    p.as_of,
-                    p.policy_key,
-                    p.policy_version,
-                    p.policy_sha256,
-                    p.data_version,
-                    p.isin,
-                    p.issuer_id,
-                    p.verdict,
-                    p.may_hold,
-                    item.requested_by,
-                    key_id,
-                    item.request_id,
-                    item.request,
-                    payload,
-                    prev_hash,
-                    digest,
-                )
-                prev_hash = digest
-                decided.append(final)
-            self.results.append(decided)
-        self._head = ChainHead(seq=seq, hash=prev_hash, decided_at=decided_at)
+            )
+            # JSON-ready already: what is stored is exactly what the caller gets.
+            payload = canonical_json(
+                {"decision_id": id_text, "decided_at": _DECIDED_AT, **item.body}
+            )
+            head, found, tail = payload.partition(_DECIDED_AT)
+            if not found:  # cannot happen: the key is set just above
+                raise DecisionEntryInvalid("decision payload: decided_at not rendered")
+            self._heads.append(head)
+            self._tails.append(tail)
+
+    def columns(self) -> tuple[list[Any], ...]:
+        items = self._items
+        projections = [item.projection for item in items]
+        return (
+            self._ids,
+            [p.as_of for p in projections],
+            [p.policy_key for p in projections],
+            [p.policy_version for p in projections],
+            [p.policy_sha256 for p in projections],
+            [p.data_version for p in projections],
+            [p.isin for p in projections],
+            [p.issuer_id for p in projections],
+            [p.verdict for p in projections],
+            [p.may_hold for p in projections],
+            [item.requested_by for item in items],
+            [item.requested_by_key_id for item in items],
+            [item.request_id for item in items],
+            [item.request for item in items],
+            self._prefixes,
+            self._heads,
+            self._tails,
+        )
+
+    def rows(self, head: ChainHead | None, decided_at: dt.datetime) -> Iterator[tuple[Any, ...]]:
+        seq, prev_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
+        decided_text = rfc3339(decided_at)
+        for n, item in enumerate(self._items):
+            seq += 1
+            payload = self._heads[n] + decided_text + self._tails[n]
+            digest = link_hash(prev_hash, self._prefixes[n], seq, item.request, payload)
+            p = item.projection
+            yield (
+                seq,
+                self._ids[n],
+                decided_at,
+                p.as_of,
+                p.policy_key,
+                p.policy_version,
+                p.policy_sha256,
+                p.data_version,
+                p.isin,
+                p.issuer_id,
+                p.verdict,
+                p.may_hold,
+                item.requested_by,
+                item.requested_by_key_id,
+                item.request_id,
+                item.request,
+                payload,
+                prev_hash,
+                digest,
+            )
+            prev_hash = digest
+
+    def results(self, decided_text: str) -> Iterator[list[dict[str, Any]]]:
+        """Each caller's decisions as stored (the payload's JSON value)."""
+        ids = iter(self._id_texts)
+        for waiter in self.waiters:
+            yield [
+                {"decision_id": next(ids), "decided_at": decided_text, **item.body}
+                for item in waiter.items
+            ]
 
 
 class DecisionLog:
@@ -418,20 +456,12 @@ class DecisionLog:
         BATCH_SIZE.observe(size)
         COMMIT_SECONDS.observe(asyncio.get_running_loop().time() - started)
 
-    async def _commit(self, batch: list[_Waiter]) -> None:
+    async def _commit(self, waiters: list[_Waiter]) -> None:
         # The log's own transaction, not a request's (see the module docstring).
-        rendering: _Rendering | None = None
-
-        def render(head: ChainHead | None) -> _Rendering:
-            # May run more than once (the store re-renders on a newer head): the last one wins.
-            nonlocal rendering
-            rendering = _Rendering(batch, head)
-            return rendering
-
-        await self._store.append(render)
-        assert rendering is not None
+        batch = _Batch(waiters)
+        appended = await self._store.append(batch)
         # Durable now: only from here on is anything returned as decided.
-        for waiter, decisions in zip(batch, rendering.results, strict=True):
+        for waiter, decisions in zip(waiters, batch.results(appended.decided_text), strict=True):
             if not waiter.future.done():
                 waiter.future.set_result(decisions)
 

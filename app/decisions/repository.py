@@ -16,8 +16,9 @@ from app.kit.canonical import canonical_bytes
 from app.models import Decision, DecisionCheckpoint
 
 # Any constant will do: it names "the decision chain" among Postgres advisory locks (the
-# dataset loads use another).
-_CHAIN_LOCK_KEY = 0x6D68_6465_6369_7369  # "mhdecisi"
+# dataset loads use another). The sequencer function (migration 20261130_decision_sequencer)
+# takes it too.
+CHAIN_LOCK_KEY = 0x6D68_6465_6369_7369  # "mhdecisi"
 
 TABLE = cast(Table, Decision.__table__)
 COLUMNS: tuple[str, ...] = tuple(column.name for column in TABLE.columns)
@@ -77,7 +78,7 @@ class DecisionRepository:
         """
         conn = await self.session.connection()
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
 
     async def head(self) -> ChainHead | None:
         """The last decision of the chain; only meaningful under ``lock_chain``."""

@@ -1,123 +1,144 @@
 """Where the decision log's writer puts a batch: one atomic, durable append to the chain.
 
-The writer (``app.decisions.log``) hands a store a ``render`` function: given the chain's head
-it numbers, times and hashes the batch and returns its rows and the new head. A store makes the
-append atomic and serialized against every other writer of the same database, and returns only
-once the rows are committed.
+The writer (``app.decisions.log``) hands a store a ``Batch``: its decisions rendered except for
+what only the chain can assign (each one's seq, previous hash and hash, and the batch's
+``decided_at``). A store appends it atomically, serialized against every other writer of the
+same database by the chain lock (``DecisionRepository.lock_chain``'s advisory lock on Postgres,
+SQLite's write lock), and returns only once the rows are committed.
 
-``PostgresChainStore`` (the service on Postgres): a dedicated connection, the head kept in
-memory, and ONE autocommitted statement per batch (``INSERT ... SELECT FROM unnest(...)``: a
-single round trip; COPY for a large batch), durable when it returns (synchronous_commit).
-Other processes are excluded optimistically by the primary key on ``seq``: if another writer
-took the next seq first, the insert fails with a unique violation (Postgres makes it wait for
-the other's commit, then fail), nothing of the batch is written, and the batch is rendered
-again on the re-read head. So the chain never forks, and one process, the usual deployment,
-never waits on a lock.
+``PostgresChainStore`` (the service on Postgres, one per process): a dedicated connection and,
+for a batch of fewer than ``COPY_FROM`` decisions, ONE autocommitted statement: the sequencer
+``mayhold_append_decisions`` (migration ``20261130_decision_sequencer``) takes the chain lock in
+the database, reads the head, takes the database's time, chains the hashes (the recipe of
+``app.decisions.chain.link_hash``) and inserts, so processes sharing the database (replicas)
+wait for each other only while one INSERT runs, and never read a stale head or render a batch
+twice. A larger batch is chained here and streamed by COPY inside one transaction holding the
+same lock. Durable when it returns (synchronous_commit).
 
 ``SessionChainStore`` (SQLite, and tests inside a rolled-back transaction): the ordinary
-session path: lock the chain, read the head, insert, commit. SQLite's IMMEDIATE transaction
-serializes writers; on Postgres the advisory lock does.
-
-Don't mix the two on one Postgres database: the session store's lock means nothing to the
-optimistic one (a conflict would then fail a session-store batch instead of retrying it).
+session path: lock the chain, read the head, insert, commit. The same lock as the sequencer's on
+Postgres, so the two may share a database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.decisions.repository import COLUMNS, TABLE, ChainHead, DecisionRepository
-from app.kit.metrics import DECISION_LOG_CONFLICTS
+from app.decisions.repository import (
+    CHAIN_LOCK_KEY,
+    COLUMNS,
+    TABLE,
+    ChainHead,
+    DecisionRepository,
+)
+from app.kit.canonical import rfc3339
+from app.kit.metrics import DECISION_LOG_CHAIN_WAIT
+from app.kit.time import utcnow
 
 
-class RenderedBatch(Protocol):
-    """A batch rendered on a head: ``size`` rows, made lazily by ``rows`` (``COLUMNS``
-    order); ``head()``, the chain's head after them, once ``rows`` is exhausted."""
+class Batch(Protocol):
+    """A batch of decisions to append, rendered except for what the chain assigns under its
+    lock: each decision's seq, previous hash and hash, and the batch's ``decided_at``."""
 
     size: int
-    rows: Iterator[tuple[Any, ...]]
 
-    def head(self) -> ChainHead: ...
+    def columns(self) -> tuple[list[Any], ...]:
+        """The arrays ``mayhold_append_decisions`` takes, in its parameter order."""
+
+    def rows(self, head: ChainHead | None, decided_at: dt.datetime) -> Iterator[tuple[Any, ...]]:
+        """The rows (``COLUMNS`` order) chained after ``head``, made lazily."""
 
 
-# Renders the batch on the given head (the store's idea of the chain's last decision).
-Render = Callable[[ChainHead | None], RenderedBatch]
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where a batch went: its first seq, and its ``decided_at`` (as stored, and as rendered in
+    every payload)."""
+
+    first_seq: int
+    decided_at: dt.datetime
+    decided_text: str
 
 
 class ChainStore(Protocol):
-    async def append(self, render: Render) -> None:
-        """Append the rendered batch atomically; return once it is committed, or raise."""
+    async def append(self, batch: Batch) -> Appended:
+        """Append the batch atomically; return once it is committed, or raise."""
 
     async def close(self) -> None: ...
 
 
-class ChainContended(RuntimeError):
-    """Other writers kept taking the next seq first: the batch was not written."""
+def _decided_at(head: ChainHead | None, now: dt.datetime) -> dt.datetime:
+    # decided_at never decreases along seq, whatever the clocks of the writers did.
+    return now if head is None else max(now, head.decided_at)
 
 
 class SessionChainStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
 
-    async def append(self, render: Render) -> None:
+    async def append(self, batch: Batch) -> Appended:
         session = self._sessionmaker()
         try:
             repository = DecisionRepository(session)
             await repository.lock_chain()
-            batch = render(await repository.head())
-            await repository.append_rows(list(batch.rows))
+            head = await repository.head()
+            decided_at = _decided_at(head, utcnow())
+            await repository.append_rows(list(batch.rows(head, decided_at)))
             await session.commit()
         finally:
             # Rolls back if we did not commit; a failure to close a dead connection changes
             # nothing (the pool discards it), so it must not turn a commit into a failure.
             with contextlib.suppress(Exception):
                 await session.close()
+        return Appended(1 if head is None else head.seq + 1, decided_at, rfc3339(decided_at))
 
     async def close(self) -> None:
         return None
 
 
-def _insert_statement() -> str:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    arrays = ", ".join(
-        f"${n}::{TABLE.c[name].type.compile(dialect=dialect)}[]"
-        for n, name in enumerate(COLUMNS, start=1)
-    )
-    # Built from the model's own table and column names only: nothing from outside.
-    columns = ", ".join(COLUMNS)
-    return f"INSERT INTO {TABLE.name} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+def _function_call() -> str:
+    # The sequencer's parameters, typed (asyncpg then sends each list as that array type).
+    types = (
+        "uuid", "timestamptz", "text", "integer", "text", "bigint", "text", "text", "text",
+        "boolean", "text", "uuid", "text", "text", "text", "text", "text",
+    )  # fmt: skip
+    arguments = ", ".join(f"${n}::{name}[]" for n, name in enumerate(types, start=1))
+    return f"SELECT * FROM mayhold_append_decisions({arguments})"  # noqa: S608
 
 
-_INSERT = _insert_statement()
-# From this many rows on, COPY (two round trips, then the fastest load there is) beats the
-# INSERT (one round trip): 10,000 decisions take about 80 ms by COPY, 180 ms by unnest.
-_COPY_FROM = 200
-_HEAD = f"SELECT seq, hash, decided_at FROM {TABLE.name} ORDER BY seq DESC LIMIT 1"  # noqa: S608
+_APPEND = _function_call()
+# From this many decisions on, the batch is chained here and streamed by COPY under the chain
+# lock (a few round trips, the fastest load there is) instead of sent as arrays to the
+# sequencer (one round trip, hashing in plpgsql).
+COPY_FROM = 200
+_LOCK = f"SELECT pg_advisory_xact_lock({CHAIN_LOCK_KEY})"
+# A statement after the lock: its snapshot sees what the previous holder committed.
+_HEAD = (
+    "SELECT h.seq, h.hash, h.decided_at, clock_timestamp() AS now FROM (SELECT 1) AS one "  # noqa: S608
+    f"LEFT JOIN LATERAL (SELECT seq, hash, decided_at FROM {TABLE.name} "
+    "ORDER BY seq DESC LIMIT 1) AS h ON true"
+)
 
 
 class PostgresChainStore:
-    """One connection of its own; one autocommitted INSERT per batch (see the module doc)."""
+    """One connection of its own; one autocommitted statement per batch (see the module doc)."""
 
     def __init__(
         self,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         *,
         statement_timeout: float = 30.0,
-        max_attempts: int = 20,
     ) -> None:
         self._connect = connect
         self._timeout = statement_timeout
-        self._max_attempts = max_attempts
         self._connection: asyncpg.Connection | None = None
-        self._head: ChainHead | None = None
-        self._head_known = False
-        self.conflicts = 0  # batches rendered again because another writer went first
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, *, connect_timeout: float) -> PostgresChainStore:
@@ -131,39 +152,37 @@ class PostgresChainStore:
 
         return cls(connect)
 
-    async def append(self, render: Render) -> None:
-        for _ in range(self._max_attempts):
-            connection = await self._ensure_connection()
-            try:
-                if not self._head_known:
-                    row = await connection.fetchrow(_HEAD, timeout=self._timeout)
-                    self._head = None if row is None else ChainHead(*row)
-                    self._head_known = True
-                batch = render(self._head)
-                if batch.size < _COPY_FROM:
-                    columns = zip(*batch.rows, strict=True)
-                    await connection.execute(_INSERT, *columns, timeout=self._timeout)
-                else:
-                    # Streamed: Postgres inserts the first rows (on its own core) while the
-                    # rest are still being rendered.
-                    await connection.copy_records_to_table(
-                        TABLE.name, records=batch.rows, columns=COLUMNS, timeout=self._timeout
-                    )
-            except asyncpg.UniqueViolationError:
-                self.conflicts += 1
-                DECISION_LOG_CONFLICTS.inc()
-                self._head_known = False  # another writer went first: read the head again
-                continue
-            except BaseException:
-                # Lost, timed out or cancelled mid-statement: the connection's state and whether
-                # the batch committed are unknown. Start afresh: a new connection, the head read.
-                self._discard()
-                raise
-            self._head = batch.head()
-            return
-        raise ChainContended(
-            f"the next seq was taken by another writer {self._max_attempts} times in a row"
-        )
+    async def append(self, batch: Batch) -> Appended:
+        connection = await self._ensure_connection()
+        try:
+            if batch.size < COPY_FROM:
+                row = await connection.fetchrow(_APPEND, *batch.columns(), timeout=self._timeout)
+                assert row is not None
+                DECISION_LOG_CHAIN_WAIT.observe(row["lock_wait"])
+                return Appended(row["first_seq"], row["decided_at"], row["decided_text"])
+            async with connection.transaction():
+                waited = time.monotonic()
+                await connection.execute(_LOCK, timeout=self._timeout)
+                DECISION_LOG_CHAIN_WAIT.observe(time.monotonic() - waited)
+                found = await connection.fetchrow(_HEAD, timeout=self._timeout)
+                assert found is not None
+                head = None if found["seq"] is None else ChainHead(*tuple(found)[:3])
+                decided_at = _decided_at(head, found["now"])
+                # Streamed: Postgres inserts the first rows (on its own core) while the rest
+                # are still being rendered.
+                await connection.copy_records_to_table(
+                    TABLE.name,
+                    records=batch.rows(head, decided_at),
+                    columns=COLUMNS,
+                    timeout=self._timeout,
+                )
+            first_seq = 1 if head is None else head.seq + 1
+            return Appended(first_seq, decided_at, rfc3339(decided_at))
+        except BaseException:
+            # Lost, timed out or cancelled mid-statement: the connection's state and whether
+            # the batch committed are unknown. Start afresh with a new connection.
+            self._discard()
+            raise
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -173,12 +192,10 @@ class PostgresChainStore:
 
     async def _ensure_connection(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
-            self._head_known = False
             self._connection = await self._connect()
         return self._connection
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None
-        self._head_known = False
         if connection is not None:
             connection.terminate()

@@ -87,11 +87,12 @@ DECISION_QUEUE = Gauge(
     registry=REGISTRY,
 )
 
-DECISION_LOG_CONFLICTS = Counter(
-    "mayhold_decision_log_conflicts",
-    "Decision-log batches rendered again because another process (replica) appended first and "
-    "took the next seq (Postgres). Each costs a round trip; growing fast: the replicas queue "
-    "behind the one chain.",
+DECISION_LOG_CHAIN_WAIT = Histogram(
+    "mayhold_decision_log_chain_wait_seconds",
+    "Time a decision-log batch waited for the chain lock (Postgres), i.e. for the appends of "
+    "other processes (replicas) sharing the chain. Growing: the replicas queue behind the one "
+    "chain.",
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
     registry=REGISTRY,
 )
 
