@@ -1,10 +1,9 @@
 """Replicas: several server processes on one Postgres database extend one decision chain.
 
 Postgres only: SQLite is one writer by design (one file, one process serving it), so replicas
-are a Postgres deployment. Each process's decision-log writer appends with an optimistic seq
-(app.decisions.stores): when another process took the next seq first, the batch is rendered
-again on the new head. Afterwards the chain must verify and every decision a client received
-must be in the log, also when one of the processes was SIGKILLed mid-traffic.
+are a Postgres deployment. Each process's decision-log writer appends through the database's
+sequencer (app.decisions.stores): the chain lock, the head and the hashing are in Postgres.
+Afterwards the chain must verify and every decision a client received must be in the log, also when one of the processes was SIGKILLed mid-traffic.
 """
 
 import asyncio
@@ -73,17 +72,26 @@ class Traders:
                 self.received.append(response.json()["decision_id"])
             i += 1
 
+    async def until(self, received: int, *, at_least: float, at_most: float = 60) -> None:
+        """Trade for ``at_least`` seconds and until ``received`` decisions came back (a busy
+        machine answers slowly at first: every worker compiles its index), at most
+        ``at_most`` seconds."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(int(at_most * 10)):
+            elapsed = loop.time() - started
+            if elapsed >= at_most or (elapsed >= at_least and len(self.received) >= received):
+                return
+            await asyncio.sleep(0.1)
+
     async def stop(self) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
 
     def assert_answered(self) -> None:
-        """Every check answered 200, but for a few fail-closed 503s: a writer that loses the
-        seq race to the other processes 20 times in a row gives up (ChainContended), and its
-        checks get database-unavailable with nothing decided (seen with 4 busy workers)."""
-        assert set(self.statuses) <= {200, 503}, self.statuses
-        assert self.problems <= {"database-unavailable"}, self.problems
-        assert self.statuses.get(503, 0) <= 0.05 * sum(self.statuses.values()), self.statuses
+        """Every check answered 200: the writers wait for each other in the database's
+        sequencer, and none ever gives up on the chain."""
+        assert set(self.statuses) == {200}, (self.statuses, self.problems)
 
 
 async def assert_logged(url: str, port: int, received: list[str]) -> dict[str, Any]:
@@ -127,7 +135,7 @@ async def test_workers_extend_one_chain_under_concurrent_checks(
             async with client_for(port, key) as client:
                 await ready(client)
                 traders = Traders(client, count=4 * workers)
-                await asyncio.sleep(3)
+                await traders.until(200, at_least=3)
                 await traders.stop()
             traders.assert_answered()
             assert traders.dropped == 0
@@ -156,11 +164,12 @@ async def test_no_received_decision_is_lost_when_one_of_two_servers_is_killed(
                 await asyncio.gather(ready(to_doomed), ready(to_survivor))
                 on_doomed = Traders(to_doomed, count=6)
                 on_survivor = Traders(to_survivor, count=6)
-                await asyncio.sleep(2)
+                await on_doomed.until(50, at_least=2)
+                await on_survivor.until(50, at_least=0)
                 os.kill(doomed.pid, signal.SIGKILL)  # no shutdown, no flush
                 doomed.wait(timeout=10)
                 before = len(on_survivor.received)
-                await asyncio.sleep(1.5)  # the survivor goes on alone
+                await on_survivor.until(before + 50, at_least=1.5)  # it goes on alone
                 await on_doomed.stop()
                 await on_survivor.stop()
             assert on_doomed.dropped > 0, "the kill should have cut some requests"
