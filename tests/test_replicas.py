@@ -3,7 +3,8 @@
 Postgres only: SQLite is one writer by design (one file, one process serving it), so replicas
 are a Postgres deployment. Each process's decision-log writer appends through the database's
 sequencer (app.decisions.stores): the chain lock, the head and the hashing are in Postgres.
-Afterwards the chain must verify and every decision a client received must be in the log, also when one of the processes was SIGKILLed mid-traffic.
+Afterwards the chain must verify and every decision a client received must be in the log, also
+when one of the processes was SIGKILLed mid-traffic.
 """
 
 import asyncio
