@@ -10,11 +10,11 @@ else the Python client. Per N it prints:
   - checks/s in all, and as a ratio to N = 1;
   - the decisions the log gained (counted in the database) per second: the same figure seen
     from the chain;
-  - responses that were not 200 (a writer that loses the seq race 20 times in a row gives up:
-    503 database-unavailable, nothing decided), p50 and p99;
-  - chain conflicts: batches a writer rendered again because another process took the next
-    seq first (``mayhold_decision_log_conflicts_total`` of every worker, read from /metrics
-    scrapes told apart by ``process_start_time_seconds``), and per 1,000 checks;
+  - responses that were not 200, p50 and p99;
+  - the chain lock: batches appended and the time they waited for the lock, i.e. for other
+    processes' appends (``mayhold_decision_log_chain_wait_seconds`` of every worker, read from
+    /metrics scrapes told apart by the histogram's ``_created``): mean wait per batch, and the
+    share of the run's wall time the writers spent waiting, summed over workers;
   - ``GET /v1/decisions/verify`` of the whole chain afterwards (must be ok).
 
 Usage: .venv/bin/python -m bench.replicas [--seconds 10] [--connections 32] [--companies 3000]
@@ -37,14 +37,15 @@ from bench.checks import saturate, wrk
 from bench.support import admin_key, demo_postgres, instruments
 from tests.support.processes import answering, serve
 
-_SAMPLE = re.compile(r"^(mayhold_decision_log_conflicts_(?:total|created)) (\S+)$")
+_SAMPLE = re.compile(r"^(mayhold_decision_log_chain_wait_seconds_(?:count|sum|created)) (\S+)$")
+_WAIT = "mayhold_decision_log_chain_wait_seconds"
 
 
-async def conflicts_per_process(base: str, key: str, workers: int) -> dict[float, float]:
-    """Each worker's conflict counter, keyed by its creation time (``_created``: when the
-    worker imported the app, to the microsecond): concurrent scrapes on fresh connections
-    until every worker has answered (or 30 rounds)."""
-    seen: dict[float, float] = {}
+async def waits_per_process(base: str, key: str, workers: int) -> dict[float, tuple[float, float]]:
+    """Each worker's chain-lock waits (batches, seconds), keyed by the histogram's creation time
+    (``_created``: when the worker imported the app, to the microsecond): concurrent scrapes on
+    fresh connections until every worker has answered (or 30 rounds)."""
+    seen: dict[float, tuple[float, float]] = {}
 
     async def scrape() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -56,8 +57,9 @@ async def conflicts_per_process(base: str, key: str, workers: int) -> dict[float
         for line in response.text.splitlines():
             if match := _SAMPLE.match(line):
                 values[match[1]] = match[2]
-        seen[float(values["mayhold_decision_log_conflicts_created"])] = float(
-            values["mayhold_decision_log_conflicts_total"]
+        seen[float(values[f"{_WAIT}_created"])] = (
+            float(values[f"{_WAIT}_count"]),
+            float(values[f"{_WAIT}_sum"]),
         )
 
     for _ in range(30):
@@ -94,7 +96,7 @@ async def run(
             # The same server's HTTP ceiling without the log (or any database): what N processes
             # gain on this machine's cores whatever the chain does.
             healthz = await asyncio.to_thread(wrk, base, key, ["/healthz"], seconds, connections)
-            before = await conflicts_per_process(base, key, workers)
+            before = await waits_per_process(base, key, workers)
             rows_before = await logged(database)
             started = time.perf_counter()
             measured = await asyncio.to_thread(
@@ -111,26 +113,29 @@ async def run(
                 tool, failed, latency = "python", 0, ""
             elapsed = time.perf_counter() - started
             rows = await logged(database) - rows_before
-            after = await conflicts_per_process(base, key, workers)
+            after = await waits_per_process(base, key, workers)
             verification = (await client.get("/v1/decisions/verify")).json()
     finally:
         server.terminate()
         server.wait(timeout=60)
-    conflicts = sum(after[p] - before.get(p, 0.0) for p in after)
+    batches = sum(after[p][0] - before.get(p, (0.0, 0.0))[0] for p in after)
+    waited = sum(after[p][1] - before.get(p, (0.0, 0.0))[1] for p in after)
     print(
         f"workers {workers}: /healthz {healthz.rps if healthz else float('nan'):6.0f} req/s; "
         f"{rps:7.0f} checks/s ({tool}, {connections} connections, "
         f"{seconds:.0f} s; not 200: {failed}; {latency}); "
-        f"log +{rows:,} decisions = {rows / elapsed:7.0f}/s; conflicts "
-        f"{conflicts:,.0f} ({1000 * conflicts / max(rows, 1):.1f} per 1,000 decisions; "
-        f"workers seen {len(after)}/{workers}); verify ok={verification['ok']} "
+        f"log +{rows:,} decisions = {rows / elapsed:7.0f}/s in {batches:,.0f} batches; "
+        f"chain lock waits {1000 * waited / max(batches, 1):.2f} ms per batch, "
+        f"{waited / elapsed:.2f} of the wall time (workers seen {len(after)}/{workers}); "
+        f"verify ok={verification['ok']} "
         f"checked={verification['checked']:,}"
     )
     assert verification["ok"] is True, verification
     return {
         "rps": rps,
         "healthz": healthz.rps if healthz else float("nan"),
-        "conflicts": conflicts,
+        "batches": batches,
+        "waited": waited,
         "rows": rows,
         "failed": failed,
     }
