@@ -41,6 +41,7 @@ from app.kit.errors import Conflict, DatabaseUnavailable, NotFound
 from app.kit.migrations import alembic_config, upgrade_to_head_async
 from app.kit.settings import Settings
 from app.kit.time import utcnow
+from app.main import create_app
 from tests.support.databases import scratch_database
 from tests.support.decisions import ORACLE, entry, running_log
 
@@ -280,6 +281,22 @@ async def test_an_existing_log_becomes_the_first_partition(tmp_path: Path) -> No
             await database.dispose()
 
 
+async def test_the_service_keeps_partitions_ahead_in_the_background(tmp_path: Path) -> None:
+    async with partitioned(tmp_path) as (url, database):
+        app = create_app(
+            Settings(
+                database_url=url,
+                index_enabled=False,
+                decision_partition_min_rows=SMALL,
+                decision_partitions_ahead=4,
+            )
+        )
+        async with app.router.lifespan_context(app):
+            keeper = app.state.partition_keeper
+            await asyncio.wait_for(keeper.ran.wait(), timeout=60)
+        assert [p.start for p in await attached(database)] == [1, 2001, 4001, 6001]
+
+
 # -- archiving -----------------------------------------------------------------------------------
 
 
@@ -383,6 +400,25 @@ async def test_archive_refusals_change_nothing(tmp_path: Path, keys: Keys) -> No
             )
             await conn.execute(text(f"ALTER TABLE {FIRST} ENABLE TRIGGER USER"))
         await refused(ChainNotSound, "decision 17", 2000)
+
+
+async def test_an_archive_interrupted_before_the_detach_resumes(tmp_path: Path, keys: Keys) -> None:
+    out = tmp_path / "archive"
+    async with partitioned(tmp_path) as (_, database):
+        await append(database, 0, 2_500)
+        # A run that recorded its checkpoint and stopped before the detach.
+        async with database.sessionmaker() as session:
+            target = await partitions._target(session, 2000, out)
+        await partitions._export(database, target, ORACLE, keys.signer, keys.trust, "s3://a/b")
+        assert (await attached(database))[0].start == 1
+        # Elsewhere, it is refused (the checkpoint names another archive).
+        with pytest.raises(Conflict, match="checkpointed already"):
+            await archive(database, keys, 2000, tmp_path / "elsewhere")
+        resumed = await archive(database, keys, 2000, out)
+        assert resumed.checkpoint.archive == "s3://a/b"
+        assert (await attached(database))[0].start == 2001
+        assert await checkpoint_count(database) == 1
+        assert check_offline(resumed.file, keys.trust).ok
 
 
 # -- tampering with an archive -------------------------------------------------------------------

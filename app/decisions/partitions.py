@@ -60,6 +60,7 @@ from app.decisions.repository import (
     DecisionRepository,
     Partition,
     PartitionRepository,
+    PartitionRows,
     detach_partition,
 )
 from app.decisions.service import (
@@ -177,6 +178,8 @@ class PartitionKeeper:
         self._min_rows = min_rows
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        # Set once a run has succeeded (what a readiness check or a test can wait for).
+        self.ran = asyncio.Event()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="decision-partitions")
@@ -194,6 +197,7 @@ class PartitionKeeper:
                 report = await keep_ahead_once(
                     self._database, ahead=self._ahead, min_rows=self._min_rows
                 )
+                self.ran.set()
                 if report.created:
                     log.info(
                         "decision partitions created",
@@ -381,13 +385,27 @@ def _chain_links(rows: Sequence[DecisionCheckpoint]) -> list[str]:
 
 
 def _out_paths(out_dir: Path, partition: Partition) -> tuple[Path, Path]:
-    """The archive file and its manifest; refused if either exists (never replaced)."""
+    """The archive file and its manifest in ``out_dir`` (created if missing)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = (out_dir / f"{partition.name}.copy.gz", out_dir / f"{partition.name}.manifest.json")
+    return out_dir / f"{partition.name}.copy.gz", out_dir / f"{partition.name}.manifest.json"
+
+
+def _refuse_existing(*paths: Path) -> None:
     for path in paths:
         if path.exists():
             raise Conflict(f"{path} exists already: not replaced. Nothing was changed.")
-    return paths
+
+
+def _already_archived(file: Path, manifest: Path, checkpoint: DecisionCheckpoint) -> bool:
+    """Whether ``file`` and ``manifest`` are the archive ``checkpoint`` vouches for (a run
+    that recorded it and was interrupted before the detach)."""
+    if not (file.exists() and manifest.exists()):
+        return False
+    digest = hashlib.sha256()
+    with file.open("rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == checkpoint.archive_sha256
 
 
 def _remove(path: Path) -> None:
@@ -403,6 +421,68 @@ def _file_uri(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The partition to archive, what it holds, and where its archive goes."""
+
+    partition: Partition
+    held: PartitionRows
+    first_seq: int  # held's, known not to be None
+    file: Path
+    manifest: Path
+    # Set when a previous run recorded its checkpoint but did not detach it.
+    recorded: DecisionCheckpoint | None
+
+
+async def _target(session: AsyncSession, through_seq: int, out_dir: Path) -> _Target:
+    """Step 1: the partition ending at ``through_seq``, or a refusal (``Conflict``)."""
+    _require_postgres(session)
+    repository = PartitionRepository(session)
+    partitions = await repository.partitions()
+    head = await repository.head_seq()
+    partition = next((p for p in partitions if p.last == through_seq), None)
+    if partition is None:
+        ends = ", ".join(f"{p.name} ends at {p.last}" for p in partitions) or "none"
+        raise Conflict(
+            f"Decision {through_seq} is not the last seq of a partition (an archive is one "
+            f"whole partition; {ends}). Nothing was changed."
+        )
+    if head is None or head < partition.end:
+        raise Conflict(
+            f"{partition.name} holds the head of the log (or lies ahead of it): only a "
+            "partition whose decisions are all older than the head's partition can be "
+            "archived. Nothing was changed."
+        )
+    held = await repository.rows_in(partition)
+    decisions = DecisionRepository(session)
+    first_live = await decisions.first_seq()
+    if held.count == 0 or held.first_seq is None:
+        raise Conflict(f"{partition.name} holds no decisions: nothing to archive.")
+    if first_live is not None and first_live < partition.start:
+        older = next(p for p in partitions if p.start <= first_live < p.end)
+        raise Conflict(
+            f"{older.name} still holds older decisions: archive it first (archives leave "
+            "the live log oldest first). Nothing was changed."
+        )
+    if held.last_seq != partition.last:
+        raise Conflict(
+            f"{partition.name} ends at {partition.last} but its last decision is "
+            f"{held.last_seq}. Nothing was changed."
+        )
+    file, manifest = _out_paths(out_dir, partition)
+    latest = await decisions.latest_checkpoint()
+    if latest is not None and latest.seq == through_seq:
+        if not _already_archived(file, manifest, latest):
+            raise Conflict(
+                f"Decision {through_seq} is checkpointed already, but {file} and its manifest "
+                f"are not the archive the checkpoint names ({latest.archive}): give the --out "
+                "of the run that recorded it. Nothing was changed."
+            )
+        return _Target(partition, held, held.first_seq, file, manifest, latest)
+    _refuse_existing(file, manifest)
+    return _Target(partition, held, held.first_seq, file, manifest, None)
+
+
 async def archive(
     database: Database,
     *,
@@ -415,127 +495,21 @@ async def archive(
     drop: bool = False,
 ) -> ArchiveResult:
     """Archive the partition ending at ``through_seq`` (see the module doc); refusals change
-    nothing (``Conflict``; ``ChainNotSound`` when it does not verify; ``PostgresOnly``)."""
+    nothing (``Conflict``; ``ChainNotSound`` when it does not verify; ``PostgresOnly``).
+
+    Run again after an interruption between the checkpoint and the detach (with the same
+    ``out_dir``), it finds its archive and checkpoint and only detaches."""
     sessionmaker: async_sessionmaker[AsyncSession] = database.sessionmaker
     async with sessionmaker() as session, session.begin():
-        _require_postgres(session)
-        repository = PartitionRepository(session)
-        partitions = await repository.partitions()
-        head = await repository.head_seq()
-        partition = next((p for p in partitions if p.last == through_seq), None)
-        if partition is None:
-            ends = ", ".join(f"{p.name} ends at {p.last}" for p in partitions) or "none"
-            raise Conflict(
-                f"Decision {through_seq} is not the last seq of a partition (an archive is one "
-                f"whole partition; {ends}). Nothing was changed."
-            )
-        if head is None or head < partition.end:
-            raise Conflict(
-                f"{partition.name} holds the head of the log (or lies ahead of it): only a "
-                "partition whose decisions are all older than the head's partition can be "
-                "archived. Nothing was changed."
-            )
-        held = await repository.rows_in(partition)
-        first_live = await DecisionRepository(session).first_seq()
-        if held.count == 0 or held.first_seq is None or held.last_seq is None:
-            raise Conflict(f"{partition.name} holds no decisions: nothing to archive.")
-        if first_live is not None and first_live < partition.start:
-            older = next(p for p in partitions if p.start <= first_live < p.end)
-            raise Conflict(
-                f"{older.name} still holds older decisions: archive it first (archives leave "
-                "the live log oldest first). Nothing was changed."
-            )
-        if held.last_seq != partition.last:
-            raise Conflict(
-                f"{partition.name} ends at {partition.last} but its last decision is "
-                f"{held.last_seq}. Nothing was changed."
-            )
-        file, manifest_path = _out_paths(out_dir, partition)
-        # 2. Verify, as GET /v1/decisions/verify does.
-        walked = await _walk(DecisionRepository(session), held.first_seq, held.last_seq)
-        if not walked.ok:
-            raise ChainNotSound(
-                f"The decisions of {partition.name} do not verify: decision "
-                f"{walked.first_bad_seq} ({walked.first_bad_id}): {walked.problem}. Nothing "
-                "was changed."
-            )
-        # 3. Export.
-        atomic = AtomicFile(file, replace=False)
-        try:
-            compressed = gzip.GzipFile(filename="", mode="wb", fileobj=atomic.file, mtime=0)
-
-            async def write(chunk: bytes) -> None:
-                compressed.write(chunk)
-
-            await repository.export(partition, write)
-            compressed.close()
-            atomic.commit()
-        finally:
-            atomic.discard()
-    # 4. The file, read back and chained again.
-    try:
-        content = await asyncio.to_thread(chain_archive, file)
-        if content.problem is not None or (
-            content.first_seq,
-            content.last_seq,
-            content.rows,
-            content.last_hash,
-        ) != (held.first_seq, held.last_seq, held.count, walked.last_hash):
-            raise ChainNotSound(
-                f"The archive written to {file} does not reproduce the partition "
-                f"({content.problem or 'its range, count or last hash differ'}); it was "
-                "removed. Nothing was recorded or detached."
-            )
-    except BaseException:
-        _remove(file)
-        raise
-    # 5. The checkpoint, then the manifest.
-    uri = archive_uri or _file_uri(file)
-    async with sessionmaker() as session, session.begin():
-        checkpoint = await record_checkpoint(
-            session,
-            through_seq,
-            actor,
-            archive=uri,
-            archive_sha256=content.sha256,
-            signer=signer,
-            trust=trust,
+        target = await _target(session, through_seq, out_dir)
+    partition, held = target.partition, target.held
+    if target.recorded is not None:
+        checkpoint = target.recorded
+        sha256 = str(checkpoint.archive_sha256)
+    else:
+        checkpoint, sha256 = await _export(
+            database, target, actor, signer, trust, archive_uri or _file_uri(target.file)
         )
-    async with sessionmaker() as session:
-        rows = await DecisionRepository(session).checkpoints_decided_before(None)
-    links = _chain_links(rows)
-    anchor_seq = held.first_seq - 1
-    stated = [
-        _checkpoint_json(row, link)
-        for row, link in zip(rows, links, strict=True)
-        if anchor_seq <= row.seq <= through_seq
-    ]
-    manifest = {
-        "format": ARCHIVE_FORMAT,
-        "partition": partition.name,
-        "file": file.name,
-        "archive": uri,
-        "compression": "gzip",
-        "row_format": COPY_FORMAT,
-        "columns": list(ARCHIVE_COLUMNS),
-        "first_seq": held.first_seq,
-        "last_seq": held.last_seq,
-        "rows": held.count,
-        "first_decided_at": _time(held.first_decided_at),
-        "last_decided_at": _time(held.last_decided_at),
-        "first_prev_hash": content.first_prev_hash,
-        "last_hash": content.last_hash,
-        "file_sha256": content.sha256,
-        # The checkpoints from the one the first decision links to (absent: genesis) to this
-        # archive's own: what an offline check needs (their signatures chain).
-        "checkpoints": stated,
-    }
-    written = AtomicFile(manifest_path, replace=False)
-    try:
-        written.file.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        written.commit()
-    finally:
-        written.discard()
     # 6. Out of the live table.
     async with database.engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -548,15 +522,113 @@ async def archive(
             await repository.protect_detached(partition.name)
     return ArchiveResult(
         partition,
-        file,
-        manifest_path,
+        target.file,
+        target.manifest,
         held.count,
-        held.first_seq,
-        held.last_seq,
-        content.sha256,
+        target.first_seq,
+        through_seq,
+        sha256,
         checkpoint,
         drop,
     )
+
+
+async def _export(
+    database: Database,
+    target: _Target,
+    actor: Actor,
+    signer: CheckpointSigner | None,
+    trust: CheckpointTrust,
+    uri: str,
+) -> tuple[DecisionCheckpoint, str]:
+    """Steps 2-5: verify, export, re-verify the file, checkpoint, manifest."""
+    partition, held, file = target.partition, target.held, target.file
+    first, last = target.first_seq, partition.last
+    sessionmaker = database.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        # 2. Verify, as GET /v1/decisions/verify does.
+        walked = await _walk(DecisionRepository(session), first, last)
+        if not walked.ok:
+            raise ChainNotSound(
+                f"The decisions of {partition.name} do not verify: decision "
+                f"{walked.first_bad_seq} ({walked.first_bad_id}): {walked.problem}. Nothing "
+                "was changed."
+            )
+        # 3. Export, gzip (no name, no time: the same rows give the same bytes).
+        atomic = AtomicFile(file, replace=False)
+        try:
+            compressed = gzip.GzipFile(filename="", mode="wb", fileobj=atomic.file, mtime=0)
+
+            async def write(chunk: bytes) -> None:
+                compressed.write(chunk)
+
+            await PartitionRepository(session).export(partition, write)
+            compressed.close()
+            atomic.commit()
+        finally:
+            atomic.discard()
+    # 4. The file, read back and chained again.
+    try:
+        content = await asyncio.to_thread(chain_archive, file)
+        if content.problem is not None or (
+            content.first_seq,
+            content.last_seq,
+            content.rows,
+            content.last_hash,
+        ) != (first, last, held.count, walked.last_hash):
+            raise ChainNotSound(
+                f"The archive written to {file} does not reproduce the partition "
+                f"({content.problem or 'its range, count or last hash differ'}); it was "
+                "removed. Nothing was recorded or detached."
+            )
+    except BaseException:
+        _remove(file)
+        raise
+    # 5. The checkpoint (verified again, signed), then the manifest.
+    async with sessionmaker() as session, session.begin():
+        checkpoint = await record_checkpoint(
+            session,
+            last,
+            actor,
+            archive=uri,
+            archive_sha256=content.sha256,
+            signer=signer,
+            trust=trust,
+        )
+    async with sessionmaker() as session:
+        rows = await DecisionRepository(session).checkpoints_decided_before(None)
+    stated = [
+        _checkpoint_json(row, link)
+        for row, link in zip(rows, _chain_links(rows), strict=True)
+        if first - 1 <= row.seq <= last
+    ]
+    manifest = {
+        "format": ARCHIVE_FORMAT,
+        "partition": partition.name,
+        "file": file.name,
+        "archive": uri,
+        "compression": "gzip",
+        "row_format": COPY_FORMAT,
+        "columns": list(ARCHIVE_COLUMNS),
+        "first_seq": first,
+        "last_seq": last,
+        "rows": held.count,
+        "first_decided_at": _time(held.first_decided_at),
+        "last_decided_at": _time(held.last_decided_at),
+        "first_prev_hash": content.first_prev_hash,
+        "last_hash": content.last_hash,
+        "file_sha256": content.sha256,
+        # The checkpoints from the one the first decision links to (absent: genesis) to this
+        # archive's own: what an offline check needs (their signatures chain).
+        "checkpoints": stated,
+    }
+    written = AtomicFile(target.manifest, replace=False)
+    try:
+        written.file.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+        written.commit()
+    finally:
+        written.discard()
+    return checkpoint, content.sha256
 
 
 # -- checking an archive alone -------------------------------------------------------------------
