@@ -592,6 +592,30 @@ async def test_commands_on_postgres(tmp_path: Path, keys: Keys) -> None:
         assert verify.returncode == 0, verify.stderr
 
 
+async def test_sqlite_keeps_one_table_and_its_decisions(tmp_path: Path) -> None:
+    """The migration on SQLite only trades the unique key on decision_id for an index (a
+    table rebuild): the decisions stay, verified, and the triggers are made again."""
+    async with scratch_database("sqlite", tmp_path) as url:
+        config = alembic_config(Settings(database_url=url))
+        await asyncio.to_thread(command.upgrade, config, "20261130_checkpoint_signatures")
+        database = Database.from_settings(Settings(database_url=url))
+        try:
+            async with running_log(database) as log:
+                decided = await log.append([entry(n) for n in range(20)])
+            await asyncio.to_thread(command.upgrade, config, "head")
+            result = await verify_live(database, CheckpointTrust())
+            assert (result.ok, result.checked) == (True, 20)
+            async with database.sessionmaker() as session:
+                found = await service.get_decision(session, uuid.UUID(decided[7]["decision_id"]))
+            assert found == decided[7] | {"audit": found["audit"]}
+            for statement in ("UPDATE decisions SET verdict = 'allowed'", "DELETE FROM decisions"):
+                with pytest.raises(DBAPIError, match="append-only"):
+                    async with database.engine.begin() as conn:
+                        await conn.execute(text(statement))
+        finally:
+            await database.dispose()
+
+
 @pytest.mark.slow
 async def test_commands_on_sqlite_say_they_are_postgres_only(tmp_path: Path) -> None:
     async with scratch_database("sqlite", tmp_path) as url:
