@@ -354,8 +354,15 @@ async def test_archive_end_to_end_then_verify_live_and_each_archive_alone(
                 "signed",
             )
 
-        # The next one links to the first archive's checkpoint, live and alone; dropped.
-        second = await archive(database, keys, 4000, out, drop=True)
+        # The next one links to the first archive's checkpoint, live and alone; dropped. A
+        # writer connected all along keeps appending across the detach.
+        async with running_log(database, dedicated=True) as log:
+            await log.append([entry(4_500)])
+            second = await archive(database, keys, 4000, out, drop=True)
+            [last] = await log.append([entry(4_501)])
+        async with database.sessionmaker() as session:
+            stored = await service.get_decision(session, uuid.UUID(last["decision_id"]))
+        assert stored["audit"]["seq"] == 4502
         assert second.first_seq == 2001
         async with database.engine.connect() as conn:
             exists = await conn.execute(text(f"SELECT to_regclass('{name(2001)}')"))
@@ -367,7 +374,7 @@ async def test_archive_end_to_end_then_verify_live_and_each_archive_alone(
             assert check.ok, check.problems
             assert check.anchor == "checkpoint 2000"
         live = await verify_live(database, keys.trust)
-        assert (live.ok, live.checked, live.checkpoint_seq) == (True, 500, 4000)
+        assert (live.ok, live.checked, live.checkpoint_seq) == (True, 502, 4000)
         # Verify-archive with a key it was not told to trust: not vouched for.
         stranger = CheckpointTrust(require_signed=True)
         assert not check_offline(first.file, stranger).ok
