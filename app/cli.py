@@ -606,7 +606,9 @@ async def _keep_partitions(settings: Settings, ahead: int, min_rows: int) -> lis
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:
-        report = await partitions.keep_ahead_once(database, ahead=ahead, min_rows=min_rows)
+        report = await partitions.keep_ahead_once(
+            database, ahead=ahead, min_rows=min_rows, days=settings.decision_partition_days
+        )
     finally:
         await database.dispose()
     created = {p.name for p in report.created}

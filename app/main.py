@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 app.state.database,
                 ahead=settings.decision_partitions_ahead,
                 min_rows=settings.decision_partition_min_rows,
+                days=settings.decision_partition_days,
                 interval=settings.decision_partition_interval_seconds,
             )
             await app.state.partition_keeper.start()

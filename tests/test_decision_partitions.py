@@ -90,7 +90,8 @@ async def attached(database: Database) -> list[Partition]:
 
 
 async def keep(database: Database, ahead: int = 2) -> partitions.PartitionReport:
-    return await partitions.keep_ahead_once(database, ahead=ahead, min_rows=SMALL)
+    """Partitions of the minimum size (``days=0``: not sized from the volume)."""
+    return await partitions.keep_ahead_once(database, ahead=ahead, min_rows=SMALL, days=0)
 
 
 async def append(database: Database, start: int, count: int) -> list[dict[str, Any]]:
@@ -180,17 +181,25 @@ async def test_partitions_are_kept_ahead_idempotently_and_rows_land_in_their_ran
         # Runners at once (several service processes, a cron job): they take turns, and the
         # partitions ahead are made once.
         reports = await asyncio.gather(
-            *(partitions.keep_ahead_once(database, ahead=4, min_rows=SMALL) for _ in range(4))
+            *(
+                partitions.keep_ahead_once(database, ahead=4, min_rows=SMALL, days=0)
+                for _ in range(4)
+            )
         )
         assert sum(len(r.created) for r in reports) == 2
         assert [p.start for p in await attached(database)] == [1, 2001, 4001, 6001, 8001, 10001]
 
-        # Sized from volume: 31 days at the busiest complete day (today's 2,500, seen from
+        # Sized from volume: 31 days at the busiest day (today's 2,500, seen today and from
         # tomorrow), never below the minimum.
         async with database.sessionmaker() as session, session.begin():
             sized = await partitions.keep_ahead(
                 session, ahead=5, min_rows=SMALL, now=utcnow() + dt.timedelta(days=1)
             )
+            repository = PartitionRepository(session)
+            today = await partitions.partition_size(repository, 2500, utcnow(), SMALL)
+            assert today == 31 * 2_500
+            small = await partitions.partition_size(repository, 2500, utcnow(), 10**6)
+            assert small == 10**6
         assert sized.size == 31 * 2_500
         assert sized.created == [Partition(name(12001), 12001, 12001 + 31 * 2_500)]
 
@@ -288,6 +297,7 @@ async def test_the_service_keeps_partitions_ahead_in_the_background(tmp_path: Pa
                 database_url=url,
                 index_enabled=False,
                 decision_partition_min_rows=SMALL,
+                decision_partition_days=0,
                 decision_partitions_ahead=4,
             )
         )
@@ -548,9 +558,16 @@ async def test_tampering_with_the_file_the_manifest_or_the_checkpoint_is_found(
 
 
 def run(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "MAYHOLD_DATABASE_URL": url,
+        "MAYHOLD_LOG_LEVEL": "WARNING",
+        "MAYHOLD_DECISION_PARTITION_DAYS": "0",
+        **env,
+    }
     return subprocess.run(
         [sys.executable, "-m", "app.cli", "decisions", *args],
-        env={**os.environ, "MAYHOLD_DATABASE_URL": url, "MAYHOLD_LOG_LEVEL": "WARNING", **env},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,

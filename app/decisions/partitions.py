@@ -3,13 +3,13 @@ archive alone.
 
 **Partitions.** ``decisions`` is partitioned by ``seq`` range (the ``decisions_partitions``
 migration); ``decisions_p<first seq, 19 digits>`` holds ``[start, end)``. ``keep_ahead`` keeps
-``ahead`` empty partitions beyond the head, each sized for 31 days at the busiest of the last
-30 complete days (UTC; counted from ``(decided_at, seq)`` probes, one per day boundary), and
-never smaller than ``min_rows``. It takes an advisory lock for its transaction, so concurrent
-runners (the service's ``PartitionKeeper`` in each process, a cron'd ``mayhold decisions
-partitions``) take turns and the later ones find nothing to do. The writer never creates a
-partition: an insert past the last one fails, its callers get 503, and the next batch
-succeeds once the job has run.
+``ahead`` empty partitions beyond the head, each sized for ``days`` (31) days at the busiest
+UTC day of the last 30 and today so far (counted from ``(decided_at, seq)`` probes, one per
+day boundary), and never smaller than ``min_rows``. It takes an advisory lock for its
+transaction, so concurrent runners (the service's ``PartitionKeeper`` in each process, a
+cron'd ``mayhold decisions partitions``) take turns and the later ones find nothing to do.
+The writer never creates a partition: an insert past the last one fails, its callers get
+503, and the next batch succeeds once the job has run.
 
 **Archive** (``archive``): the oldest attached partition whose decisions are all below the
 head's partition, in steps that each leave nothing changed if they fail before the next:
@@ -125,33 +125,45 @@ class PartitionReport:
 
 
 async def partition_size(
-    repository: PartitionRepository, head: int | None, now: dt.datetime, min_rows: int
+    repository: PartitionRepository,
+    head: int | None,
+    now: dt.datetime,
+    min_rows: int,
+    days: int = PARTITION_DAYS,
 ) -> int:
-    """``max(min_rows, 31 x the most decisions of one of the last 30 complete UTC days)``."""
-    if head is None:
+    """``max(min_rows, days x the most decisions of one UTC day)``, the days being the last 30
+    complete ones and today so far (a new deployment's first busy day counts at once). One
+    probe of ``(decided_at, seq)`` per day boundary. ``days`` 0: ``min_rows``."""
+    if head is None or days == 0:
         return min_rows
     midnight = dt.datetime.combine(now.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
     firsts = []
-    for days in range(RECENT_DAYS, -1, -1):
-        first = await repository.first_seq_from(midnight - dt.timedelta(days=days))
+    for back in range(RECENT_DAYS, -1, -1):
+        first = await repository.first_seq_from(midnight - dt.timedelta(days=back))
         firsts.append(head + 1 if first is None else first)
+    firsts.append(head + 1)  # today so far
     busiest = max(b - a for a, b in itertools.pairwise(firsts))
-    return max(min_rows, PARTITION_DAYS * busiest)
+    return max(min_rows, days * busiest)
 
 
 async def keep_ahead(
-    session: AsyncSession, *, ahead: int, min_rows: int, now: dt.datetime | None = None
+    session: AsyncSession,
+    *,
+    ahead: int,
+    min_rows: int,
+    days: int = PARTITION_DAYS,
+    now: dt.datetime | None = None,
 ) -> PartitionReport:
-    """Create partitions until ``ahead`` empty ones lie beyond the head (see the module doc).
-    Idempotent; the caller commits. ``PostgresOnly`` on SQLite."""
+    """Create partitions until ``ahead`` empty ones lie beyond the head (see the module doc),
+    each of ``partition_size``. Idempotent; the caller commits. ``PostgresOnly`` on SQLite."""
     _require_postgres(session)
-    if ahead < 1 or min_rows < 1:
-        raise ValueError("ahead and min_rows must be at least 1")
+    if ahead < 1 or min_rows < 1 or days < 0:
+        raise ValueError("ahead and min_rows must be at least 1, days at least 0")
     repository = PartitionRepository(session)
     await repository.lock(LOCK_TIMEOUT_MS)
     head = await repository.head_seq()
     partitions = await repository.partitions()
-    size = await partition_size(repository, head, now or utcnow(), min_rows)
+    size = await partition_size(repository, head, now or utcnow(), min_rows, days)
     last = head or 0
     top = max((p.end for p in partitions), default=last + 1)
     empty = sum(1 for p in partitions if p.start > last)
@@ -163,19 +175,24 @@ async def keep_ahead(
     return PartitionReport(head, size, [*partitions, *created], created)
 
 
-async def keep_ahead_once(database: Database, *, ahead: int, min_rows: int) -> PartitionReport:
+async def keep_ahead_once(
+    database: Database, *, ahead: int, min_rows: int, days: int = PARTITION_DAYS
+) -> PartitionReport:
     async with database.sessionmaker() as session, session.begin():
-        return await keep_ahead(session, ahead=ahead, min_rows=min_rows)
+        return await keep_ahead(session, ahead=ahead, min_rows=min_rows, days=days)
 
 
 class PartitionKeeper:
     """The service's background job (Postgres): ``keep_ahead`` at start, then every
     ``interval`` seconds. A failed run is logged and retried at the next one."""
 
-    def __init__(self, database: Database, *, ahead: int, min_rows: int, interval: float) -> None:
+    def __init__(
+        self, database: Database, *, ahead: int, min_rows: int, days: int, interval: float
+    ) -> None:
         self._database = database
         self._ahead = ahead
         self._min_rows = min_rows
+        self._days = days
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         # Set once a run has succeeded (what a readiness check or a test can wait for).
@@ -195,7 +212,7 @@ class PartitionKeeper:
         while True:
             try:
                 report = await keep_ahead_once(
-                    self._database, ahead=self._ahead, min_rows=self._min_rows
+                    self._database, ahead=self._ahead, min_rows=self._min_rows, days=self._days
                 )
                 self.ran.set()
                 if report.created:
