@@ -599,6 +599,15 @@ def _decisions_verify(settings: Settings, args: argparse.Namespace) -> int:
 EXIT_POSTGRES_ONLY = 4
 
 
+def _postgres_only() -> int:
+    print(
+        "mayhold: decision-log partitions and archives exist on Postgres only; on SQLite the "
+        "log is one table and nothing needs doing",
+        file=sys.stderr,
+    )
+    return EXIT_POSTGRES_ONLY
+
+
 async def _keep_partitions(settings: Settings, ahead: int, min_rows: int) -> list[str]:
     from app.decisions import partitions
     from app.kit.engine import Database
@@ -625,6 +634,8 @@ def _decisions_partitions(settings: Settings, args: argparse.Namespace) -> int:
     """``mayhold decisions partitions``: keep ``--ahead`` empty partitions beyond the head."""
     from app.decisions.partitions import PostgresOnly
 
+    if settings.dialect != "postgresql":
+        return _postgres_only()
     try:
         lines = asyncio.run(
             _keep_partitions(
@@ -688,6 +699,8 @@ def _decisions_archive(settings: Settings, args: argparse.Namespace) -> int:
     """``mayhold decisions archive``: see ``app.decisions.partitions.archive``."""
     from app.decisions.partitions import ChainNotSound, PostgresOnly
 
+    if settings.dialect != "postgresql":
+        return _postgres_only()
     try:
         lines = asyncio.run(_archive(settings, args))
     except PostgresOnly as exc:
