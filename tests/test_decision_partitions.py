@@ -390,6 +390,40 @@ async def test_archive_end_to_end_then_verify_live_and_each_archive_alone(
         assert not check_offline(first.file, stranger).ok
 
 
+async def test_an_archive_restores_byte_for_byte_into_another_database(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """``COPY decisions FROM STDIN`` of the unzipped file into a new database gives the rows
+    the detached partition holds, byte for byte, and they verify there from genesis."""
+    async with partitioned(tmp_path / "live") as (_, database):
+        await append(database, 0, 2_500)
+        done = await archive(database, keys, 2000, tmp_path / "archive")
+        digest = (
+            "SELECT md5(string_agg(concat_ws('|', seq, decision_id, decided_at, as_of, "
+            "policy_key, policy_version, policy_sha256, data_version, isin, issuer_id, verdict, "
+            "may_hold, requested_by, requested_by_key_id, request_id, request, payload, "
+            "prev_hash, hash), E'\\n' ORDER BY seq)) FROM {table}"
+        )
+        async with database.engine.connect() as conn:
+            original = (await conn.execute(text(digest.format(table=FIRST)))).scalar_one()
+        manifest = partitions.read_manifest(manifest_of(done.file))
+        async with partitioned(tmp_path / "restored") as (_, restored):
+            async with restored.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                columns = manifest["columns"]
+                with gzip.open(done.file, "rb") as rows:
+                    await driver.copy_to_table("decisions", source=rows, columns=columns)
+                copied = (await conn.execute(text(digest.format(table="decisions")))).scalar_one()
+            assert copied == original
+            result = await verify_live(restored, CheckpointTrust())
+            assert (result.ok, result.checked, result.last_hash) == (
+                True,
+                2000,
+                manifest["last_hash"],
+            )
+
+
 async def test_archive_refusals_change_nothing(tmp_path: Path, keys: Keys) -> None:
     out = tmp_path / "archive"
     async with partitioned(tmp_path) as (_, database):
