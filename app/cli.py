@@ -595,6 +595,173 @@ def _decisions_verify(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_CHAIN_BROKEN
 
 
+# Exit status of the partition commands on SQLite, where the log is one table.
+EXIT_POSTGRES_ONLY = 4
+
+
+def _postgres_only() -> int:
+    print(
+        "mayhold: decision-log partitions and archives exist on Postgres only; on SQLite the "
+        "log is one table and nothing needs doing",
+        file=sys.stderr,
+    )
+    return EXIT_POSTGRES_ONLY
+
+
+async def _keep_partitions(settings: Settings, ahead: int, min_rows: int) -> list[str]:
+    from app.decisions import partitions
+    from app.kit.engine import Database
+
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        report = await partitions.keep_ahead_once(
+            database, ahead=ahead, min_rows=min_rows, days=settings.decision_partition_days
+        )
+    finally:
+        await database.dispose()
+    created = {p.name for p in report.created}
+    return [
+        f"{p.name} seq [{p.start}, {p.end})" + (" created" if p.name in created else "")
+        for p in report.partitions
+    ] + [
+        f"head seq={report.head if report.head is not None else 'none (empty log)'}; "
+        f"{len(report.created)} partition(s) created, of {report.size} decisions each"
+    ]
+
+
+def _decisions_partitions(settings: Settings, args: argparse.Namespace) -> int:
+    """``mayhold decisions partitions``: keep ``--ahead`` empty partitions beyond the head."""
+    from app.decisions.partitions import PostgresOnly
+
+    if settings.dialect != "postgresql":
+        return _postgres_only()
+    try:
+        lines = asyncio.run(
+            _keep_partitions(
+                settings,
+                args.ahead or settings.decision_partitions_ahead,
+                args.min_rows or settings.decision_partition_min_rows,
+            )
+        )
+    except PostgresOnly as exc:
+        print(f"mayhold: {exc.detail}", file=sys.stderr)
+        return EXIT_POSTGRES_ONLY
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def _archive(settings: Settings, args: argparse.Namespace) -> list[str]:
+    from app.auth.schemas import Actor
+    from app.decisions import partitions
+    from app.decisions.signing import CheckpointSigner, CheckpointTrust
+    from app.kit.engine import Database
+
+    signer = (
+        None
+        if settings.checkpoint_key_file is None
+        else CheckpointSigner.from_file(settings.checkpoint_key_file)
+    )
+    trust = CheckpointTrust.from_files(
+        settings.checkpoint_key_file,
+        settings.checkpoint_trusted_keys,
+        require_signed=settings.require_signed_checkpoints,
+    )
+    await _ensure_migrated(settings)
+    database = Database.from_settings(settings)
+    try:
+        result = await partitions.archive(
+            database,
+            through_seq=args.through_seq,
+            out_dir=args.out,
+            actor=Actor.command_line(),
+            signer=signer,
+            trust=trust,
+            archive_uri=args.archive_uri,
+            drop=args.drop,
+        )
+    finally:
+        await database.dispose()
+    checkpoint = result.checkpoint
+    signed = "unsigned" if checkpoint.key_id is None else f"key_id={checkpoint.key_id}"
+    return [
+        f"archived {result.partition.name}: seq {result.first_seq}-{result.last_seq}, "
+        f"{result.rows} decision(s)",
+        f"file {result.file} sha256={result.sha256}",
+        f"manifest {result.manifest}",
+        f"checkpoint seq={checkpoint.seq} hash={checkpoint.hash} {signed}",
+        f"{result.partition.name} detached" + (" and dropped" if result.dropped else ""),
+    ]
+
+
+def _decisions_archive(settings: Settings, args: argparse.Namespace) -> int:
+    """``mayhold decisions archive``: see ``app.decisions.partitions.archive``."""
+    from app.decisions.partitions import ChainNotSound, PostgresOnly
+
+    if settings.dialect != "postgresql":
+        return _postgres_only()
+    try:
+        lines = asyncio.run(_archive(settings, args))
+    except PostgresOnly as exc:
+        print(f"mayhold: {exc.detail}", file=sys.stderr)
+        return EXIT_POSTGRES_ONLY
+    except ChainNotSound as exc:
+        print(f"mayhold: {exc.detail}", file=sys.stderr)
+        return EXIT_CHAIN_BROKEN
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _decisions_verify_archive(settings: Settings, args: argparse.Namespace) -> int:
+    """``mayhold decisions verify-archive``: an archive file checked alone (exit 0 sound, 3
+    not)."""
+    import dataclasses
+
+    from app.decisions import partitions
+    from app.decisions.signing import CheckpointTrust
+    from app.kit.engine import Database
+
+    trust = CheckpointTrust.from_files(
+        settings.checkpoint_key_file if not args.offline else None,
+        (*settings.checkpoint_trusted_keys, *args.trusted_key),
+        require_signed=settings.require_signed_checkpoints or args.require_signed_checkpoints,
+    )
+    manifest_path: Path | None = args.manifest
+    if manifest_path is None:
+        guessed = args.file.with_name(args.file.name.removesuffix(".copy.gz") + ".manifest.json")
+        manifest_path = guessed if guessed.exists() and guessed != args.file else None
+    if args.offline and manifest_path is None:
+        raise _UsageError("--offline needs the archive's manifest (--manifest)")
+    manifest = None if manifest_path is None else partitions.read_manifest(manifest_path)
+    checkpoints = None
+    if not args.offline:
+
+        async def read() -> list[Any]:
+            await _ensure_migrated(settings)
+            database = Database.from_settings(settings)
+            try:
+                return await partitions.live_checkpoints(database)
+            finally:
+                await database.dispose()
+
+        checkpoints = asyncio.run(read())
+    result = partitions.verify_archive(args.file, manifest, checkpoints, trust)
+    print(json.dumps({**dataclasses.asdict(result), "ok": result.ok}, indent=2))
+    if result.ok:
+        print(
+            f"the archive is sound: {result.rows} decision(s), seq {result.first_seq}-"
+            f"{result.last_seq}, linked to {result.anchor}, checkpoint {result.checkpoint_seq} "
+            f"{result.checkpoint_status} (checkpoints from the {result.source})",
+            file=sys.stderr,
+        )
+        return 0
+    for problem in result.problems:
+        print(f"mayhold: {problem}", file=sys.stderr)
+    return EXIT_CHAIN_BROKEN
+
+
 def _time_range(start: dt.datetime | None, end: dt.datetime | None) -> None:
     if start is not None and end is not None and start >= end:
         raise _UsageError("--from must be before --to")
@@ -808,6 +975,72 @@ def _parser() -> argparse.ArgumentParser:
         help="write to this new file instead of standard output: it appears complete or not at "
         "all, and an existing file is never replaced (exit 1)",
     )
+    partitions = decision_commands.add_parser(
+        "partitions",
+        help="Postgres: keep empty partitions ahead of the head of the log (idempotent; safe "
+        f"to run from several places at once); exit {EXIT_POSTGRES_ONLY} on SQLite",
+    )
+    partitions.add_argument(
+        "--ahead",
+        type=_positive,
+        help="empty partitions to keep beyond the head (default "
+        "MAYHOLD_DECISION_PARTITIONS_AHEAD, 2)",
+    )
+    partitions.add_argument(
+        "--min-rows",
+        type=_positive,
+        help="the fewest decisions a new partition holds (default "
+        "MAYHOLD_DECISION_PARTITION_MIN_ROWS)",
+    )
+    archive = decision_commands.add_parser(
+        "archive",
+        help="Postgres: verify the oldest partition, export it (gzip, manifest), re-verify the "
+        "file, record a checkpoint for it (signed with MAYHOLD_CHECKPOINT_KEY_FILE) and detach "
+        f"it; exit 1 when refused, {EXIT_CHAIN_BROKEN} when it does not verify, "
+        f"{EXIT_POSTGRES_ONLY} on SQLite (nothing changed)",
+    )
+    archive.add_argument(
+        "--through-seq",
+        type=int,
+        required=True,
+        help="the last seq of the partition to archive (its upper bound - 1)",
+    )
+    archive.add_argument("--out", type=Path, required=True, metavar="DIR")
+    archive.add_argument(
+        "--archive-uri",
+        help="where the file will be kept (recorded in the checkpoint; default its file: URI)",
+    )
+    archive.add_argument(
+        "--drop", action="store_true", help="drop the partition once detached (default: keep it)"
+    )
+    verify_archive = decision_commands.add_parser(
+        "verify-archive",
+        help="check an archive file alone: its rows chain, link to the checkpoint before it, "
+        "end at its own checkpoint, whose SHA-256 and signature match; exit "
+        f"{EXIT_CHAIN_BROKEN} if not",
+    )
+    verify_archive.add_argument("file", type=Path)
+    verify_archive.add_argument(
+        "--manifest", type=Path, help="default: the .manifest.json beside the file"
+    )
+    verify_archive.add_argument(
+        "--offline",
+        action="store_true",
+        help="take the checkpoints from the manifest, not the database",
+    )
+    verify_archive.add_argument(
+        "--trusted-key",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="an Ed25519 public key (PEM) whose checkpoint signatures to accept; repeatable",
+    )
+    verify_archive.add_argument(
+        "--require-signed-checkpoints",
+        action="store_true",
+        help="report an unsigned checkpoint as a problem",
+    )
     checkpoints = commands.add_parser("checkpoints", help="signing decision-log checkpoints")
     checkpoint_commands = checkpoints.add_subparsers(dest="checkpoints_command", required=True)
     keygen = checkpoint_commands.add_parser(
@@ -862,6 +1095,12 @@ def _time_range_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--to", type=_time_or_date, help="decided before: YYYY-MM-DD or an RFC 3339 time"
     )
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1: {text!r}")
+    return int(text)
 
 
 def _workers(text: str) -> int:
@@ -995,6 +1234,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             return _decisions_verify(settings, args)
         if args.decisions_command == "export":
             return _decisions_export(settings, args)
+        if args.decisions_command == "partitions":
+            return _decisions_partitions(settings, args)
+        if args.decisions_command == "archive":
+            return _decisions_archive(settings, args)
+        if args.decisions_command == "verify-archive":
+            return _decisions_verify_archive(settings, args)
         print(
             asyncio.run(_checkpoint(settings, args.through_seq, args.archive, args.archive_sha256))
         )

@@ -13,6 +13,7 @@ from app.console.endpoints import router as console_router
 from app.datasets.endpoints import router as datasets_router
 from app.decisions.endpoints import router as decisions_router
 from app.decisions.log import DecisionLog
+from app.decisions.partitions import PartitionKeeper
 from app.decisions.signing import CheckpointTrust
 from app.docs.endpoints import router as docs_router
 from app.health.endpoints import router as health_router
@@ -123,6 +124,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             app.state.database, settings, dedicated_connection=owns_database
         )
         await app.state.decision_log.start()
+        # The decision log's partitions kept ahead of its head (Postgres), by the service
+        # itself (not by a test's transaction-bound database).
+        app.state.partition_keeper = None
+        if (
+            owns_database
+            and settings.dialect == "postgresql"
+            and settings.decision_partition_interval_seconds > 0
+        ):
+            app.state.partition_keeper = PartitionKeeper(
+                app.state.database,
+                ahead=settings.decision_partitions_ahead,
+                min_rows=settings.decision_partition_min_rows,
+                days=settings.decision_partition_days,
+                interval=settings.decision_partition_interval_seconds,
+            )
+            await app.state.partition_keeper.start()
         app.state.verdict_index = None
         # Replay needs the engine; the decision log must not import it (screening writes to
         # the log): the one place both meet is here.
@@ -136,6 +153,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         try:
             yield
         finally:
+            if app.state.partition_keeper is not None:
+                await app.state.partition_keeper.stop()
             if app.state.verdict_index is not None:
                 await app.state.verdict_index.stop()
             # Flush the decisions still queued before the database goes away.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Literal
 
 from alembic import context
@@ -31,6 +32,16 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fa
     return False
 
 
+# The decision log's partitions on Postgres (``decisions_p`` and the zero-padded first seq):
+# created by ``app.decisions.partitions`` at run time, not by the models; the partitioned
+# table ``decisions`` itself is compared as usual.
+_PARTITION = re.compile(r"decisions_p[0-9]{19}")
+
+
+def _include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    return not (type_ == "table" and name is not None and _PARTITION.fullmatch(name))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -40,6 +51,7 @@ def _configure(connection: Connection) -> None:
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

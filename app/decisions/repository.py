@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, Table, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.kit.bulk import bulk_insert
 from app.kit.canonical import canonical_bytes
@@ -288,3 +289,168 @@ def _filtered(
         needle = '"portfolio":' + canonical_bytes(filters.portfolio_id).decode("utf-8")
         query = query.where(Decision.request.contains(needle, autoescape=True))
     return query
+
+
+# -- partitions (Postgres) -----------------------------------------------------------------------
+
+# Names "keeping the partitions ahead" among advisory locks: concurrent runners take turns, and
+# the second finds the work done.
+_PARTITION_LOCK_KEY = 0x6D68_7061_7274_6974  # "mhpartit"
+# A partition's name: "decisions_p" and its first seq, zero-padded to a bigint's 19 digits, so
+# that names sort as their ranges do (the decisions_partitions migration names them alike).
+PARTITION_PREFIX = "decisions_p"
+_BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
+# The archive's row format: COPY's text format, columns in this order (the table's).
+ARCHIVE_COLUMNS = COLUMNS
+
+
+def partition_name(start: int) -> str:
+    return f"{PARTITION_PREFIX}{start:019d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition of ``decisions``: the seqs ``start <= seq < end``."""
+
+    name: str
+    start: int
+    end: int
+
+    @property
+    def last(self) -> int:
+        return self.end - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRows:
+    """What one partition holds (``count`` 0: the other fields are None)."""
+
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    first_decided_at: dt.datetime | None
+    last_decided_at: dt.datetime | None
+
+
+class PartitionRepository:
+    """The DDL and reads of partition maintenance and archiving. Postgres only."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, lock_timeout_ms: int) -> None:
+        """Take the maintenance lock until this transaction ends, and bound how long any DDL
+        of it waits for a table lock (a long reader must not make writers queue behind it)."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK_KEY}
+        )
+        await self.session.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+
+    async def partitions(self) -> list[Partition]:
+        """The attached partitions of ``decisions``, in seq order."""
+        rows = await self.session.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:parent AS regclass)"
+            ),
+            {"parent": TABLE.name},
+        )
+        found = []
+        for name, bound in rows:
+            match = _BOUND.fullmatch(bound or "")
+            if match is None:  # a DEFAULT or MINVALUE partition: not one of ours
+                raise RuntimeError(f"partition {name}: a bound this service never makes: {bound}")
+            found.append(Partition(name, int(match[1]), int(match[2])))
+        return sorted(found, key=lambda p: p.start)
+
+    async def head_seq(self) -> int | None:
+        result = await self.session.execute(select(func.max(Decision.seq)))
+        value = result.scalar_one_or_none()
+        return None if value is None else int(value)
+
+    async def first_seq_from(self, at: dt.datetime) -> int | None:
+        """The first seq decided at or after ``at`` (one probe of (decided_at, seq))."""
+        result = await self.session.execute(
+            select(Decision.seq)
+            .where(Decision.decided_at >= at)
+            .order_by(Decision.decided_at, Decision.seq)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def create(self, start: int, end: int) -> Partition:
+        """A new partition [start, end) with its TRUNCATE trigger (the row triggers are the
+        parent's, cloned by Postgres)."""
+        name = partition_name(start)
+        await self.session.execute(
+            text(
+                f"CREATE TABLE {name} PARTITION OF {TABLE.name} "
+                f"FOR VALUES FROM ({int(start)}) TO ({int(end)})"
+            )
+        )
+        await self.session.execute(text(_truncate_trigger(name)))
+        return Partition(name, start, end)
+
+    async def rows_in(self, partition: Partition) -> PartitionRows:
+        row = (
+            await self.session.execute(
+                select(
+                    func.count(),
+                    func.min(Decision.seq),
+                    func.max(Decision.seq),
+                    func.min(Decision.decided_at),
+                    func.max(Decision.decided_at),
+                ).where(Decision.seq >= partition.start, Decision.seq < partition.end)
+            )
+        ).one()
+        return PartitionRows(int(row[0]), row[1], row[2], row[3], row[4])
+
+    async def export(self, partition: Partition, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Stream the partition's rows in seq order, COPY's text format (the stored texts byte
+        for byte; times in UTC, ISO), to ``write``."""
+        await self.session.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        await self.session.execute(text("SET LOCAL DateStyle = 'ISO, YMD'"))
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        columns = ", ".join(ARCHIVE_COLUMNS)
+        await driver.copy_from_query(
+            f"SELECT {columns} FROM {partition.name} ORDER BY seq",  # noqa: S608
+            output=write,
+        )
+
+    async def protect_detached(self, name: str) -> None:
+        """A detached partition is a table of its own: append-only like the log (Postgres
+        drops the cloned row trigger at DETACH)."""
+        exists = await self.session.execute(
+            text(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) AND tgname = :name"
+            ),
+            {"t": name, "name": f"{TABLE.name}_append_only"},
+        )
+        if exists.first() is None:
+            await self.session.execute(
+                text(
+                    f"CREATE TRIGGER {TABLE.name}_append_only BEFORE UPDATE OR DELETE ON {name} "
+                    "FOR EACH ROW EXECUTE FUNCTION mayhold_reject_change()"
+                )
+            )
+
+    async def drop(self, name: str) -> None:
+        await self.session.execute(text(f"DROP TABLE {name}"))
+
+
+async def detach_partition(connection: AsyncConnection, name: str) -> None:
+    """``ALTER TABLE decisions DETACH PARTITION name CONCURRENTLY`` on an autocommit
+    connection (it cannot run in a transaction): writers and readers of the log never wait
+    for it. Interrupted, it leaves the partition "detach pending"; ``ALTER TABLE decisions
+    DETACH PARTITION <name> FINALIZE`` completes it."""
+    await connection.execute(text(f"ALTER TABLE {TABLE.name} DETACH PARTITION {name} CONCURRENTLY"))
+
+
+def _truncate_trigger(name: str) -> str:
+    return (
+        f"CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mayhold_reject_change()"
+    )

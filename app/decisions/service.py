@@ -338,7 +338,9 @@ def _is_problem(check: CheckpointCheck, trust: CheckpointTrust) -> bool:
 
 
 def check_checkpoints(
-    rows: Sequence[DecisionCheckpoint], trust: CheckpointTrust
+    rows: Sequence[DecisionCheckpoint],
+    trust: CheckpointTrust,
+    before: tuple[int, str] | None = None,
 ) -> list[CheckpointCheck]:
     """The status of each checkpoint (rows in seq order, from the first), see ``CheckpointCheck``.
 
@@ -347,15 +349,25 @@ def check_checkpoints(
     the next one naming a predecessor that is not there (``broken_chain``); one rewritten,
     re-signed by a trusted key or not, no longer matches its own signature or the next one's.
     Checkpoints recorded before they were chained (no ``previous_seq``) can only come first.
+
+    ``before``: when ``rows`` do not start at the first checkpoint (an archive's manifest
+    states only its own stretch), the seq and the link (signature, or hash) of the one before
+    them.
     """
     checks: list[CheckpointCheck] = []
-    before: DecisionCheckpoint | None = None
-    chained = False
+    previous_row: DecisionCheckpoint | None = None
+    chained = before is not None
     for row in rows:
-        previous = NO_PREVIOUS if before is None else link_of(before.signature, before.hash)
-        status, problem = _checkpoint_status(
-            row, 0 if before is None else before.seq, previous, chained, trust
-        )
+        if previous_row is not None:
+            previous_seq, previous = (
+                previous_row.seq,
+                link_of(previous_row.signature, previous_row.hash),
+            )
+        elif before is not None:
+            previous_seq, previous = before
+        else:
+            previous_seq, previous = 0, NO_PREVIOUS
+        status, problem = _checkpoint_status(row, previous_seq, previous, chained, trust)
         chained = chained or row.previous_seq is not None
         checks.append(
             CheckpointCheck(
@@ -364,7 +376,7 @@ def check_checkpoints(
                 decided_at=rfc3339(row.decided_at),
                 count=row.count,
                 previous_seq=row.previous_seq,
-                previous=previous if row.previous_seq == (before.seq if before else 0) else None,
+                previous=previous if row.previous_seq == previous_seq else None,
                 recorded_at=rfc3339(row.recorded_at),
                 recorded_by=row.recorded_by,
                 archive=row.archive,
@@ -375,7 +387,7 @@ def check_checkpoints(
                 problem=problem,
             )
         )
-        before = row
+        previous_row = row
     return checks
 
 

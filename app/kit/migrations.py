@@ -30,6 +30,8 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(settings.migrations_dir))
     # ConfigParser interpolation treats % specially; URLs may contain escaped characters.
     config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    # The decisions_partitions migration sizes the first partitions it creates with it.
+    config.attributes["decision_partition_rows"] = settings.decision_partition_min_rows
     return config
 
 

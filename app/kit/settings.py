@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     checkpoint_trusted_keys: Annotated[tuple[Path, ...], NoDecode] = ()
     require_signed_checkpoints: bool = False
 
+    # Decision-log partitions (Postgres only; app/decisions/partitions.py). The log is
+    # partitioned by seq range; a job keeps ``decision_partitions_ahead`` empty partitions
+    # ahead of the head, each sized for ``decision_partition_days`` days at the busiest UTC day
+    # of the last 30 and today so far (0: the minimum only), and never smaller than
+    # ``decision_partition_min_rows`` (decisions). The service runs the job at start and then
+    # every ``decision_partition_interval_seconds`` (0: never; cron ``mayhold decisions
+    # partitions`` instead). It is cheap (a lock, a catalog read, 32 index probes), so it runs
+    # often: the room ahead (2 x 1,000,000 on a new log) must outlast an interval at peak.
+    decision_partition_min_rows: int = Field(default=1_000_000, ge=1)
+    decision_partitions_ahead: int = Field(default=2, ge=1)
+    decision_partition_days: int = Field(default=31, ge=0)
+    decision_partition_interval_seconds: float = Field(default=60.0, ge=0)
+
     # Where the Alembic scripts live; the default is the repository's own ``migrations/``.
     migrations_dir: Path = REPO_ROOT / "migrations"
 

@@ -1,7 +1,9 @@
 """The decision log: every answered decision, append-only and hash-chained.
 
 Written only by ``app.decisions.log.DecisionLog`` (group commit); never updated or deleted
-(triggers on Postgres and SQLite, see the ``decisions`` migration).
+(triggers on Postgres and SQLite, see the ``decisions`` migration). On Postgres the table is
+partitioned by ``seq`` range (``decisions_p<start seq>``, see the ``decisions_partitions``
+migration and ``app.decisions.partitions``); SQLite keeps one table.
 
 ``payload`` and ``request`` are the canonical JSON *text* (not JSON/JSONB): the bytes returned
 to the client and the bytes the hash covers, which a JSON type would re-format. The other
@@ -39,11 +41,15 @@ class Decision(Base):
         # Listing by policy pages the same way; a client mandate's decisions may be a tiny
         # share of the log, which a scan of the primary key would read through to fill a page.
         Index(None, "policy_key", "seq"),
+        # GET /v1/decisions/{id}. Not unique: on Postgres the table is partitioned by seq and a
+        # unique index must contain the partition key; a decision_id is unique by being a
+        # uuid4 the writer draws (122 random bits), on both dialects alike.
+        Index(None, "decision_id"),
     )
 
     # The chain's order: dense (1, 2, 3...), assigned by the writer under the chain lock.
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    decision_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    decision_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     decided_at: Mapped[dt.datetime]
     as_of: Mapped[dt.datetime]
     policy_key: Mapped[str] = mapped_column(String(64))

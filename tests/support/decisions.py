@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -117,3 +118,11 @@ async def running_log(
 async def stored_seqs(database: Database) -> list[int]:
     async with database.sessionmaker() as session:
         return list((await session.execute(select(Decision.seq).order_by(Decision.seq))).scalars())
+
+
+def uses_index(plan: str, index: str) -> bool:
+    """Whether a query plan reads ``index`` (one of the model's indexes on decisions) or, on
+    the partitioned table (Postgres), a partition's own copy of it, which Postgres names
+    ``<partition>_<columns>_idx``."""
+    columns = index.removeprefix("ix_decisions_").replace("_decisions_", "_")
+    return index in plan or re.search(rf"decisions_p\d{{19}}_{columns}_idx", plan) is not None
