@@ -251,7 +251,7 @@ async def test_an_existing_log_becomes_the_first_partition(tmp_path: Path) -> No
     async with scratch_database("postgresql", tmp_path) as url:
         settings = Settings(database_url=url, decision_partition_min_rows=SMALL)
         config = alembic_config(settings)
-        await asyncio.to_thread(command.upgrade, config, "20261130_checkpoint_signatures")
+        await asyncio.to_thread(command.upgrade, config, "20261130_decision_sequencer")
         database = Database.from_settings(Settings(database_url=url))
         try:
             async with running_log(database) as log:
@@ -655,7 +655,7 @@ async def test_sqlite_keeps_one_table_and_its_decisions(tmp_path: Path) -> None:
     table rebuild): the decisions stay, verified, and the triggers are made again."""
     async with scratch_database("sqlite", tmp_path) as url:
         config = alembic_config(Settings(database_url=url))
-        await asyncio.to_thread(command.upgrade, config, "20261130_checkpoint_signatures")
+        await asyncio.to_thread(command.upgrade, config, "20261130_decision_sequencer")
         database = Database.from_settings(Settings(database_url=url))
         try:
             async with running_log(database) as log:

@@ -1,8 +1,8 @@
 """decisions: partitioned by seq range on Postgres; decision_id indexed, no longer unique
 
 Revision ID: 20261130_decisions_partitions
-Revises: 20261130_checkpoint_signatures
-Create Date: 2026-11-30 13:00:00
+Revises: 20261130_decision_sequencer
+Create Date: 2026-11-30 14:00:00
 
 Postgres: ``decisions`` becomes ``PARTITION BY RANGE (seq)``, so that a month of decisions can
 be archived and detached whole (``mayhold decisions archive``). The cut-over, in this
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "20261130_decisions_partitions"
-down_revision: str | None = "20261130_checkpoint_signatures"
+down_revision: str | None = "20261130_decision_sequencer"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
