@@ -38,6 +38,7 @@ from app.decisions.signing import (
 )
 from app.kit.db import Database
 from app.kit.errors import Conflict, DatabaseUnavailable, NotFound
+from app.kit.metrics import REGISTRY
 from app.kit.migrations import alembic_config, upgrade_to_head_async
 from app.kit.settings import Settings
 from app.kit.time import utcnow
@@ -305,6 +306,12 @@ async def test_the_service_keeps_partitions_ahead_in_the_background(tmp_path: Pa
             keeper = app.state.partition_keeper
             await asyncio.wait_for(keeper.ran.wait(), timeout=60)
         assert [p.start for p in await attached(database)] == [1, 2001, 4001, 6001]
+        # /metrics shows the room left ahead of the head (an empty log: all four partitions)
+        room = REGISTRY.get_sample_value("mayhold_decision_partition_room_decisions")
+        assert room == 8000
+        assert REGISTRY.get_sample_value(
+            "mayhold_decision_partition_last_success_timestamp_seconds"
+        )
 
 
 # -- archiving -----------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ from app.kit.engine import Database
 from app.kit.errors import AppError, Conflict
 from app.kit.files import AtomicFile
 from app.kit.logging import get_logger
+from app.kit.metrics import DECISION_PARTITION_ROOM, DECISION_PARTITION_RUN
 from app.kit.time import utcnow
 from app.models import DecisionCheckpoint
 
@@ -122,6 +123,12 @@ class PartitionReport:
     size: int
     partitions: list[Partition]
     created: list[Partition]
+
+    @property
+    def room(self) -> int:
+        """How many more decisions the attached partitions take beyond the head."""
+        top = max((p.end for p in self.partitions), default=1)
+        return max(0, top - 1 - (self.head or 0))
 
 
 async def partition_size(
@@ -215,6 +222,8 @@ class PartitionKeeper:
                     self._database, ahead=self._ahead, min_rows=self._min_rows, days=self._days
                 )
                 self.ran.set()
+                DECISION_PARTITION_ROOM.set(report.room)
+                DECISION_PARTITION_RUN.set_to_current_time()
                 if report.created:
                     log.info(
                         "decision partitions created",

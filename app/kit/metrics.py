@@ -96,6 +96,19 @@ DECISION_LOG_CHAIN_WAIT = Histogram(
     registry=REGISTRY,
 )
 
+DECISION_PARTITION_ROOM = Gauge(
+    "mayhold_decision_partition_room_decisions",
+    "Decisions the log's partitions ahead of the head can still take (Postgres), as of this "
+    "process's last partition run: at 0 the writer fails closed (503) until the partition job "
+    "runs. Alert well above a day's volume.",
+    registry=REGISTRY,
+)
+DECISION_PARTITION_RUN = Gauge(
+    "mayhold_decision_partition_last_success_timestamp_seconds",
+    "When this process last kept decision partitions ahead successfully (Unix time, Postgres).",
+    registry=REGISTRY,
+)
+
 # -- data loads -----------------------------------------------------------------------------
 
 LOAD_SECONDS = Histogram(
