@@ -724,7 +724,7 @@ def _decisions_verify_archive(settings: Settings, args: argparse.Namespace) -> i
     from app.kit.engine import Database
 
     trust = CheckpointTrust.from_files(
-        settings.checkpoint_key_file if not args.offline else None,
+        settings.checkpoint_key_file,
         (*settings.checkpoint_trusted_keys, *args.trusted_key),
         require_signed=settings.require_signed_checkpoints or args.require_signed_checkpoints,
     )

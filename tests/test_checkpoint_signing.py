@@ -379,6 +379,24 @@ async def test_unsigned_checkpoints_are_unsigned_and_a_problem_when_signing_is_r
     later = await verify(logged, checkpoint_trusted_keys=(signing.public,))
     assert statuses(later) == [(2, "unsigned"), (4, "unsigned"), (8, "signed")]
     assert later["checkpoints"][2]["previous"] == later["checkpoints"][1]["hash"]
+    # Required now: the signed checkpoint vouches for the unsigned ones before it (its message
+    # holds the last one's hash, which covers every decision before it): a log signed from
+    # some day on verifies; they are still reported unsigned, never signed.
+    vouched = await verify(
+        logged, checkpoint_trusted_keys=(signing.public,), require_signed_checkpoints=True
+    )
+    assert (vouched["ok"], statuses(vouched)) == (
+        True,
+        [(2, "unsigned"), (4, "unsigned"), (8, "signed")],
+    )
+    assert [check["problem"] for check in vouched["checkpoints"]] == [None, None, None]
+    # An unsigned checkpoint after the last signed one is still a problem when required.
+    await checkpoint(logged, 9, None)
+    trailing = await verify(
+        logged, checkpoint_trusted_keys=(signing.public,), require_signed_checkpoints=True
+    )
+    assert (trailing["ok"], trailing["first_bad_checkpoint_seq"]) == (False, 9)
+    assert "unsigned" in trailing["checkpoint_problem"]
 
 
 # -- the command line: signing with the key file, auditing with the public key --------------------

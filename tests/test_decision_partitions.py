@@ -479,6 +479,57 @@ async def test_an_archive_interrupted_before_the_detach_resumes(tmp_path: Path, 
         assert check_offline(resumed.file, keys.trust).ok
 
 
+async def test_a_plain_checkpoint_at_a_partition_s_end_is_adopted_by_its_archive(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """`mayhold decisions checkpoint --through-seq 2000` before the archive (checkpoints only
+    move forward, so the archive cannot record its own): the archive rests on that checkpoint,
+    whose hash vouches for every row of the file; once archived, asking again says so."""
+    out = tmp_path / "archive"
+    async with partitioned(tmp_path) as (_, database):
+        await append(database, 0, 2_500)
+        async with database.sessionmaker() as session, session.begin():
+            plain = await service.record_checkpoint(
+                session, 2000, ORACLE, signer=keys.signer, trust=keys.trust
+            )
+        assert plain.archive is None
+        done = await archive(database, keys, 2000, out)
+        assert (done.checkpoint.seq, done.checkpoint.archive) == (2000, None)
+        assert await checkpoint_count(database) == 1
+        assert (await attached(database))[0].start == 2001
+        assert done.sha256 == hashlib.sha256(done.file.read_bytes()).hexdigest()
+        assert json.loads(manifest_of(done.file).read_text())["file_sha256"] == done.sha256
+        online = await check_online(database, done.file, keys.trust)
+        assert online.ok, online.problems
+        offline = check_offline(done.file, keys.trust)
+        assert offline.ok, offline.problems
+        # The rows are still proven by the checkpoint's hash: one altered row is found.
+        forged = tmp_path / "forged.copy.gz"
+        rows = gzip.decompress(done.file.read_bytes())
+        forged.write_bytes(gzip.compress(rows.replace("Zürich".encode(), b"Zurich", 1)))
+        assert not check_offline(forged, keys.trust, manifest_of(done.file)).ok
+        assert (await verify_live(database, keys.trust)).ok
+        with pytest.raises(Conflict, match="were archived already"):
+            await archive(database, keys, 2000, tmp_path / "again")
+
+
+async def test_offline_archive_checks_trust_the_configured_key_file(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """The key file's public part is trusted by every verify, the offline check of an archive
+    too (the fresh-user report: online signed, offline unknown_key)."""
+    out = tmp_path / "archive"
+    async with partitioned(tmp_path) as (url, database):
+        await append(database, 0, 2_500)
+        done = await archive(database, keys, 2000, out)
+    env = {"MAYHOLD_CHECKPOINT_KEY_FILE": str(keys.private)}
+    result = run(
+        url, "verify-archive", str(done.file), "--offline", "--manifest",
+        str(manifest_of(done.file)), **env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # -- tampering with an archive -------------------------------------------------------------------
 
 

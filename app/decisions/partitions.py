@@ -427,11 +427,28 @@ def _already_archived(file: Path, manifest: Path, checkpoint: DecisionCheckpoint
     that recorded it and was interrupted before the detach)."""
     if not (file.exists() and manifest.exists()):
         return False
+    return _sha256(file) == checkpoint.archive_sha256
+
+
+def _adopted_archive_written(file: Path, manifest: Path, checkpoint: DecisionCheckpoint) -> bool:
+    """Whether an earlier run adopting ``checkpoint`` wrote ``file`` and ``manifest`` (and was
+    interrupted before the detach): the manifest ends at its hash and states the file's
+    SHA-256."""
+    if not (file.exists() and manifest.exists()):
+        return False
+    try:
+        stated = read_manifest(manifest)
+    except ValueError:
+        return False
+    return stated.get("last_hash") == checkpoint.hash and stated.get("file_sha256") == _sha256(file)
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with file.open("rb") as raw:
+    with path.open("rb") as raw:
         for block in iter(lambda: raw.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest() == checkpoint.archive_sha256
+    return digest.hexdigest()
 
 
 def _remove(path: Path) -> None:
@@ -458,6 +475,9 @@ class _Target:
     manifest: Path
     # Set when a previous run recorded its checkpoint but did not detach it.
     recorded: DecisionCheckpoint | None
+    # Set when a checkpoint without an archive (`mayhold decisions checkpoint`) already ends
+    # the partition: the archive rests on it instead of recording its own.
+    adopted: DecisionCheckpoint | None = None
 
 
 async def _target(session: AsyncSession, through_seq: int, out_dir: Path) -> _Target:
@@ -468,6 +488,19 @@ async def _target(session: AsyncSession, through_seq: int, out_dir: Path) -> _Ta
     head = await repository.head_seq()
     partition = next((p for p in partitions if p.last == through_seq), None)
     if partition is None:
+        live = DecisionRepository(session)
+        done = await live.checkpoint_before(through_seq)
+        first_live = await live.first_seq()
+        if (
+            done is not None
+            and done.seq == through_seq
+            and (first_live is None or first_live > through_seq)
+        ):
+            raise Conflict(
+                f"The decisions up to {through_seq} were archived already (checkpoint "
+                f"{through_seq}, archive {done.archive or 'named in its manifest'}); their "
+                "partition is no longer attached. Nothing was changed."
+            )
         ends = ", ".join(f"{p.name} ends at {p.last}" for p in partitions) or "none"
         raise Conflict(
             f"Decision {through_seq} is not the last seq of a partition (an archive is one "
@@ -498,11 +531,19 @@ async def _target(session: AsyncSession, through_seq: int, out_dir: Path) -> _Ta
     file, manifest = _out_paths(out_dir, partition)
     latest = await decisions.latest_checkpoint()
     if latest is not None and latest.seq == through_seq:
+        if latest.archive_sha256 is None:
+            # Recorded by `mayhold decisions checkpoint`, not by an archive: adopted. Its hash
+            # vouches for every row of the file (the chain); the file's SHA-256 is then stated
+            # by the manifest alone.
+            if _adopted_archive_written(file, manifest, latest):
+                return _Target(partition, held, held.first_seq, file, manifest, latest)
+            _refuse_existing(file, manifest)
+            return _Target(partition, held, held.first_seq, file, manifest, None, latest)
         if not _already_archived(file, manifest, latest):
             raise Conflict(
-                f"Decision {through_seq} is checkpointed already, but {file} and its manifest "
-                f"are not the archive the checkpoint names ({latest.archive}): give the --out "
-                "of the run that recorded it. Nothing was changed."
+                f"Decision {through_seq} is checkpointed already by an archive run "
+                f"({latest.archive}), but {file} and its manifest are not that archive: give "
+                "the --out of the run that recorded it. Nothing was changed."
             )
         return _Target(partition, held, held.first_seq, file, manifest, latest)
     _refuse_existing(file, manifest)
@@ -531,7 +572,7 @@ async def archive(
     partition, held = target.partition, target.held
     if target.recorded is not None:
         checkpoint = target.recorded
-        sha256 = str(checkpoint.archive_sha256)
+        sha256 = checkpoint.archive_sha256 or _sha256(target.file)
     else:
         checkpoint, sha256 = await _export(
             database, target, actor, signer, trust, archive_uri or _file_uri(target.file)
@@ -611,16 +652,19 @@ async def _export(
         _remove(file)
         raise
     # 5. The checkpoint (verified again, signed), then the manifest.
-    async with sessionmaker() as session, session.begin():
-        checkpoint = await record_checkpoint(
-            session,
-            last,
-            actor,
-            archive=uri,
-            archive_sha256=content.sha256,
-            signer=signer,
-            trust=trust,
-        )
+    if target.adopted is not None:
+        checkpoint = target.adopted
+    else:
+        async with sessionmaker() as session, session.begin():
+            checkpoint = await record_checkpoint(
+                session,
+                last,
+                actor,
+                archive=uri,
+                archive_sha256=content.sha256,
+                signer=signer,
+                trust=trust,
+            )
     async with sessionmaker() as session:
         rows = await DecisionRepository(session).checkpoints_decided_before(None)
     stated = [
@@ -747,7 +791,9 @@ def verify_archive(
         else:
             if own.hash != content.last_hash:
                 problems.append(f"the last decision's hash is not checkpoint {last}'s hash")
-            if own.archive_sha256 != content.sha256:
+            # None: a checkpoint recorded without an archive and adopted by one (its hash
+            # vouches for the rows; the manifest states the file's SHA-256).
+            if own.archive_sha256 is not None and own.archive_sha256 != content.sha256:
                 problems.append(
                     f"the file's SHA-256 {content.sha256} is not the one checkpoint {last} "
                     f"signs ({own.archive_sha256})"
@@ -763,9 +809,7 @@ def verify_archive(
         for check in checks:
             if check.seq > last:
                 break
-            if check.status == "signed" or (
-                check.status == "unsigned" and not trust.require_signed
-            ):
+            if check.status == "signed" or (check.status == "unsigned" and check.problem is None):
                 continue
             problems.append(f"checkpoint {check.seq} is {check.status}: {check.problem}")
     if manifest is not None:

@@ -334,7 +334,9 @@ async def verify(
 
 
 def _is_problem(check: CheckpointCheck, trust: CheckpointTrust) -> bool:
-    return check.status != "signed" and (check.status != "unsigned" or trust.require_signed)
+    # An unsigned checkpoint is a problem only when signatures are required and no signed
+    # checkpoint after it vouches for it (its problem is then set, see check_checkpoints).
+    return check.status != "signed" and (check.status != "unsigned" or check.problem is not None)
 
 
 def check_checkpoints(
@@ -388,7 +390,23 @@ def check_checkpoints(
             )
         )
         previous_row = row
-    return checks
+    return _vouched(checks) if trust.require_signed else checks
+
+
+def _vouched(checks: list[CheckpointCheck]) -> list[CheckpointCheck]:
+    """Required signatures: an unsigned checkpoint before a signed one is vouched for by it. The
+    signed one's message holds the seq and hash of the one before it, and each chain hash
+    covers every decision before it, so a trusted signature later in the chain proves all that
+    precedes it (what a log signed from some day on has: unsigned checkpoints first)."""
+    signed = [n for n, check in enumerate(checks) if check.status == "signed"]
+    if not signed:
+        return checks
+    return [
+        check.model_copy(update={"problem": None})
+        if n < signed[-1] and check.status == "unsigned"
+        else check
+        for n, check in enumerate(checks)
+    ]
 
 
 def _checkpoint_status(
