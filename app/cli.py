@@ -1170,13 +1170,21 @@ def _timestamp(text: str) -> dt.datetime:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Imported after parsing: `--help`, `--version` and a usage error never pay for them.
+    from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.kit.errors import AppError
     from app.kit.logging import configure_logging
     from app.kit.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        # A MAYHOLD_* variable (or .env line) that is not what the setting takes: name it.
+        for error in exc.errors():
+            name = "MAYHOLD_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"mayhold: {name}: {error['msg']}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         return _run(settings, args)

@@ -15,7 +15,7 @@ from app.kit.db import create_engine
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from tests.support.databases import DIALECTS, scratch_database
-from tests.support.processes import answering, mayhold, serve
+from tests.support.processes import answering, mayhold, serve, shell
 
 
 @pytest.mark.slow
@@ -179,3 +179,19 @@ async def test_each_demo_run_revokes_the_earlier_demo_keys(tmp_path: Path) -> No
         await engine.dispose()
         active = {name for name, is_active in rows if is_active}
         assert active == {second.principal.name, operator.principal.name}
+
+
+def test_a_bad_setting_is_named_in_one_line_not_a_traceback() -> None:
+    """MAYHOLD_* values are validated at start: each wrong one named, exit 2, no traceback."""
+    result = shell(
+        "mayhold decisions verify",
+        {
+            "MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS": "yes-please",
+            "MAYHOLD_DECISION_PARTITION_MIN_ROWS": "abc",
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("mayhold: MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS: ") for line in lines)
+    assert any(line.startswith("mayhold: MAYHOLD_DECISION_PARTITION_MIN_ROWS: ") for line in lines)

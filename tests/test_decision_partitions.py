@@ -213,7 +213,7 @@ async def test_the_writer_fails_closed_past_the_last_partition_and_recovers(
             for n in range(0, 4_000, 1_000):
                 await log.append([entry(i) for i in range(n, n + 1_000)])
             # No partition for seq 4001: nothing is decided (503), nothing is written.
-            with pytest.raises(DatabaseUnavailable):
+            with pytest.raises(DatabaseUnavailable, match="no partition for the next decisions"):
                 await log.append([entry(4_000)])
             assert (await placement(database)).get(name(4001)) is None
             await keep(database)

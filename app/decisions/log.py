@@ -116,6 +116,13 @@ _ROW_ORDER = (
 if COLUMNS != _ROW_ORDER:  # a model change must update the tuple in _commit
     raise RuntimeError(f"decisions columns {COLUMNS} differ from the writer's {_ROW_ORDER}")
 
+# Postgres's message when a row falls beyond the last partition (the partitioned log).
+_NO_PARTITION = "no partition of relation"
+_NO_ROOM = (
+    "The decision could not be logged: the decision log has no partition for the next "
+    "decisions (operators: run `mayhold decisions partitions`). Nothing was decided. Retry "
+    "shortly."
+)
 _UNAVAILABLE = (
     "The decision could not be logged (the database is unavailable): nothing was decided. "
     "Retry shortly."
@@ -444,6 +451,16 @@ class DecisionLog:
         except Exception as exc:
             self.failed_batches += 1
             BATCHES.labels(outcome="failed").inc()
+            if _NO_PARTITION in str(exc):
+                # The database is up, the log has no room: an operator's job did not run.
+                log.error(
+                    "decision log: no partition for the next decisions; run `mayhold "
+                    "decisions partitions` (the service's partition job may be failing)",
+                    decisions=size,
+                    error=repr(exc)[:300],
+                )
+                self._fail(batch, _NO_ROOM)
+                return
             log.warning("decision log: batch not logged", decisions=size, error=repr(exc)[:300])
             self._fail(batch, _UNAVAILABLE)
             return
