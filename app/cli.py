@@ -926,14 +926,25 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("key")
     export.add_argument("version", type=int)
 
-    decisions = commands.add_parser("decisions", help="the decision log")
+    decisions = commands.add_parser(
+        "decisions",
+        help="the decision log",
+        description="The decision log: verify, export, checkpoint; on Postgres its partitions "
+        "and archives (README, Decision log and Retention).",
+    )
     decision_commands = decisions.add_subparsers(dest="decisions_command", required=True)
     checkpoint = decision_commands.add_parser(
         "checkpoint",
         help="verify the chain up to a decision and record its hash (before archiving it), "
         "signed with MAYHOLD_CHECKPOINT_KEY_FILE when it is set",
     )
-    checkpoint.add_argument("--through-seq", type=int, required=True)
+    checkpoint.add_argument(
+        "--through-seq",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the seq of the last decision the checkpoint covers",
+    )
     checkpoint.add_argument("--archive", help="where the decisions up to it are archived")
     checkpoint.add_argument("--archive-sha256", help="the archive file's SHA-256")
     verify = decision_commands.add_parser(
@@ -947,7 +958,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         type=Path,
         default=[],
-        metavar="PEM",
+        metavar="PEM_FILE",
         help="an Ed25519 public key (PEM) whose checkpoint signatures to accept, besides "
         "MAYHOLD_CHECKPOINT_TRUSTED_KEYS; repeatable",
     )
@@ -1003,9 +1014,17 @@ def _parser() -> argparse.ArgumentParser:
         "--through-seq",
         type=int,
         required=True,
-        help="the last seq of the partition to archive (its upper bound - 1)",
+        metavar="N",
+        help="the last seq of the partition to archive: its end minus 1, as `mayhold "
+        "decisions partitions` lists them",
     )
-    archive.add_argument("--out", type=Path, required=True, metavar="DIR")
+    archive.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for the archive file and its manifest (created; files never replaced)",
+    )
     archive.add_argument(
         "--archive-uri",
         help="where the file will be kept (recorded in the checkpoint; default its file: URI)",
@@ -1019,7 +1038,9 @@ def _parser() -> argparse.ArgumentParser:
         "end at its own checkpoint, whose SHA-256 and signature match; exit "
         f"{EXIT_CHAIN_BROKEN} if not",
     )
-    verify_archive.add_argument("file", type=Path)
+    verify_archive.add_argument(
+        "file", type=Path, help="the archive file (decisions_p<seq>.copy.gz)"
+    )
     verify_archive.add_argument(
         "--manifest", type=Path, help="default: the .manifest.json beside the file"
     )
@@ -1033,7 +1054,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         type=Path,
         default=[],
-        metavar="PEM",
+        metavar="PEM_FILE",
         help="an Ed25519 public key (PEM) whose checkpoint signatures to accept; repeatable",
     )
     verify_archive.add_argument(
@@ -1048,7 +1069,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write a new Ed25519 key pair for signing checkpoints into a directory (the "
         "private key 0600, never printed; existing files are never replaced)",
     )
-    keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for checkpoint-signing-key.pem and .pub.pem (created 0700)",
+    )
     lists = commands.add_parser("lists", help="custodian lists (as GET /v1/lists/{policy})")
     list_commands = lists.add_subparsers(dest="lists_command", required=True)
     export_list = list_commands.add_parser(
