@@ -350,7 +350,10 @@ async def test_archive_end_to_end_then_verify_live_and_each_archive_alone(
         assert [c.status for c in live.checkpoints] == ["signed"]
         async with database.sessionmaker() as session:
             gone = uuid.UUID(decided[0]["decision_id"])
-            with pytest.raises(NotFound):
+            with pytest.raises(
+                NotFound,
+                match="live log, which starts at seq 2001; the decisions up to 2000 were archived",
+            ):
                 await service.get_decision(session, gone)
             kept = await service.get_decision(session, uuid.UUID(decided[4_499]["decision_id"]))
             assert kept["audit"]["seq"] == 4500

@@ -75,6 +75,17 @@ async def get_decision(session: AsyncSession, decision_id: uuid.UUID) -> dict[st
 async def _row(repository: DecisionRepository, decision_id: uuid.UUID) -> Any:
     row = await repository.get(decision_id)
     if row is None:
+        first = await repository.first_seq()
+        archived = None
+        if first is not None and first > 1:
+            archived = await repository.checkpoint_before(first - 1)
+        if first is not None and archived is not None and archived.seq == first - 1:
+            # The decisions before the live log's first were archived (README, Retention).
+            raise NotFound(
+                f"There is no decision {decision_id} in the live log, which starts at seq "
+                f"{first}; the decisions up to {archived.seq} were archived (checkpoint "
+                f"{archived.seq}: {archived.archive or 'see its manifest'})."
+            )
         raise NotFound(f"There is no decision {decision_id}.")
     return row
 
