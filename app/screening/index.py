@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -32,12 +32,13 @@ from app.kit.db import READ_ONLY_OPTION
 from app.kit.errors import NotFound
 from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
-from app.kit.metrics import INDEX_BUILD_SECONDS, SCRAPE_TIME, Sample
+from app.kit.metrics import INDEX_BUILD_SECONDS, INDEX_BUILDS, SCRAPE_TIME, Sample
 from app.kit.time import utcnow
 from app.kit.vocabulary import Account
 from app.models import Dataset, Policy, PolicyVersion
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
 from app.screening.applied import AppliedPolicy, applied_at
+from app.screening.incremental import Dependents, affected, patch, patch_refs, recompile
 from app.screening.limits import PortfolioLimits
 from app.screening.positions import limit_state
 from app.screening.repository import ScreeningRepository
@@ -63,6 +64,8 @@ class Compiled:
     valid_until: dt.datetime | None  # the next effective_from of the policy or its base
     snapshot: Snapshot
     templates: dict[str, dict[str, Any]]  # isin -> decision payload without as_of/requested
+    # Reverse maps the incremental builds that follow share (``app.screening.incremental``).
+    dependents: Dependents = field(default_factory=Dependents, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,28 @@ async def read_watermark(session: AsyncSession) -> Watermark:
         )
     ).one()
     return (newest, approvals, last.isoformat() if last else "")
+
+
+# An incremental build re-reads and re-evaluates only what the new datasets touched; past this
+# share of the universe's issuers (or instruments) a full rebuild is as quick.
+MAX_INCREMENTAL_SHARE = 0.2
+
+
+def _incremental_blocked(
+    previous: Compiled, mark: Watermark, now: dt.datetime, applied: AppliedPolicy
+) -> str | None:
+    """Why the compilation at ``mark`` cannot be built from ``previous`` (None: it can)."""
+    if previous.day != now.date():
+        return "a new day"
+    if previous.watermark[1:] != mark[1:]:
+        return "a policy version approved"
+    if previous.valid_until is not None and now >= previous.valid_until:
+        return "a policy version came into force"
+    if mark[0] < previous.data_version:
+        return "the data version went back"
+    if applied.policy_ref() != previous.applied.policy_ref():
+        return "other policy versions in force"
+    return None
 
 
 async def _next_change(
@@ -119,6 +144,7 @@ class VerdictIndex:
         # When each compilation held was built (time.monotonic()), for its age in /metrics.
         self._built: dict[IndexKey, float] = {}
         self.builds = 0
+        self.incremental_builds = 0  # of ``builds``: from the previous compilation
         self.attempts = 0  # builds started, successful or not
 
     async def start(self) -> None:
@@ -147,6 +173,12 @@ class VerdictIndex:
                     mark = await read_watermark(session)
                 if mark != self._watermark:
                     self._watermark = mark
+                # Every compilation held is brought up to date at once, not at the next check
+                # (which would take the database path meanwhile).
+                now = utcnow()
+                for key, compiled in list(self._compiled.items()):
+                    if not self._is_current(compiled, now):
+                        self._start(key, self._build(key))
             except Exception as exc:  # database down: compilations age out, checks use the DB path
                 log.warning("index watermark unavailable", error=repr(exc)[:200])
                 self._watermark = None
@@ -228,25 +260,37 @@ class VerdictIndex:
                     mark = await read_watermark(session)
                     now = utcnow()
                     applied = await applied_at(session, policy_key, now, account=account)
-                    repository = ScreeningRepository(session)
-                    snapshot = await repository.full_snapshot(mark[0], applied.list_keys)
-                    # Off the event loop: checks keep being answered meanwhile (GIL permitting).
-                    templates = await asyncio.to_thread(compile_templates, applied, snapshot, now)
-                    valid_until = await _next_change(session, applied.list_keys, now)
-                self._compiled[key] = Compiled(
-                    applied, mark[0], now.date(), mark, valid_until, snapshot, templates
-                )
+                    previous = self._compiled.get(key)
+                    compiled: Compiled | None = None
+                    why = "no compilation yet"
+                    if previous is not None:
+                        why = _incremental_blocked(previous, mark, now, applied) or ""
+                        if not why:
+                            compiled, why = await _incremental(
+                                session, previous, applied, mark, now
+                            )
+                    mode = "incremental" if compiled is not None else "full"
+                    if compiled is None:
+                        compiled = await _full(session, applied, mark, now)
+                # One assignment: checks read the previous compilation until now, this one next.
+                self._compiled[key] = compiled
             self._built[key] = time.monotonic()
             INDEX_BUILD_SECONDS.labels(policy=policy_key, account=account).observe(
                 self._built[key] - started
             )
+            INDEX_BUILDS.labels(policy=policy_key, account=account, mode=mode).inc()
             self.builds += 1
+            if mode == "incremental":
+                self.incremental_builds += 1
             log.info(
                 "index compiled",
                 policy=policy_key,
                 account=account,
-                instruments=len(templates),
+                mode=mode,
+                why_full=why if mode == "full" else None,
+                instruments=len(compiled.templates),
                 data_version=mark[0],
+                seconds=round(self._built[key] - started, 3),
             )
         except NotFound:  # no such policy (or none in force): the request's own path says 404
             self._missing(key)
@@ -291,3 +335,64 @@ class VerdictIndex:
             )
         finally:
             self._building.pop(portfolio_id, None)
+
+
+async def _full(
+    session: AsyncSession, applied: AppliedPolicy, mark: Watermark, now: dt.datetime
+) -> Compiled:
+    """The compilation of the whole universe at ``mark``, from scratch."""
+    snapshot = await ScreeningRepository(session).full_snapshot(mark[0], applied.list_keys)
+    # Off the event loop: checks keep being answered meanwhile (GIL permitting).
+    templates = await asyncio.to_thread(compile_templates, applied, snapshot, now)
+    valid_until = await _next_change(session, applied.list_keys, now)
+    return Compiled(applied, mark[0], now.date(), mark, valid_until, snapshot, templates)
+
+
+async def _incremental(
+    session: AsyncSession,
+    previous: Compiled,
+    applied: AppliedPolicy,
+    mark: Watermark,
+    now: dt.datetime,
+) -> tuple[Compiled | None, str]:
+    """The compilation at ``mark`` from ``previous`` (same policy versions and day): only what
+    the datasets loaded since touched is read and re-evaluated (``app.screening.incremental``).
+    None, and why, when the change cannot be bounded: the caller rebuilds in full."""
+    repository = ScreeningRepository(session)
+    old = previous.snapshot
+    limit = max(1, int(len(old.issuers) * MAX_INCREMENTAL_SHARE))
+    changes = await repository.changes(previous.data_version, mark[0], applied.list_keys, limit)
+    if changes.blocked is not None:
+        return None, changes.blocked
+    patched = patch(old, mark[0], changes, applied.list_keys)
+    if changes.refs:
+        resolved = await repository.resolve_refs(
+            changes.refs, dict(patched.snapshot.issuers), mark[0]
+        )
+        patch_refs(patched, changes.refs, resolved)
+    isins = await asyncio.to_thread(affected, old, patched, previous.dependents, previous.templates)
+    if len(isins) > max(1, int(len(patched.snapshot.instruments) * MAX_INCREMENTAL_SHARE)):
+        return None, f"{len(isins):,} instruments affected"
+    templates = await asyncio.to_thread(
+        recompile, applied, patched.snapshot, previous.templates, isins, now
+    )
+    valid_until = await _next_change(session, applied.list_keys, now)
+    compiled = Compiled(
+        applied,
+        mark[0],
+        now.date(),
+        mark,
+        valid_until,
+        patched.snapshot,
+        templates,
+        previous.dependents,
+    )
+    log.info(
+        "index updated incrementally",
+        policy=applied.key,
+        account=applied.account,
+        issuers_touched=len(patched.issuers),
+        instruments_reevaluated=len(isins),
+        data_version=mark[0],
+    )
+    return compiled, ""

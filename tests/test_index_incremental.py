@@ -1,0 +1,319 @@
+"""The incremental index: after any sequence of loads, the compilation built from the previous
+one equals a full rebuild at the same data version, under every shipped policy.
+
+A property test over a small demo universe (sovereigns, subsidiaries, state-owned companies,
+derivatives, lifecycle funds, plus an index held by issuer references and a derivative on it),
+real Postgres and SQLite. Hypothesis generates batches of loads (issuers re-parented, made
+state-owned or sovereign, instruments moved or added, facts, country facts, list entries,
+and now and then a fund composition, which takes a full rebuild); each batch goes through the
+real loaders (``datasets.load_dataset``: a dataset with provenance, as a data steward's
+file). The database accumulates across examples: each example starts from whatever the
+previous ones loaded, a state a full rebuild must agree with as much as any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from app.datasets.schemas import DatasetKind
+from app.demo import EUROPE_FUND, WORLD_FUND, load_demo, load_rows, make_isin
+from app.kit.db import Database
+from app.kit.migrations import upgrade_to_head_async
+from app.kit.settings import Settings
+from app.kit.time import utcnow
+from app.screening.applied import applied_at
+from app.screening.index import IndexKey, VerdictIndex, _full, read_watermark
+from tests.support.databases import DIALECTS, scratch_database
+
+COMPANIES = 60
+POLICIES: tuple[IndexKey, ...] = (
+    ("rpf", "client"),
+    ("asr", "client"),
+    ("dk-pension", "own"),
+    ("pensura", "client"),
+)
+INDEX = make_isin("XS", 990_001)  # an index: a composition, no instrument
+INDEX_OPTION = make_isin("XS", 990_002)  # a derivative on the index
+ISSUER_COLUMNS = [
+    "issuer_id",
+    "name",
+    "kind",
+    "country",
+    "parent_issuer_id",
+    "parent_control_pct",
+    "state_owner_country",
+    "state_owner_pct",
+    "msci_issuer_id",
+]
+TODAY = utcnow().date()
+FRESH = TODAY - dt.timedelta(days=30)
+
+companies = st.integers(0, COMPANIES - 1).map(lambda n: f"CO{n:05d}")
+issuer_rows = st.builds(
+    lambda issuer_id, parent, pct, owner, owner_pct, country, sovereign, msci: {
+        "issuer_id": issuer_id,
+        "name": f"Renamed {issuer_id}",
+        "kind": "sovereign" if sovereign else "company",
+        "country": country,
+        "parent_issuer_id": parent if parent != issuer_id else "",
+        "parent_control_pct": pct if parent and parent != issuer_id else "",
+        "state_owner_country": owner,
+        "state_owner_pct": owner_pct if owner else "",
+        "msci_issuer_id": msci,
+    },
+    companies,
+    st.one_of(st.just(""), companies),
+    st.sampled_from(["", "30", "50.01", "100"]),
+    st.sampled_from(["", "CN", "RU", "NO"]),
+    st.sampled_from(["49.99", "51", "100"]),
+    st.sampled_from(["NL", "RU", "CN", "US", "VE"]),
+    st.sampled_from([False, False, False, False, True]),
+    st.sampled_from(["", "IID000000000005", "IID000000000007", "IID-FRESH"]),
+)
+instrument_rows = st.builds(
+    lambda number, issuer_id, cls, under: {
+        "isin": make_isin("XS", number),
+        "issuer_id": issuer_id,
+        "asset_class": cls if not under else "derivative",
+        "underlying_isin": under,
+        "name": f"Instrument {number}",
+    },
+    # existing shares (moved to another issuer) and new numbers
+    st.one_of(st.integers(0, COMPANIES - 1), st.integers(700_000, 700_020)),
+    companies,
+    st.sampled_from(["equity", "corporate_bond"]),
+    st.sampled_from(["", "", make_isin("XS", 3), INDEX, make_isin("XS", 11)]),
+)
+fact_rows = st.one_of(
+    st.builds(
+        lambda issuer_id, value: (
+            "iss",
+            {"issuer_ref": issuer_id, "metric": "revenue_pct.tobacco", "value": value},
+        ),
+        companies,
+        st.sampled_from(["0", "12", "80"]),
+    ),
+    st.builds(
+        lambda issuer_id, value: (
+            "robeco",
+            {"issuer_ref": issuer_id, "metric": "norms.status", "value": value},
+        ),
+        companies,
+        st.sampled_from(["compliant", "watchlist", "non_compliant"]),
+    ),
+    st.builds(
+        lambda country, value: (
+            "internal",
+            {"issuer_ref": country, "metric": "country.sanctions.financial", "value": value},
+        ),
+        st.sampled_from(["NL", "CN", "NO", "US"]),
+        st.sampled_from(["none", "EU;US"]),
+    ),
+)
+list_rows = st.builds(
+    lambda policy, issuer_id, kind: {
+        "policy": policy,
+        "issuer_ref": issuer_id,
+        "list": kind,
+        "reason": f"{kind} by the committee",
+        "decided_on": FRESH.isoformat(),
+    },
+    st.sampled_from(["rpf", "asr", "dk-pension"]),
+    companies,
+    st.sampled_from(["exclusion", "inclusion", "dialogue", "focus"]),
+)
+fund_rows = st.builds(
+    lambda refs: [
+        {"fund_isin": INDEX, "holding_ref": ref, "weight_pct": "20"} for ref in sorted(set(refs))
+    ],
+    st.lists(
+        st.sampled_from(
+            [make_isin("XS", 1), make_isin("XS", 11), "CO00019", "IID000000000007", "IID-FRESH"]
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+loads = st.one_of(
+    st.tuples(st.just("issuers"), st.lists(issuer_rows, min_size=1, max_size=4)),
+    st.tuples(st.just("instruments"), st.lists(instrument_rows, min_size=1, max_size=3)),
+    st.tuples(st.just("facts"), st.lists(fact_rows, min_size=1, max_size=4)),
+    st.tuples(st.just("list-entries"), st.lists(list_rows, min_size=1, max_size=2)),
+    st.tuples(st.just("fund-holdings"), fund_rows.map(lambda rows: [rows])),
+)
+
+
+def _unique(rows: list[dict[str, str]], key: str) -> list[dict[str, str]]:
+    """One row per key (a file names each once): the last wins."""
+    return list({row[key]: row for row in rows}.values())
+
+
+async def _load(database: Database, kind: str, rows: list[Any]) -> None:
+    async with database.sessionmaker() as session, session.begin():
+        if kind == "issuers":
+            await load_rows(
+                session, DatasetKind.issuers, _unique(rows, "issuer_id"), ISSUER_COLUMNS, "i.csv"
+            )
+        elif kind == "instruments":
+            columns = ["isin", "issuer_id", "asset_class", "underlying_isin", "name"]
+            await load_rows(
+                session, DatasetKind.instruments, _unique(rows, "isin"), columns, "n.csv"
+            )
+        elif kind == "facts":
+            for provider in sorted({p for p, _ in rows}):
+                chosen = [r for p, r in rows if p == provider]
+                chosen = list({(r["issuer_ref"], r["metric"]): r for r in chosen}.values())
+                await load_rows(
+                    session,
+                    DatasetKind.facts,
+                    chosen,
+                    ["issuer_ref", "metric", "value", "as_of"],
+                    "f.csv",
+                    provider=provider,
+                    as_of=TODAY,
+                )
+        elif kind == "list-entries":
+            chosen = list({(r["policy"], r["issuer_ref"], r["list"]): r for r in rows}.values())
+            await load_rows(
+                session,
+                DatasetKind.list_entries,
+                chosen,
+                ["policy", "issuer_ref", "list", "reason", "decided_on"],
+                "l.csv",
+            )
+        else:
+            (composition,) = rows
+            await load_rows(
+                session,
+                DatasetKind.fund_holdings,
+                composition,
+                ["fund_isin", "holding_ref", "weight_pct"],
+                "h.csv",
+                as_of=TODAY,
+            )
+
+
+async def _setup(database: Database) -> None:
+    async with database.sessionmaker() as session, session.begin():
+        await load_demo(session, COMPANIES)
+    # An index held by ISIN, issuer id and MSCI id references, and an option on it.
+    await _load(
+        database,
+        "fund-holdings",
+        [
+            [
+                {"fund_isin": INDEX, "holding_ref": make_isin("XS", 3), "weight_pct": "40"},
+                {"fund_isin": INDEX, "holding_ref": "CO00019", "weight_pct": "30"},
+                {"fund_isin": INDEX, "holding_ref": "IID000000000007", "weight_pct": "30"},
+            ]
+        ],
+    )
+    await _load(
+        database,
+        "instruments",
+        [
+            {
+                "isin": INDEX_OPTION,
+                "issuer_id": "CO00000",
+                "asset_class": "derivative",
+                "underlying_isin": INDEX,
+                "name": "Option on the index",
+            },
+            # A fund of funds: holds a lifecycle fund and the index.
+            {
+                "isin": make_isin("XS", 990_003),
+                "issuer_id": "CO00000",
+                "asset_class": "fund",
+                "underlying_isin": "",
+                "name": "Fund of funds",
+            },
+        ],
+    )
+    async with database.sessionmaker() as session, session.begin():
+        await load_rows(
+            session,
+            DatasetKind.fund_holdings,
+            [
+                {"fund_isin": make_isin("XS", 990_003), "holding_ref": r, "weight_pct": "50"}
+                for r in (WORLD_FUND, INDEX)
+            ]
+            + [{"fund_isin": EUROPE_FUND, "holding_ref": make_isin("XS", 1), "weight_pct": "100"}],
+            ["fund_isin", "holding_ref", "weight_pct"],
+            "fof.csv",
+            as_of=FRESH,
+        )
+
+
+async def _compare(database: Database, index: VerdictIndex) -> None:
+    async with database.sessionmaker() as session:
+        mark = await read_watermark(session)
+    index._watermark = mark
+    for key in POLICIES:
+        await index._build(key)
+        compiled = index._compiled[key]
+        assert compiled.watermark == mark, f"{key}: the build failed (see the log)"
+        async with database.sessionmaker() as session:
+            now = utcnow()
+            applied = await applied_at(session, key[0], now, account=key[1])
+            full = await _full(session, applied, mark, now)
+        assert compiled.templates.keys() == full.templates.keys(), key
+        for isin, template in full.templates.items():
+            assert compiled.templates[isin] == template, (key, isin)
+
+
+@contextmanager
+def universe(dialect: str, directory: Path) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+    """A migrated database with the universe loaded, and the loop every example runs on."""
+    loop = asyncio.new_event_loop()
+    scratch = scratch_database(dialect, directory)
+    url = loop.run_until_complete(scratch.__aenter__())
+    settings_ = Settings(database_url=url, log_level="WARNING")
+    database = Database.from_settings(settings_)
+    try:
+        loop.run_until_complete(upgrade_to_head_async(settings_))
+        loop.run_until_complete(_setup(database))
+        yield loop, database
+    finally:
+        loop.run_until_complete(database.dispose())
+        loop.run_until_complete(scratch.__aexit__(None, None, None))
+        loop.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_incremental_compilation_equals_a_full_rebuild(dialect: str, tmp_path: Path) -> None:
+    with universe(dialect, tmp_path) as (loop, database):
+        index = VerdictIndex(database.sessionmaker)
+        loop.run_until_complete(_compare(database, index))  # the first: full
+        assert index.incremental_builds == 0
+
+        @settings(
+            max_examples=12,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            # No shrinking: the database accumulates, a replay starts from another state.
+            phases=[Phase.explicit, Phase.generate],
+        )
+        @given(st.lists(loads, min_size=1, max_size=3))
+        def check(batch: list[tuple[str, list[Any]]]) -> None:
+            async def run() -> None:
+                for kind, rows in batch:
+                    await _load(database, kind, rows)
+                await _compare(database, index)
+
+            loop.run_until_complete(run())
+
+        check()
+        # Most batches were applied incrementally (a composition takes a full rebuild).
+        assert index.incremental_builds >= len(POLICIES) * 6, index.incremental_builds
+        assert index.builds > index.incremental_builds
