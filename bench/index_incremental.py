@@ -35,10 +35,10 @@ from app.demo import load_rows
 from app.kit.db import Database
 from app.kit.time import utcnow
 from app.models import IssuerRecord
-from app.screening.index import VerdictIndex, read_watermark
+from app.screening.index import IndexKey, VerdictIndex, read_watermark
 from bench.support import demo_postgres, rss_mb
 
-POLICY = ("rpf", "client")
+POLICY: IndexKey = ("rpf", "client")
 ISSUER_COLUMNS = [
     "issuer_id",
     "name",

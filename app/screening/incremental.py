@@ -29,36 +29,52 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from app.screening.applied import AppliedPolicy
 from app.screening.repository import SnapshotChanges
-from app.screening.snapshot import IssuerNode, Snapshot
-from app.screening.templates import TemplateRenderer
-
-# A decision's text naming the data version (instrument, underlying, composition not known):
-# such templates change with every load and are always re-evaluated.
-_VERSION_TEXT = "data version"
+from app.screening.snapshot import InstrumentNode, IssuerNode, Snapshot
+from app.screening.templates import Templates, render_templates
 
 
 @dataclass
 class Dependents:
-    """Reverse maps of the parts of a snapshot no incremental build changes (fund and index
-    compositions: a fund-holdings load takes a full rebuild), built once on first use and
-    shared by the compilations that follow: constituent reference -> the funds (and indices)
-    whose compositions name it."""
+    """Reverse maps of a snapshot, for finding what depends on what a load touched: built once
+    after a full compilation (``of``), then carried from compilation to compilation.
 
-    funds_by_ref: dict[str, tuple[str, ...]] | None = None
+    * ``funds_by_ref``: constituent reference -> the funds (and indices) whose compositions
+      name it. Compositions never change in an incremental build (a fund-holdings load takes a
+      full rebuild), so it holds as built.
+    * ``by_issuer``, ``by_underlying``: issuer -> its instruments, underlying ISIN -> the
+      instruments written on it. Instrument loads add to them (``add``) and never take out:
+      an instrument moved to another issuer stays listed under the old one too. A superset
+      only costs a few needless re-evaluations (an unaffected instrument re-evaluated renders
+      the same template) and never misses one, whichever compilation the maps are used from.
+    """
 
-    def funds(self, snapshot: Snapshot) -> dict[str, tuple[str, ...]]:
-        if self.funds_by_ref is None:
-            grouped: dict[str, set[str]] = {}
-            for fund, loads in snapshot.compositions.items():
-                for load in loads:
-                    for constituent in load.constituents:
-                        grouped.setdefault(constituent.ref, set()).add(fund)
-            self.funds_by_ref = {k: tuple(sorted(v)) for k, v in grouped.items()}
-        return self.funds_by_ref
+    funds_by_ref: dict[str, tuple[str, ...]]
+    by_issuer: dict[str, set[str]]
+    by_underlying: dict[str, set[str]]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> Dependents:
+        grouped: dict[str, set[str]] = {}
+        for fund, loads in snapshot.compositions.items():
+            for load in loads:
+                for constituent in load.constituents:
+                    grouped.setdefault(constituent.ref, set()).add(fund)
+        found = cls({k: tuple(sorted(v)) for k, v in grouped.items()}, {}, {})
+        found.add(snapshot.instruments.values())
+        return found
+
+    def add(self, instruments: Iterable[InstrumentNode]) -> None:
+        by_issuer, by_underlying = self.by_issuer, self.by_underlying
+        for instrument in instruments:
+            isins = by_issuer.get(instrument.issuer_id)
+            if isins is None:
+                isins = by_issuer[instrument.issuer_id] = set()
+            isins.add(instrument.isin)
+            if instrument.underlying_isin:
+                by_underlying.setdefault(instrument.underlying_isin, set()).add(instrument.isin)
 
 
 @dataclass
@@ -188,12 +204,10 @@ def patch_refs(patched: Patched, refs: Iterable[str], resolved: Mapping[str, str
 
 
 def affected(
-    old: Snapshot,
-    patched: Patched,
-    dependents: Dependents,
-    old_templates: Mapping[str, Mapping[str, Any]],
+    old: Snapshot, patched: Patched, dependents: Dependents, old_templates: Templates
 ) -> set[str]:
-    """The ISINs of the new snapshot whose decision may differ from ``old_templates``'."""
+    """The ISINs of the new snapshot whose decision may differ from ``old_templates``'.
+    ``dependents``: of the old snapshot (the new instruments are added to it)."""
     new = patched.snapshot
     # Issuers: the touched ones, up every chain of control, and to state-owned companies.
     state_owned: dict[str, list[str]] | None = None
@@ -236,14 +250,9 @@ def affected(
                 countries.add(issuer_id.removeprefix("country:"))
 
     # Instruments: of the affected issuers, then derivatives and funds over them.
-    by_issuer: dict[str, list[str]] = {}
-    by_underlying: dict[str, list[str]] = {}
-    for instrument in new.instruments.values():
-        if instrument.issuer_id in issuers:
-            by_issuer.setdefault(instrument.issuer_id, []).append(instrument.isin)
-        if instrument.underlying_isin:
-            by_underlying.setdefault(instrument.underlying_isin, []).append(instrument.isin)
-    funds_by_ref = dependents.funds(new)
+    dependents.add(new.instruments[isin] for isin in patched.isins)
+    by_issuer, by_underlying = dependents.by_issuer, dependents.by_underlying
+    funds_by_ref = dependents.funds_by_ref
     names_issuer: dict[str, list[str]] = {}
     for ref, issuer_id in (*old.issuer_refs.items(), *new.issuer_refs.items()):
         if issuer_id in issuers:
@@ -264,30 +273,19 @@ def affected(
         isins.add(isin)
         queue += by_underlying.get(isin, ())
         queue += funds_by_ref.get(isin, ())
-    # Decisions whose text names the data version.
-    for isin, template in old_templates.items():
-        reasons = template["reasons"]
-        if reasons and any(_VERSION_TEXT in (r["detail"] or "") for r in reasons):
-            isins.add(isin)
+    isins |= old_templates.versioned  # decisions whose text names the data version
     return {i for i in isins if i in new.instruments}
 
 
 def recompile(
     applied: AppliedPolicy,
     snapshot: Snapshot,
-    old_templates: Mapping[str, dict[str, Any]],
+    old_templates: Templates,
     isins: Iterable[str],
     at: dt.datetime,
-) -> dict[str, dict[str, Any]]:
+) -> Templates:
     """The templates of every instrument of ``snapshot``: ``isins`` evaluated anew, the rest
-    ``old_templates``' with the new data version (as ``compile_templates`` would give)."""
-    wanted = sorted(isins)
-    evaluations = applied.evaluate_many(snapshot, wanted, at)
-    renderer = TemplateRenderer(applied, snapshot)
-    version = snapshot.data_version
-    templates = {
-        isin: {**template, "data_version": version} for isin, template in old_templates.items()
-    }
-    for isin, evaluation in zip(wanted, evaluations, strict=True):
-        templates[isin] = renderer.template(evaluation)
-    return templates
+    ``old_templates``' (stamped with the new data version when read), as a full compile
+    would render them."""
+    fresh = render_templates(applied, snapshot, sorted(isins), at)
+    return old_templates.updated(snapshot.data_version, fresh)
