@@ -138,6 +138,7 @@ async def main(companies: int, extra_bonds: int, touched: int, kind: str, poll: 
         # End to end: the index running, its watcher polling.
         running = VerdictIndex(database.sessionmaker, poll_seconds=poll)
         running._compiled = dict(index._compiled)
+        running._dependents = dict(index._dependents)
         await running.start()
         try:
             await asyncio.sleep(poll * 3)

@@ -127,10 +127,16 @@ async def _next_change(
 
 class VerdictIndex:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, poll_seconds: float = 0.5
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        poll_seconds: float = 0.5,
+        incremental_share: float = MAX_INCREMENTAL_SHARE,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._poll_seconds = poll_seconds
+        # Past this share of the issuers or instruments touched, a full rebuild instead.
+        self._incremental_share = incremental_share
         self._compiled: dict[IndexKey, Compiled] = {}
         self._portfolios: dict[str, CompiledPortfolio] = {}
         self._building: dict[IndexKey | str, asyncio.Task[None]] = {}
@@ -271,7 +277,13 @@ class VerdictIndex:
                             if held is not None and held[0] is previous:
                                 dependents = held[1]
                             compiled, dependents, why = await _incremental(
-                                session, previous, dependents, applied, mark, now
+                                session,
+                                previous,
+                                dependents,
+                                applied,
+                                mark,
+                                now,
+                                self._incremental_share,
                             )
                     mode = "incremental" if compiled is not None else "full"
                     if compiled is None:
@@ -363,6 +375,7 @@ async def _incremental(
     applied: AppliedPolicy,
     mark: Watermark,
     now: dt.datetime,
+    share: float = MAX_INCREMENTAL_SHARE,
 ) -> tuple[Compiled | None, Dependents | None, str]:
     """The compilation at ``mark`` from ``previous`` (same policy versions and day): only what
     the datasets loaded since touched is read and re-evaluated (``app.screening.incremental``),
@@ -371,7 +384,7 @@ async def _incremental(
     repository = ScreeningRepository(session)
     old = previous.snapshot
     started = time.monotonic()
-    limit = max(1, int(len(old.issuers) * MAX_INCREMENTAL_SHARE))
+    limit = max(1, int(len(old.issuers) * share))
     changes = await repository.changes(previous.data_version, mark[0], applied.list_keys, limit)
     if changes.blocked is not None:
         return None, None, changes.blocked
@@ -386,7 +399,7 @@ async def _incremental(
         dependents = await asyncio.to_thread(Dependents.of, old)
     isins = await asyncio.to_thread(affected, old, patched, dependents, previous.templates)
     found = time.monotonic()
-    if len(isins) > max(1, int(len(patched.snapshot.instruments) * MAX_INCREMENTAL_SHARE)):
+    if len(isins) > max(1, int(len(patched.snapshot.instruments) * share)):
         return None, None, f"{len(isins):,} instruments affected"
     templates = await asyncio.to_thread(
         recompile, applied, patched.snapshot, previous.templates, isins, now

@@ -908,9 +908,9 @@ class ScreeningRepository:
         id (every table's key starts with it), so a few small reads whatever the universe.
 
         ``blocked``: why the change cannot be applied incrementally (then nothing else is
-        read): embargo or sanctions list loads, relationship records, fund compositions, a
-        list replaced, an LEI that relationship records name changing hands, or more than
-        ``limit`` issuers, instruments or countries touched."""
+        read): embargo or sanctions list loads, relationship records, fund compositions, an
+        LEI that relationship records name changing hands, or more than ``limit`` issuers,
+        instruments or countries touched."""
         found = SnapshotChanges()
         conn = await self.session.connection()
 
@@ -944,13 +944,6 @@ class ScreeningRepository:
                 found.blocked = f"{what} loaded"
                 return found
         keys = sorted(set(policy_keys))
-        if keys and await exists(
-            select(ListReplacement.dataset_id).where(
-                new(ListReplacement), ListReplacement.policy_key.in_(keys)
-            )
-        ):
-            found.blocked = "a list of the policy replaced"
-            return found
 
         async def distinct(column: Any, *where: Any) -> set[str]:
             rows = await conn.execute(select(column).where(*where).distinct())
@@ -960,11 +953,22 @@ class ScreeningRepository:
         found.isins = await distinct(InstrumentRecord.isin, new(InstrumentRecord))
         found.fact_issuers = await distinct(Fact.issuer_id, new(Fact))
         found.fact_countries = await distinct(Fact.country, new(Fact), Fact.issuer_id.is_(None))
-        found.list_issuers = (
-            await distinct(ListEntry.issuer_id, new(ListEntry), ListEntry.policy_key.in_(keys))
-            if keys
-            else set()
-        )
+        if keys:
+            found.list_issuers = await distinct(
+                ListEntry.issuer_id, new(ListEntry), ListEntry.policy_key.in_(keys)
+            )
+            # A list replaced: every issuer its policy ever listed may have left the list.
+            replaced = await distinct(
+                ListReplacement.policy_key,
+                new(ListReplacement),
+                ListReplacement.policy_key.in_(keys),
+            )
+            if replaced:
+                found.list_issuers |= await distinct(
+                    ListEntry.issuer_id,
+                    ListEntry.policy_key.in_(sorted(replaced)),
+                    ListEntry.dataset_id <= version,
+                )
         sizes = {
             "issuers": len(found.issuer_ids | found.fact_issuers | found.list_issuers),
             "instruments": len(found.isins),
