@@ -147,6 +147,7 @@ class VerdictIndex:
         self._watcher: asyncio.Task[None] | None = None
         # The reverse maps of each compilation held, for the incremental build that follows it.
         self._dependents: dict[IndexKey, tuple[Compiled, Dependents]] = {}
+        self._preparing: set[asyncio.Task[None]] = set()
         # When each compilation held was built (time.monotonic()), for its age in /metrics.
         self._built: dict[IndexKey, float] = {}
         self.builds = 0
@@ -159,7 +160,9 @@ class VerdictIndex:
 
     async def stop(self) -> None:
         SCRAPE_TIME.discard(self)
-        tasks = [t for t in (self._watcher, *self._building.values()) if t is not None]
+        tasks = [
+            t for t in (self._watcher, *self._building.values(), *self._preparing) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -290,9 +293,12 @@ class VerdictIndex:
                         compiled = await _full(session, applied, mark, now)
                 # One assignment: checks read the previous compilation until now, this one next.
                 self._compiled[key] = compiled
-                if dependents is None:  # after publishing: checks need none of it
-                    dependents = await asyncio.to_thread(Dependents.of, compiled.snapshot)
+            if dependents is not None:
                 self._dependents[key] = (compiled, dependents)
+            else:  # after a full build, beside it: checks need none of it
+                task = asyncio.create_task(self._prepare(key, compiled), name=f"deps-{key}")
+                self._preparing.add(task)
+                task.add_done_callback(self._preparing.discard)
             self._built[key] = time.monotonic()
             INDEX_BUILD_SECONDS.labels(policy=policy_key, account=account).observe(
                 self._built[key] - started
@@ -317,6 +323,16 @@ class VerdictIndex:
             log.warning("index build failed", policy=policy_key[:64], error=repr(exc)[:300])
         finally:
             self._building.pop(key, None)
+
+    async def _prepare(self, key: IndexKey, compiled: Compiled) -> None:
+        """The reverse maps of a full compilation, for the incremental builds that follow."""
+        try:
+            with building_long_lived():
+                dependents = await asyncio.to_thread(Dependents.of, compiled.snapshot)
+            if self._compiled.get(key) is compiled:  # not replaced meanwhile
+                self._dependents[key] = (compiled, dependents)
+        except Exception as exc:  # the next build computes them itself
+            log.warning("index dependents failed", policy=key[0][:64], error=repr(exc)[:300])
 
     async def _build_portfolio(self, portfolio_id: str) -> None:
         try:
