@@ -389,3 +389,58 @@ def test_incremental_compilation_equals_a_full_rebuild(dialect: str, tmp_path: P
         # Most batches were applied incrementally (a composition takes a full rebuild).
         assert index.incremental_builds >= len(POLICIES) * 6, index.incremental_builds
         assert index.builds > index.incremental_builds
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_what_cannot_be_bounded_takes_a_full_rebuild(dialect: str, tmp_path: Path) -> None:
+    with universe(dialect, tmp_path) as (loop, database):
+        index = VerdictIndex(database.sessionmaker)
+        key = POLICIES[0]
+
+        async def load_then_build(
+            kind: DatasetKind, rows: list[dict[str, str]], **options: str
+        ) -> str | None:
+            """Why the build after the load was full; None: it was incremental."""
+            builds, incremental = index.builds, index.incremental_builds
+            async with database.sessionmaker() as session, session.begin():
+                await load_rows(session, kind, rows, list(rows[0]), "x.csv", as_of=TODAY, **options)
+            async with database.sessionmaker() as session:
+                index._watermark = await read_watermark(session)
+            await index._build(key)
+            assert index.builds == builds + 1
+            return None if index.incremental_builds > incremental else index.why_full[key]
+
+        async def run() -> None:
+            await _compare(database, index)
+            assert index.why_full[key] == "no compilation yet"
+            embargo = {"country": "CN", "authority": "EU", "regime": "arms", "since": "2020-01-01"}
+            why = await load_then_build(DatasetKind.arms_embargoes, [embargo])
+            assert why is not None
+            assert why.startswith("arms-embargoes load")
+            holdings = [{"fund_isin": INDEX, "holding_ref": "CO00019", "weight_pct": "100"}]
+            why = await load_then_build(DatasetKind.fund_holdings, holdings)
+            assert why == "fund compositions loaded"
+            # More than the share allowed touched (here: an issuer and its few instruments).
+            index._incremental_share = 0.001
+            fact = {"issuer_ref": "CO00005", "metric": "norms.status", "value": "compliant"}
+            why = await load_then_build(DatasetKind.facts, [fact], provider="robeco")
+            assert why is not None
+            assert why.endswith("instruments affected"), why
+            index._incremental_share = 1.0
+            # One issuer's facts: incremental.
+            fact = {"issuer_ref": "CO00003", "metric": "norms.status", "value": "watchlist"}
+            async with database.sessionmaker() as session, session.begin():
+                await load_rows(
+                    session,
+                    DatasetKind.facts,
+                    [fact],
+                    list(fact),
+                    "f.csv",
+                    provider="robeco",
+                    as_of=TODAY,
+                )
+            incremental = index.incremental_builds
+            await _compare(database, index)  # (the other policies: from before the embargo)
+            assert index.incremental_builds == incremental + 1
+
+        loop.run_until_complete(run())

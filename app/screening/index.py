@@ -152,6 +152,7 @@ class VerdictIndex:
         self._built: dict[IndexKey, float] = {}
         self.builds = 0
         self.incremental_builds = 0  # of ``builds``: from the previous compilation
+        self.why_full: dict[IndexKey, str] = {}  # why each key's last full build was one
         self.attempts = 0  # builds started, successful or not
 
     async def start(self) -> None:
@@ -307,6 +308,8 @@ class VerdictIndex:
             self.builds += 1
             if mode == "incremental":
                 self.incremental_builds += 1
+            else:
+                self.why_full[key] = why
             log.info(
                 "index compiled",
                 policy=policy_key,
