@@ -12,14 +12,15 @@ compilation stale within that interval; so does midnight UTC and a policy versio
 force (its ``effective_from``). A stale or not yet built compilation is never used: those
 checks take the database path (still correct, just slower) while a new one is built in the
 background; the watcher starts that build for every compilation held as soon as it is stale.
+(Polling rather than LISTEN/NOTIFY: it works unchanged on SQLite, survives dropped
+connections without re-subscribing, and one indexed query per half second is nothing.)
 
 Incremental builds. When only datasets were published since the previous compilation (same
 policy versions, same day), the next one is built from it: what the new datasets touched is
 read by dataset id, and only the instruments whose decision can change are evaluated again
 (``app.screening.incremental``); anything that cannot be bounded (an embargo or sanctions
 list, relationship records, fund compositions, too large a share of the universe) takes the
-full rebuild, as does the first compilation, an approval and a new day. (Polling rather than LISTEN/NOTIFY: it works unchanged on SQLite, survives dropped
-connections without re-subscribing, and one indexed query per half second is nothing.)
+full rebuild, as does the first compilation, an approval and a new day.
 """
 
 from __future__ import annotations
