@@ -35,6 +35,7 @@ from app.kit.db import Database
 from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.kit.time import utcnow
+from app.screening import index as index_module
 from app.screening.applied import applied_at
 from app.screening.index import IndexKey, VerdictIndex, _full, read_watermark
 from tests.support.databases import DIALECTS, scratch_database
@@ -392,7 +393,9 @@ def test_incremental_compilation_equals_a_full_rebuild(dialect: str, tmp_path: P
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_what_cannot_be_bounded_takes_a_full_rebuild(dialect: str, tmp_path: Path) -> None:
+def test_what_cannot_be_bounded_takes_a_full_rebuild(
+    dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with universe(dialect, tmp_path) as (loop, database):
         index = VerdictIndex(database.sessionmaker)
         key = POLICIES[0]
@@ -442,5 +445,15 @@ def test_what_cannot_be_bounded_takes_a_full_rebuild(dialect: str, tmp_path: Pat
             incremental = index.incremental_builds
             await _compare(database, index)  # (the other policies: from before the embargo)
             assert index.incremental_builds == incremental + 1
+
+            # An incremental build that fails (a bug, a lost connection): the full one instead.
+            async def broken(*_: object) -> None:
+                raise RuntimeError("broken")
+
+            monkeypatch.setattr(index_module, "_incremental", broken)
+            fact = {"issuer_ref": "CO00005", "metric": "norms.status", "value": "watchlist"}
+            why = await load_then_build(DatasetKind.facts, [fact], provider="robeco")
+            assert why == "the incremental build failed: RuntimeError('broken')"
+            assert index._compiled[key].watermark == index._watermark
 
         loop.run_until_complete(run())

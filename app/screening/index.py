@@ -288,15 +288,26 @@ class VerdictIndex:
                             held = self._dependents.get(key)
                             if held is not None and held[0] is previous:
                                 dependents = held[1]
-                            compiled, dependents, why = await _incremental(
-                                session,
-                                previous,
-                                dependents,
-                                applied,
-                                mark,
-                                now,
-                                self._incremental_share,
-                            )
+                            try:
+                                compiled, dependents, why = await _incremental(
+                                    session,
+                                    previous,
+                                    dependents,
+                                    applied,
+                                    mark,
+                                    now,
+                                    self._incremental_share,
+                                )
+                            except Exception as exc:  # never stuck: the full build instead
+                                log.warning(
+                                    "index incremental build failed",
+                                    policy=policy_key[:64],
+                                    error=repr(exc)[:300],
+                                )
+                                compiled, dependents = None, None
+                                why = f"the incremental build failed: {exc!r}"[:300]
+                                await session.rollback()  # a failed statement aborts it
+                                await session.connection(execution_options={READ_ONLY_OPTION: True})
                     mode = "incremental" if compiled is not None else "full"
                     if compiled is None:
                         compiled = await _full(session, applied, mark, now)
