@@ -427,14 +427,14 @@ async def _incremental(
     if changes.blocked is not None:
         return None, None, changes.blocked
     patched = patch(old, mark[0], changes, applied.list_keys)
-    if changes.refs:
-        resolved = await repository.resolve_refs(
-            changes.refs, dict(patched.snapshot.issuers), mark[0]
-        )
-        patch_refs(patched, changes.refs, resolved)
-    read = time.monotonic()
     if dependents is None:  # its build was cut short before they were
         dependents = await asyncio.to_thread(Dependents.of, old)
+    # The constituent references that may now name another issuer (or none), resolved again.
+    refs = {name for name in changes.names if name in dependents.funds_by_ref}
+    if refs:
+        resolved = await repository.resolve_refs(refs, dict(patched.snapshot.issuers), mark[0])
+        patch_refs(patched, refs, resolved)
+    read = time.monotonic()
     isins = await asyncio.to_thread(affected, old, patched, dependents, previous.templates)
     found = time.monotonic()
     if len(isins) > max(1, int(len(patched.snapshot.instruments) * share)):

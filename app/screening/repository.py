@@ -76,8 +76,9 @@ class SnapshotChanges:
     country_facts: dict[str, list[FactPoint]] = field(default_factory=dict)
     # (policy key, issuer_id) -> the entries in force, of list_issuers (none: key absent)
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
-    # Constituent references that name a touched issuer or instrument, before or after.
-    refs: set[str] = field(default_factory=set)
+    # What may name a touched issuer or instrument as a constituent reference, before or after
+    # the load: issuer ids, LEIs, MSCI and Sustainalytics ids, ISINs.
+    names: set[str] = field(default_factory=set)
 
 
 # Guards against a malformed ownership graph (a cycle loaded by mistake).
@@ -1036,20 +1037,9 @@ class ScreeningRepository:
             ):
                 found.blocked = "an LEI that relationship records name moved between issuers"
                 return found
-            names = {v for ids in (*before.values(), *now.values()) for v in ids if v} | set(
-                found.issuer_ids
-            )
-            found.refs = await distinct(
-                FundHolding.holding_ref,
-                one_of(FundHolding.holding_ref, sorted(names | found.isins)),
-                FundHolding.dataset_id <= version,
-            )
-        elif found.isins:
-            found.refs = await distinct(
-                FundHolding.holding_ref,
-                one_of(FundHolding.holding_ref, sorted(found.isins)),
-                FundHolding.dataset_id <= version,
-            )
+            found.names = {v for ids in (*before.values(), *now.values()) for v in ids if v}
+            found.names |= found.issuer_ids
+        found.names |= found.isins
         return found
 
     async def _identifiers(
