@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from app.screening.applied import AppliedPolicy
 from app.screening.repository import SnapshotChanges
-from app.screening.snapshot import InstrumentNode, IssuerNode, Snapshot
+from app.screening.snapshot import Composition, InstrumentNode, IssuerNode, Snapshot
 from app.screening.templates import Templates, render_templates
 
 
@@ -42,13 +42,14 @@ class Dependents:
     after a full compilation (``of``), then carried from compilation to compilation.
 
     * ``funds_by_ref``: constituent reference -> the funds (and indices) whose compositions
-      name it. Compositions never change in an incremental build (a fund-holdings load takes a
-      full rebuild), so it holds as built.
+      name it (any composition loaded: which applies depends on the day asked);
     * ``by_issuer``, ``by_underlying``: issuer -> its instruments, underlying ISIN -> the
-      instruments written on it. Instrument loads add to them (``add``) and never take out:
-      an instrument moved to another issuer stays listed under the old one too. A superset
-      only costs a few needless re-evaluations (an unaffected instrument re-evaluated renders
-      the same template) and never misses one, whichever compilation the maps are used from.
+      instruments written on it.
+
+    Loads add to them (``add``, ``add_compositions``) and never take out: an instrument moved
+    to another issuer stays listed under the old one too. A superset only costs a few needless
+    re-evaluations (an unaffected instrument re-evaluated renders the same template) and never
+    misses one, whichever compilation of the lineage the maps are used from.
     """
 
     funds_by_ref: dict[str, tuple[str, ...]]
@@ -65,6 +66,17 @@ class Dependents:
         found = cls({k: tuple(sorted(v)) for k, v in grouped.items()}, {}, {})
         found.add(snapshot.instruments.values())
         return found
+
+    def add_compositions(self, compositions: Mapping[str, Iterable[Composition]]) -> None:
+        """Fund compositions loaded: each constituent reference to its funds (add-only)."""
+        added: dict[str, set[str]] = {}
+        for fund, loads in compositions.items():
+            for load in loads:
+                for constituent in load.constituents:
+                    added.setdefault(constituent.ref, set()).add(fund)
+        funds_by_ref = self.funds_by_ref
+        for ref, funds in added.items():
+            funds_by_ref[ref] = tuple(sorted(funds.union(funds_by_ref.get(ref, ()))))
 
     def add(self, instruments: Iterable[InstrumentNode]) -> None:
         by_issuer, by_underlying = self.by_issuer, self.by_underlying
@@ -86,6 +98,7 @@ class Patched:
     countries: set[str] = field(default_factory=set)  # countries whose data changed
     sovereign_countries: set[str] = field(default_factory=set)  # sovereigns of these changed
     isins: set[str] = field(default_factory=set)  # instruments whose record changed
+    funds: set[str] = field(default_factory=set)  # funds (indices) whose compositions changed
     refs: set[str] = field(default_factory=set)  # constituent references resolved anew
     old_parents: set[str] = field(default_factory=set)  # parents before the load
 
@@ -161,6 +174,12 @@ def patch(
         new.instruments = instruments
         if listed_out or listed_in:
             new.listed_isins = _grouped_patch(old.listed_isins, listed_out, listed_in)
+
+    if changes.fund_isins:
+        compositions = dict(old.compositions)
+        compositions.update(changes.compositions)
+        new.compositions = compositions
+        result.funds |= changes.fund_isins
 
     if changes.issuer_facts:
         new.issuer_facts = dict(old.issuer_facts)
@@ -258,7 +277,7 @@ def affected(
         if issuer_id in issuers:
             names_issuer.setdefault(issuer_id, []).append(ref)
     isins: set[str] = set()
-    queue: list[str] = [*patched.isins, *patched.refs]
+    queue: list[str] = [*patched.isins, *patched.funds, *patched.refs]
     for issuer_id in issuers:
         queue += by_issuer.get(issuer_id, ())
         queue += funds_by_ref.get(issuer_id, ())  # held by issuer reference

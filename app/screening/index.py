@@ -19,7 +19,7 @@ Incremental builds. When only datasets were published since the previous compila
 policy versions, same day), the next one is built from it: what the new datasets touched is
 read by dataset id, and only the instruments whose decision can change are evaluated again
 (``app.screening.incremental``); anything that cannot be bounded (an embargo or sanctions
-list, relationship records, fund compositions, too large a share of the universe) takes the
+list, relationship records, too large a share of the universe) takes the
 full rebuild, as does the first compilation, an approval and a new day.
 """
 
@@ -429,8 +429,19 @@ async def _incremental(
     patched = patch(old, mark[0], changes, applied.list_keys)
     if dependents is None:  # its build was cut short before they were
         dependents = await asyncio.to_thread(Dependents.of, old)
-    # The constituent references that may now name another issuer (or none), resolved again.
+    if changes.compositions:
+        dependents.add_compositions(changes.compositions)
+    # The constituent references that may now name another issuer (or none), resolved again:
+    # those naming what the load touched, those of the compositions loaded, and the funds
+    # themselves (a reference that now names a fund is no issuer's).
     refs = {name for name in changes.names if name in dependents.funds_by_ref}
+    refs.update(
+        c.ref
+        for loads in changes.compositions.values()
+        for load in loads
+        for c in load.constituents
+    )
+    refs |= changes.fund_isins
     if refs:
         resolved = await repository.resolve_refs(refs, dict(patched.snapshot.issuers), mark[0])
         patch_refs(patched, refs, resolved)

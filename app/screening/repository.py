@@ -76,6 +76,9 @@ class SnapshotChanges:
     country_facts: dict[str, list[FactPoint]] = field(default_factory=dict)
     # (policy key, issuer_id) -> the entries in force, of list_issuers (none: key absent)
     list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
+    fund_isins: set[str] = field(default_factory=set)  # fund (index) compositions loaded
+    # fund ISIN -> every composition of it (of fund_isins), oldest first
+    compositions: dict[str, tuple[Composition, ...]] = field(default_factory=dict)
     # What may name a touched issuer or instrument as a constituent reference, before or after
     # the load: issuer ids, LEIs, MSCI and Sustainalytics ids, ISINs.
     names: set[str] = field(default_factory=set)
@@ -909,9 +912,9 @@ class ScreeningRepository:
         id (every table's key starts with it), so a few small reads whatever the universe.
 
         ``blocked``: why the change cannot be applied incrementally (then nothing else is
-        read): embargo or sanctions list loads, relationship records, fund compositions, an
-        LEI that relationship records name changing hands, or more than ``limit`` issuers,
-        instruments or countries touched."""
+        read): embargo or sanctions list loads, relationship records, an LEI that
+        relationship records name changing hands, or more than ``limit`` issuers, instruments
+        (funds included) or countries touched."""
         found = SnapshotChanges()
         conn = await self.session.connection()
 
@@ -936,8 +939,6 @@ class ScreeningRepository:
             return found
         for model, what in (
             (ConsolidationRecord, "gleif-relationships records"),
-            (FundComposition, "fund compositions"),
-            (FundHolding, "fund compositions"),
             (ArmsEmbargo, "arms embargoes"),
             (SanctionsListEntry, "sanctions listings"),
         ):
@@ -970,9 +971,10 @@ class ScreeningRepository:
                     ListEntry.policy_key.in_(sorted(replaced)),
                     ListEntry.dataset_id <= version,
                 )
+        found.fund_isins = await distinct(FundComposition.fund_isin, new(FundComposition))
         sizes = {
             "issuers": len(found.issuer_ids | found.fact_issuers | found.list_issuers),
-            "instruments": len(found.isins),
+            "instruments": len(found.isins | found.fund_isins),
             "countries": len(found.fact_countries),
         }
         over = [f"{n:,} {what}" for what, n in sizes.items() if n > limit]
@@ -1002,6 +1004,8 @@ class ScreeningRepository:
             )
             for row in rows:
                 target.setdefault(row[0], []).append(FactPoint._make(row[1:]))
+        # A fund's compositions, all of them (which applies depends on the day asked).
+        found.compositions = await self._compositions(found.fund_isins, version)
         if found.list_issuers:
             entries = await self.session.execute(
                 list_entries_in_force(version, keys, sorted(found.list_issuers))
