@@ -5,17 +5,19 @@ Three steps, each leaving what it was given unchanged (checks keep reading the p
 compilation meanwhile; its snapshot and templates are shared, never mutated):
 
 1. ``patch``: a new ``Snapshot`` sharing every unchanged structure with the previous one: the
-   maps a load can touch (issuers, instruments, facts, list entries, subsidiaries, sovereigns,
-   sanctions links, constituent references) are shallow copies with the touched keys replaced
+   maps a load can touch (issuers, instruments, facts, list entries, compositions,
+   subsidiaries, sovereigns, sanctions links, constituent references) are shallow copies with
+   the touched keys replaced
    (pointer copying, tens of milliseconds for a 500,000-instrument universe; never a deep copy).
 2. ``affected``: the instruments whose decision can have changed. An issuer's judgement reads
    its own data, its subsidiaries' judgements (by control percentage and by consolidation: the
    group rule) and, for a state-owned company, the sovereign's; an instrument's reads its
    issuer's, its underlying's (a derivative) and its constituents' (a fund, an index). So from
-   the touched issuers, countries and instruments: their parents up every chain (before and
-   after the load), the state-owned companies of an affected sovereign or country, the
-   instruments of every affected issuer, then derivatives on and funds holding an affected
-   instrument or issuer, transitively. Plus every instrument whose decision names the data
+   the touched issuers, countries, instruments and compositions: their parents up every chain
+   (before and after the load), the state-owned companies of an affected sovereign or
+   country, the instruments of every affected issuer, the funds whose compositions were
+   loaded, then derivatives on and funds holding an affected instrument, fund or issuer,
+   transitively. Plus every instrument whose decision names the data
    version (``data:underlying`` and the like: its text changes with each load).
 3. ``recompile``: the affected instruments evaluated on the new snapshot; every other template
    kept, its ``data_version`` moved on (a shallow copy of a seven-key dict).
