@@ -212,8 +212,12 @@ async def test_index_rebuild_time_and_age_per_policy(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         later = await scrape(client, key)
         assert value(later, "mayhold_index_age_seconds", **client_rpf) > age
-        # A load makes the compilation stale: 0 until a check starts the rebuild and it ends
-        # (no check is asked here, and /metrics starts no build).
+        # (Counters of the process: other tests' builds count too; only increments are read.)
+        full = value(series, "mayhold_index_builds_total", mode="full", **client_rpf)
+        incremental = value(series, "mayhold_index_builds_total", mode="incremental", **client_rpf)
+        assert full >= 1
+        # A load makes the compilation stale; the watcher rebuilds it at once, from the previous
+        # one (no check is asked here, and /metrics starts no build): current again.
         loaded = await load(
             client,
             key,
@@ -222,7 +226,13 @@ async def test_index_rebuild_time_and_age_per_policy(tmp_path: Path) -> None:
             provider="iss",
         )
         assert loaded.status_code == 201, loaded.text
-        deadline = time.monotonic() + 10
-        while value(await scrape(client, key), "mayhold_index_current", **client_rpf) != 0:
-            assert time.monotonic() < deadline, "a load never made the index stale"
+        deadline = time.monotonic() + 30
+        while True:
+            series = await scrape(client, key)
+            built = value(series, "mayhold_index_builds_total", mode="incremental", **client_rpf)
+            if built > incremental:
+                break
+            assert time.monotonic() < deadline, "a load was never compiled in"
             await asyncio.sleep(0.1)
+        assert value(series, "mayhold_index_builds_total", mode="full", **client_rpf) == full
+        assert value(series, "mayhold_index_current", **client_rpf) == 1

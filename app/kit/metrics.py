@@ -140,6 +140,15 @@ INDEX_BUILD_SECONDS = Histogram(
 
 # -- provider data ----------------------------------------------------------------------------
 
+INDEX_BUILDS = Counter(
+    "mayhold_index_builds_total",
+    "Compilations of the verdict index, by policy key, account and mode: incremental (from "
+    "the previous compilation, re-evaluating what a load touched) or full (the whole universe: "
+    "the first, after an approval, at midnight UTC, or a load that cannot be bounded).",
+    ["policy", "account", "mode"],
+    registry=REGISTRY,
+)
+
 DATA_AGE_DAYS = Gauge(
     "mayhold_data_age_days",
     "Days from the as-of date of the oldest current dataset of a kind and provider to today "

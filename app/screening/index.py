@@ -11,8 +11,16 @@ Freshness. A watcher polls a tiny watermark (the newest dataset id, the policy a
 compilation stale within that interval; so does midnight UTC and a policy version coming into
 force (its ``effective_from``). A stale or not yet built compilation is never used: those
 checks take the database path (still correct, just slower) while a new one is built in the
-background. (Polling rather than LISTEN/NOTIFY: it works unchanged on SQLite, survives dropped
+background; the watcher starts that build for every compilation held as soon as it is stale.
+(Polling rather than LISTEN/NOTIFY: it works unchanged on SQLite, survives dropped
 connections without re-subscribing, and one indexed query per half second is nothing.)
+
+Incremental builds. When only datasets were published since the previous compilation (same
+policy versions, same day), the next one is built from it: what the new datasets touched is
+read by dataset id, and only the instruments whose decision can change are evaluated again
+(``app.screening.incremental``); anything that cannot be bounded (an embargo or sanctions
+list, relationship records, too large a share of the universe) takes the
+full rebuild, as does the first compilation, an approval and a new day.
 """
 
 from __future__ import annotations
@@ -32,17 +40,18 @@ from app.kit.db import READ_ONLY_OPTION
 from app.kit.errors import NotFound
 from app.kit.logging import get_logger
 from app.kit.memory import building_long_lived
-from app.kit.metrics import INDEX_BUILD_SECONDS, SCRAPE_TIME, Sample
+from app.kit.metrics import INDEX_BUILD_SECONDS, INDEX_BUILDS, SCRAPE_TIME, Sample
 from app.kit.time import utcnow
 from app.kit.vocabulary import Account
 from app.models import Dataset, Policy, PolicyVersion
 from app.portfolios.repository import HoldingsReport, Portfolio, PortfolioRepository
 from app.screening.applied import AppliedPolicy, applied_at
+from app.screening.incremental import Dependents, affected, patch, patch_refs, recompile
 from app.screening.limits import PortfolioLimits
 from app.screening.positions import limit_state
 from app.screening.repository import ScreeningRepository
 from app.screening.snapshot import Snapshot
-from app.screening.templates import compile_templates
+from app.screening.templates import Templates, compile_templates
 
 log = get_logger("mayhold.index")
 
@@ -62,7 +71,7 @@ class Compiled:
     watermark: Watermark
     valid_until: dt.datetime | None  # the next effective_from of the policy or its base
     snapshot: Snapshot
-    templates: dict[str, dict[str, Any]]  # isin -> decision payload without as_of/requested
+    templates: Templates  # isin -> decision payload without as_of/requested
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,28 @@ async def read_watermark(session: AsyncSession) -> Watermark:
     return (newest, approvals, last.isoformat() if last else "")
 
 
+# An incremental build re-reads and re-evaluates only what the new datasets touched; past this
+# share of the universe's issuers (or instruments) a full rebuild is as quick.
+MAX_INCREMENTAL_SHARE = 0.2
+
+
+def _incremental_blocked(
+    previous: Compiled, mark: Watermark, now: dt.datetime, applied: AppliedPolicy
+) -> str | None:
+    """Why the compilation at ``mark`` cannot be built from ``previous`` (None: it can)."""
+    if previous.day != now.date():
+        return "a new day"
+    if previous.watermark[1:] != mark[1:]:
+        return "a policy version approved"
+    if previous.valid_until is not None and now >= previous.valid_until:
+        return "a policy version came into force"
+    if mark[0] < previous.data_version:
+        return "the data version went back"
+    if applied.policy_ref() != previous.applied.policy_ref():
+        return "other policy versions in force"
+    return None
+
+
 async def _next_change(
     session: AsyncSession, keys: list[str], now: dt.datetime
 ) -> dt.datetime | None:
@@ -104,10 +135,16 @@ async def _next_change(
 
 class VerdictIndex:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, poll_seconds: float = 0.5
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        poll_seconds: float = 0.5,
+        incremental_share: float = MAX_INCREMENTAL_SHARE,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._poll_seconds = poll_seconds
+        # Past this share of the issuers or instruments touched, a full rebuild instead.
+        self._incremental_share = incremental_share
         self._compiled: dict[IndexKey, Compiled] = {}
         self._portfolios: dict[str, CompiledPortfolio] = {}
         self._building: dict[IndexKey | str, asyncio.Task[None]] = {}
@@ -116,9 +153,14 @@ class VerdictIndex:
         self._not_found: dict[IndexKey | str, Watermark] = {}
         self._watermark: Watermark | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # The reverse maps of each compilation held, for the incremental build that follows it.
+        self._dependents: dict[IndexKey, tuple[Compiled, Dependents]] = {}
+        self._preparing: set[asyncio.Task[None]] = set()
         # When each compilation held was built (time.monotonic()), for its age in /metrics.
         self._built: dict[IndexKey, float] = {}
         self.builds = 0
+        self.incremental_builds = 0  # of ``builds``: from the previous compilation
+        self.why_full: dict[IndexKey, str] = {}  # why each key's last full build was one
         self.attempts = 0  # builds started, successful or not
 
     async def start(self) -> None:
@@ -127,7 +169,9 @@ class VerdictIndex:
 
     async def stop(self) -> None:
         SCRAPE_TIME.discard(self)
-        tasks = [t for t in (self._watcher, *self._building.values()) if t is not None]
+        tasks = [
+            t for t in (self._watcher, *self._building.values(), *self._preparing) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -147,6 +191,12 @@ class VerdictIndex:
                     mark = await read_watermark(session)
                 if mark != self._watermark:
                     self._watermark = mark
+                # Every compilation held is brought up to date at once, not at the next check
+                # (which would take the database path meanwhile).
+                now = utcnow()
+                for key, compiled in list(self._compiled.items()):
+                    if not self._is_current(compiled, now):
+                        self._start(key, self._build(key))
             except Exception as exc:  # database down: compilations age out, checks use the DB path
                 log.warning("index watermark unavailable", error=repr(exc)[:200])
                 self._watermark = None
@@ -228,25 +278,66 @@ class VerdictIndex:
                     mark = await read_watermark(session)
                     now = utcnow()
                     applied = await applied_at(session, policy_key, now, account=account)
-                    repository = ScreeningRepository(session)
-                    snapshot = await repository.full_snapshot(mark[0], applied.list_keys)
-                    # Off the event loop: checks keep being answered meanwhile (GIL permitting).
-                    templates = await asyncio.to_thread(compile_templates, applied, snapshot, now)
-                    valid_until = await _next_change(session, applied.list_keys, now)
-                self._compiled[key] = Compiled(
-                    applied, mark[0], now.date(), mark, valid_until, snapshot, templates
-                )
+                    previous = self._compiled.get(key)
+                    compiled: Compiled | None = None
+                    dependents: Dependents | None = None
+                    why = "no compilation yet"
+                    if previous is not None:
+                        why = _incremental_blocked(previous, mark, now, applied) or ""
+                        if not why:
+                            held = self._dependents.get(key)
+                            if held is not None and held[0] is previous:
+                                dependents = held[1]
+                            try:
+                                compiled, dependents, why = await _incremental(
+                                    session,
+                                    previous,
+                                    dependents,
+                                    applied,
+                                    mark,
+                                    now,
+                                    self._incremental_share,
+                                )
+                            except Exception as exc:  # never stuck: the full build instead
+                                log.warning(
+                                    "index incremental build failed",
+                                    policy=policy_key[:64],
+                                    error=repr(exc)[:300],
+                                )
+                                compiled, dependents = None, None
+                                why = f"the incremental build failed: {exc!r}"[:300]
+                                await session.rollback()  # a failed statement aborts it
+                                await session.connection(execution_options={READ_ONLY_OPTION: True})
+                    mode = "incremental" if compiled is not None else "full"
+                    if compiled is None:
+                        compiled = await _full(session, applied, mark, now)
+                # One assignment: checks read the previous compilation until now, this one next.
+                self._compiled[key] = compiled
+            if dependents is not None:
+                self._dependents[key] = (compiled, dependents)
+            else:  # after a full build, beside it: checks need none of it
+                task = asyncio.create_task(self._prepare(key, compiled), name=f"deps-{key}")
+                self._preparing.add(task)
+                task.add_done_callback(self._preparing.discard)
             self._built[key] = time.monotonic()
             INDEX_BUILD_SECONDS.labels(policy=policy_key, account=account).observe(
                 self._built[key] - started
             )
+            INDEX_BUILDS.labels(policy=policy_key, account=account, mode=mode).inc()
             self.builds += 1
+            if mode == "incremental":
+                self.incremental_builds += 1
+            else:
+                self.why_full[key] = why
             log.info(
                 "index compiled",
                 policy=policy_key,
                 account=account,
-                instruments=len(templates),
+                mode=mode,
+                why_full=why if mode == "full" else None,
+                instruments=len(compiled.templates),
                 data_version=mark[0],
+                seconds=round(self._built[key] - started, 3),
             )
         except NotFound:  # no such policy (or none in force): the request's own path says 404
             self._missing(key)
@@ -254,6 +345,16 @@ class VerdictIndex:
             log.warning("index build failed", policy=policy_key[:64], error=repr(exc)[:300])
         finally:
             self._building.pop(key, None)
+
+    async def _prepare(self, key: IndexKey, compiled: Compiled) -> None:
+        """The reverse maps of a full compilation, for the incremental builds that follow."""
+        try:
+            with building_long_lived():
+                dependents = await asyncio.to_thread(Dependents.of, compiled.snapshot)
+            if self._compiled.get(key) is compiled:  # not replaced meanwhile
+                self._dependents[key] = (compiled, dependents)
+        except Exception as exc:  # the next build computes them itself
+            log.warning("index dependents failed", policy=key[0][:64], error=repr(exc)[:300])
 
     async def _build_portfolio(self, portfolio_id: str) -> None:
         try:
@@ -291,3 +392,87 @@ class VerdictIndex:
             )
         finally:
             self._building.pop(portfolio_id, None)
+
+
+async def _full(
+    session: AsyncSession, applied: AppliedPolicy, mark: Watermark, now: dt.datetime
+) -> Compiled:
+    """The compilation of the whole universe at ``mark``, from scratch."""
+    snapshot = await ScreeningRepository(session).full_snapshot(mark[0], applied.list_keys)
+    # Off the event loop: checks keep being answered meanwhile (GIL permitting).
+    rendered = await asyncio.to_thread(compile_templates, applied, snapshot, now)
+    templates = await asyncio.to_thread(Templates, mark[0], rendered)
+    valid_until = await _next_change(session, applied.list_keys, now)
+    return Compiled(applied, mark[0], now.date(), mark, valid_until, snapshot, templates)
+
+
+async def _incremental(
+    session: AsyncSession,
+    previous: Compiled,
+    dependents: Dependents | None,
+    applied: AppliedPolicy,
+    mark: Watermark,
+    now: dt.datetime,
+    share: float = MAX_INCREMENTAL_SHARE,
+) -> tuple[Compiled | None, Dependents | None, str]:
+    """The compilation at ``mark`` from ``previous`` (same policy versions and day): only what
+    the datasets loaded since touched is read and re-evaluated (``app.screening.incremental``),
+    with its reverse maps (``dependents``: ``previous``'s, None when not built; updated).
+    None, and why, when the change cannot be bounded: the caller rebuilds in full."""
+    repository = ScreeningRepository(session)
+    old = previous.snapshot
+    started = time.monotonic()
+    limit = max(1, int(len(old.issuers) * share))
+    changes = await repository.changes(previous.data_version, mark[0], applied.list_keys, limit)
+    if changes.blocked is not None:
+        return None, None, changes.blocked
+    patched = patch(old, mark[0], changes, applied.list_keys)
+    if dependents is None:  # its build was cut short before they were
+        dependents = await asyncio.to_thread(Dependents.of, old)
+    if changes.compositions:
+        dependents.add_compositions(changes.compositions)
+    # The constituent references that may now name another issuer (or none), resolved again:
+    # those naming what the load touched, those of the compositions loaded, and the funds
+    # themselves (a reference that now names a fund is no issuer's).
+    refs = {name for name in changes.names if name in dependents.funds_by_ref}
+    refs.update(
+        c.ref
+        for loads in changes.compositions.values()
+        for load in loads
+        for c in load.constituents
+    )
+    refs |= changes.fund_isins
+    if refs:
+        resolved = await repository.resolve_refs(refs, dict(patched.snapshot.issuers), mark[0])
+        patch_refs(patched, refs, resolved)
+    read = time.monotonic()
+    isins = await asyncio.to_thread(affected, old, patched, dependents, previous.templates)
+    found = time.monotonic()
+    if len(isins) > max(1, int(len(patched.snapshot.instruments) * share)):
+        return None, None, f"{len(isins):,} instruments affected"
+    templates = await asyncio.to_thread(
+        recompile, applied, patched.snapshot, previous.templates, isins, now
+    )
+    evaluated = time.monotonic()
+    valid_until = await _next_change(session, applied.list_keys, now)
+    compiled = Compiled(
+        applied,
+        mark[0],
+        now.date(),
+        mark,
+        valid_until,
+        patched.snapshot,
+        templates,
+    )
+    log.info(
+        "index updated incrementally",
+        policy=applied.key,
+        account=applied.account,
+        issuers_touched=len(patched.issuers),
+        instruments_reevaluated=len(isins),
+        data_version=mark[0],
+        read_seconds=round(read - started, 3),
+        dependents_seconds=round(found - read, 3),
+        evaluate_seconds=round(evaluated - found, 3),
+    )
+    return compiled, dependents, ""

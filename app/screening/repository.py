@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import operator
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, String, func, or_, select, type_coerce
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets.records import Relationship
 from app.datasets.repository import (
+    SANCTIONS_LIST_KINDS,
     arms_embargo_loads,
     data_version,
     list_entries_in_force,
@@ -31,11 +33,14 @@ from app.kit.sql import one_of
 from app.models import (
     ArmsEmbargo,
     ConsolidationRecord,
+    Dataset,
     Fact,
     FundComposition,
     FundHolding,
     InstrumentRecord,
     IssuerRecord,
+    ListEntry,
+    ListReplacement,
     SanctionsListEntry,
 )
 from app.screening.snapshot import (
@@ -52,6 +57,32 @@ from app.screening.snapshot import (
 )
 
 RecordT = TypeVar("RecordT", IssuerRecord, InstrumentRecord)
+
+
+@dataclass
+class SnapshotChanges:
+    """What some datasets changed in a whole-universe snapshot (``ScreeningRepository.changes``):
+    the ids they touched, and the current data of those ids after them."""
+
+    blocked: str | None = None  # why the change cannot be applied incrementally
+    issuer_ids: set[str] = field(default_factory=set)  # issuer records loaded
+    isins: set[str] = field(default_factory=set)  # instrument records loaded
+    fact_issuers: set[str] = field(default_factory=set)
+    fact_countries: set[str] = field(default_factory=set)  # country facts loaded
+    list_issuers: set[str] = field(default_factory=set)  # list entries of the policies loaded
+    issuers: dict[str, IssuerNode] = field(default_factory=dict)  # current, of issuer_ids
+    instruments: dict[str, InstrumentNode] = field(default_factory=dict)  # current, of isins
+    issuer_facts: dict[str, list[FactPoint]] = field(default_factory=dict)  # all, of fact_issuers
+    country_facts: dict[str, list[FactPoint]] = field(default_factory=dict)
+    # (policy key, issuer_id) -> the entries in force, of list_issuers (none: key absent)
+    list_entries: dict[tuple[str, str], tuple[ListEntryPoint, ...]] = field(default_factory=dict)
+    fund_isins: set[str] = field(default_factory=set)  # fund (index) compositions loaded
+    # fund ISIN -> every composition of it (of fund_isins), oldest first
+    compositions: dict[str, tuple[Composition, ...]] = field(default_factory=dict)
+    # What may name a touched issuer or instrument as a constituent reference, before or after
+    # the load: issuer ids, LEIs, MSCI and Sustainalytics ids, ISINs.
+    names: set[str] = field(default_factory=set)
+
 
 # Guards against a malformed ownership graph (a cycle loaded by mistake).
 MAX_DEPTH = 32
@@ -760,9 +791,9 @@ class ScreeningRepository:
                     *([] if metrics is None else [one_of(Fact.metric, sorted(metrics))]),
                 )
             )
-            for key, metric, provider, value, as_of, dataset_id, row, field in rows:
+            for key, metric, provider, value, as_of, dataset_id, row, named in rows:
                 target.setdefault(key or "", []).append(
-                    FactPoint(metric, provider, value, as_of, dataset_id, row, field)
+                    FactPoint(metric, provider, value, as_of, dataset_id, row, named)
                 )
         for issuer_id, points in by_issuer.items():
             snapshot.add_issuer_facts(issuer_id, points)
@@ -870,3 +901,174 @@ class ScreeningRepository:
             point = ListEntryPoint(**fields)
             grouped.setdefault((point.policy_key, point.issuer_id), []).append(point)
         snapshot.list_entries = {k: tuple(v) for k, v in grouped.items()}
+
+    # ------------------------------------------------------------ incremental (the index)
+
+    async def changes(
+        self, after: int, version: int, policy_keys: Sequence[str], limit: int
+    ) -> SnapshotChanges:
+        """What the datasets ``after`` < id <= ``version`` changed in a whole-universe snapshot
+        of ``policy_keys`` at ``after`` (``VerdictIndex``'s incremental build). Read by dataset
+        id (every table's key starts with it), so a few small reads whatever the universe.
+
+        ``blocked``: why the change cannot be applied incrementally (then nothing else is
+        read): embargo or sanctions list loads, relationship records, an LEI that
+        relationship records name changing hands, or more than ``limit`` issuers, instruments
+        (funds included) or countries touched."""
+        found = SnapshotChanges()
+        conn = await self.session.connection()
+
+        def new(model: Any) -> Any:
+            return (model.dataset_id > after) & (model.dataset_id <= version)
+
+        async def exists(query: Select[Any]) -> bool:
+            return (await conn.execute(query.limit(1))).first() is not None
+
+        kinds = (
+            (
+                await conn.execute(
+                    select(Dataset.kind).where(Dataset.id > after, Dataset.id <= version).distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        whole = sorted(set(kinds) & {"arms-embargoes", *SANCTIONS_LIST_KINDS})
+        if whole:
+            found.blocked = f"{', '.join(whole)} load (a list judged over every country)"
+            return found
+        for model, what in (
+            (ConsolidationRecord, "gleif-relationships records"),
+            (ArmsEmbargo, "arms embargoes"),
+            (SanctionsListEntry, "sanctions listings"),
+        ):
+            if await exists(select(model.dataset_id).where(new(model))):
+                found.blocked = f"{what} loaded"
+                return found
+        keys = sorted(set(policy_keys))
+
+        async def distinct(column: Any, *where: Any) -> set[str]:
+            rows = await conn.execute(select(column).where(*where).distinct())
+            return {value for value in rows.scalars() if value is not None}
+
+        found.issuer_ids = await distinct(IssuerRecord.issuer_id, new(IssuerRecord))
+        found.isins = await distinct(InstrumentRecord.isin, new(InstrumentRecord))
+        found.fact_issuers = await distinct(Fact.issuer_id, new(Fact))
+        found.fact_countries = await distinct(Fact.country, new(Fact), Fact.issuer_id.is_(None))
+        if keys:
+            found.list_issuers = await distinct(
+                ListEntry.issuer_id, new(ListEntry), ListEntry.policy_key.in_(keys)
+            )
+            # A list replaced: every issuer its policy ever listed may have left the list.
+            replaced = await distinct(
+                ListReplacement.policy_key,
+                new(ListReplacement),
+                ListReplacement.policy_key.in_(keys),
+            )
+            if replaced:
+                found.list_issuers |= await distinct(
+                    ListEntry.issuer_id,
+                    ListEntry.policy_key.in_(sorted(replaced)),
+                    ListEntry.dataset_id <= version,
+                )
+        found.fund_isins = await distinct(FundComposition.fund_isin, new(FundComposition))
+        sizes = {
+            "issuers": len(found.issuer_ids | found.fact_issuers | found.list_issuers),
+            "instruments": len(found.isins | found.fund_isins),
+            "countries": len(found.fact_countries),
+        }
+        over = [f"{n:,} {what}" for what, n in sizes.items() if n > limit]
+        if over:
+            found.blocked = f"{', '.join(over)} touched (more than {limit:,})"
+            return found
+
+        for row in await self._newest_rows(
+            IssuerRecord.issuer_id, _ISSUER_COLUMNS, found.issuer_ids, version
+        ):
+            found.issuers[row[0]] = IssuerNode(*row)
+        for row in await self._newest_rows(
+            InstrumentRecord.isin, _INSTRUMENT_COLUMNS, found.isins, version
+        ):
+            found.instruments[row[0]] = InstrumentNode(*row)
+        for column, wanted, target, extra in (
+            (Fact.issuer_id, found.fact_issuers, found.issuer_facts, ()),
+            (Fact.country, found.fact_countries, found.country_facts, (Fact.issuer_id.is_(None),)),
+        ):
+            if not wanted:
+                continue
+            rows = await fetch_plain(
+                conn,
+                select(column, *_FACT_COLUMNS).where(
+                    one_of(column, sorted(wanted)), Fact.dataset_id <= version, *extra
+                ),
+            )
+            for row in rows:
+                target.setdefault(row[0], []).append(FactPoint._make(row[1:]))
+        # A fund's compositions, all of them (which applies depends on the day asked).
+        found.compositions = await self._compositions(found.fund_isins, version)
+        if found.list_issuers:
+            entries = await self.session.execute(
+                list_entries_in_force(version, keys, sorted(found.list_issuers))
+            )
+            grouped: dict[tuple[str, str], list[ListEntryPoint]] = {}
+            for row in entries:
+                fields = dict(row._mapping)
+                fields["rule_ids"] = tuple((fields["rule_ids"] or "").split())
+                point = ListEntryPoint(**fields)
+                grouped.setdefault((point.policy_key, point.issuer_id), []).append(point)
+            found.list_entries = {k: tuple(v) for k, v in grouped.items()}
+
+        if found.issuer_ids:
+            # Identifiers that moved: consolidation links (by LEI) and the issuer references
+            # of fund constituents (by issuer id, LEI, MSCI or Sustainalytics id) may follow.
+            before = await self._identifiers(found.issuer_ids, after)
+            now = await self._identifiers(found.issuer_ids, version)
+            moved = {
+                lei
+                for issuer_id in found.issuer_ids
+                if before.get(issuer_id, (None,))[0] != now.get(issuer_id, (None,))[0]
+                for lei in (before.get(issuer_id, (None,))[0], now.get(issuer_id, (None,))[0])
+                if lei is not None
+            }
+            if moved and await exists(
+                select(ConsolidationRecord.dataset_id).where(
+                    or_(
+                        one_of(ConsolidationRecord.start_lei, sorted(moved)),
+                        one_of(ConsolidationRecord.end_lei, sorted(moved)),
+                    ),
+                    ConsolidationRecord.dataset_id <= version,
+                )
+            ):
+                found.blocked = "an LEI that relationship records name moved between issuers"
+                return found
+            found.names = {v for ids in (*before.values(), *now.values()) for v in ids if v}
+            found.names |= found.issuer_ids
+        found.names |= found.isins
+        return found
+
+    async def _identifiers(
+        self, issuer_ids: Iterable[str], version: int
+    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        """issuer_id -> (LEI, MSCI issuer id, Sustainalytics entity id) of its current record
+        at ``version`` (issuers without one at ``version`` are left out)."""
+        rows = await self._newest_rows(
+            IssuerRecord.issuer_id,
+            (
+                IssuerRecord.issuer_id,
+                IssuerRecord.lei,
+                IssuerRecord.msci_issuer_id,
+                IssuerRecord.sustainalytics_entity_id,
+            ),
+            issuer_ids,
+            version,
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def resolve_refs(
+        self, refs: Iterable[str], issuers: dict[str, IssuerNode], version: int
+    ) -> dict[str, str]:
+        """The issuers constituent references name (``full_snapshot``'s ``issuer_refs``, for
+        ``refs`` only; ``issuers``: the snapshot's, every current issuer)."""
+        scratch = Snapshot(data_version=version, issuers=issuers)
+        await self._resolve_issuer_refs(scratch, set(refs), version)
+        return scratch.issuer_refs

@@ -10,7 +10,7 @@ past time, or no current compilation yet); both render the same decision.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, cast
@@ -131,7 +131,7 @@ class Scene:
     snapshot: Snapshot
     at: dt.datetime
     scope: PortfolioScope | None = None
-    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # compiled, by ISIN
+    templates: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # compiled, by ISIN
 
     def decisions(
         self,
@@ -303,7 +303,7 @@ def _unknown(
 
 
 def _identified(
-    instruments: Sequence[str], known: dict[str, Any], *, strict: bool
+    instruments: Sequence[str], known: Mapping[str, Any], *, strict: bool
 ) -> list[Identified]:
     """Each instrument asked, recognised: an ISIN (compact), the schemes a valid CUSIP, SEDOL
     or FIGI is valid under (resolved later, through the data), or the malformed identifier

@@ -7,6 +7,7 @@ Pure rendering of engine results into the JSON a decision is stored, hashed and 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.screening.applied import AppliedPolicy
@@ -119,10 +120,80 @@ def compile_templates(
     applied: AppliedPolicy, snapshot: Snapshot, at: dt.datetime
 ) -> dict[str, dict[str, Any]]:
     """The decision template of every instrument of the snapshot (the compiled index)."""
-    isins = sorted(snapshot.instruments)
+    return render_templates(applied, snapshot, sorted(snapshot.instruments), at)
+
+
+def render_templates(
+    applied: AppliedPolicy, snapshot: Snapshot, isins: list[str], at: dt.datetime
+) -> dict[str, dict[str, Any]]:
+    """The decision templates of ``isins`` (instruments of the snapshot), evaluated together
+    (each issuer once)."""
     evaluations = applied.evaluate_many(snapshot, isins, at)
     renderer = TemplateRenderer(applied, snapshot)
     return {
         isin: renderer.template(evaluation)
         for isin, evaluation in zip(isins, evaluations, strict=True)
     }
+
+
+class Templates(Mapping[str, dict[str, Any]]):
+    """The compiled index's decision templates at data version ``version``, by ISIN.
+
+    Stored as rendered: a template kept from an earlier compilation (no load since touched
+    what its decision rests on) carries the data version it was rendered at, and is stamped
+    with ``version`` when read (a shallow copy of seven keys). An incremental build then copies
+    pointers (``updated``), not 500,000 dicts. Read-only; the stored templates are shared
+    between compilations and never mutated.
+    """
+
+    __slots__ = ("_stored", "version", "versioned")
+
+    def __init__(
+        self,
+        version: int,
+        stored: dict[str, dict[str, Any]],
+        versioned: frozenset[str] | None = None,
+    ) -> None:
+        self.version = version
+        self._stored = stored
+        # The ISINs whose decision's text names the data version (instrument, underlying or
+        # composition not known "at data version N"): re-rendered by every incremental build.
+        self.versioned = (
+            frozenset(i for i, t in stored.items() if _names_version(t))
+            if versioned is None
+            else versioned
+        )
+
+    def __getitem__(self, isin: str) -> dict[str, Any]:
+        found = self._stored[isin]
+        if found["data_version"] == self.version:
+            return found
+        return {**found, "data_version": self.version}
+
+    def __contains__(self, isin: object) -> bool:
+        return isin in self._stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    @property
+    def stored(self) -> Mapping[str, dict[str, Any]]:
+        """The templates as rendered (each with the data version it was rendered at)."""
+        return self._stored
+
+    def updated(self, version: int, fresh: Mapping[str, dict[str, Any]]) -> Templates:
+        """These templates at ``version``, ``fresh`` ones replacing (or adding) theirs."""
+        stored = dict(self._stored)
+        stored.update(fresh)
+        versioned = self.versioned.difference(fresh).union(
+            i for i, t in fresh.items() if _names_version(t)
+        )
+        return Templates(version, stored, versioned)
+
+
+def _names_version(template: Mapping[str, Any]) -> bool:
+    reasons = template["reasons"]
+    return bool(reasons) and any("data version" in (r["detail"] or "") for r in reasons)
