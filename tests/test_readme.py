@@ -369,11 +369,12 @@ async def test_the_readme_running_it_for_real_block(dialect: str, tmp_path: Path
     tests/test_cli.py): migrate, then a key printed alone on the last line."""
     block = readme_block("## Running it for real")
     lines = [line.split("#")[0].rstrip() for line in block.splitlines()]
-    assert lines[0] == "pip install -e ."
+    assert lines[0] == "python3 -m venv .venv && . .venv/bin/activate"
+    assert lines[1] == "pip install -e ."
     assert lines[-1].startswith("mayhold serve ")
-    assert lines[1].startswith("export MAYHOLD_DATABASE_URL=")
+    assert lines[2].startswith("export MAYHOLD_DATABASE_URL=")
     async with scratch_database(dialect, tmp_path) as url:
-        script = "\n".join(["set -e", f"export MAYHOLD_DATABASE_URL={url}", *lines[2:-1]])
+        script = "\n".join(["set -e", f"export MAYHOLD_DATABASE_URL={url}", *lines[3:-1]])
         ran = shell(script, {"MAYHOLD_LOG_LEVEL": "WARNING"}, cwd=str(tmp_path))
         assert ran.returncode == 0, ran.stderr
         key = ran.stdout.splitlines()[-1]
