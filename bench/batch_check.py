@@ -83,11 +83,13 @@ def start(root: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"the server from {root} did not start")
 
 
-def index_current(client: httpx.Client) -> bool:
-    text = client.get("/metrics").text
+def index_current(metrics: str) -> bool:
+    """Whether /metrics says the compiled index of rpf is current."""
     return any(
-        line.startswith("mayhold_index_current{") and 'policy="rpf"' in line and line.endswith(" 1.0")
-        for line in text.splitlines()
+        line.startswith("mayhold_index_current{")
+        and 'policy="rpf"' in line
+        and line.endswith(" 1.0")
+        for line in metrics.splitlines()
     )
 
 
@@ -109,7 +111,7 @@ def measure(
             # The first check starts the compilation in the background; wait until it is used.
             for _ in range(600):
                 assert client.get(f"/v1/check?policy=rpf&instrument={batch[0]}").status_code == 200
-                if index_current(client):
+                if index_current(client.get("/metrics").text):
                     break
                 time.sleep(0.1)
             else:
@@ -120,8 +122,10 @@ def measure(
             spy = None
             if py_spy is not None:  # collapsed stacks of the server while it answers batches
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(process.pid), "--rate", "250"]
-                    + ["--format", "raw", "--output", str(py_spy)],
+                    [
+                        *("py-spy", "record", "--pid", str(process.pid), "--rate", "250"),
+                        *("--format", "raw", "--output", str(py_spy)),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -211,11 +215,7 @@ async def phases(url: str, key: str, batch: list[str], count: int) -> None:
     ):
         for _ in range(600):
             await client.get(f"/v1/check?policy=rpf&instrument={batch[0]}")
-            text = (await client.get("/metrics")).text
-            if any(
-                line.startswith("mayhold_index_current{") and line.endswith(" 1.0")
-                for line in text.splitlines()
-            ):
+            if index_current((await client.get("/metrics")).text):
                 break
             await asyncio.sleep(0.1)
         for _ in range(2):
