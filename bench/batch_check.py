@@ -176,6 +176,7 @@ async def phases(url: str, key: str, batch: list[str], count: int) -> None:
     """
     import fastapi.routing
 
+    from app.decisions import log as decisions_log
     from app.decisions.log import DecisionLog
     from app.kit.settings import Settings
     from app.main import create_app
@@ -186,9 +187,39 @@ async def phases(url: str, key: str, batch: list[str], count: int) -> None:
     _timed(service.Scene, "decisions", spent, "decisions from templates")
     _timed(service, "_entries", spent, "log entries built")
     _timed(DecisionLog, "append", spent, "decision log append (awaited)")
+    # Within the append (app.decisions, the lead's): each entry validated and its request
+    # rendered in the caller's task; the writer's transaction; its rows rendered and hashed.
+    prepare = decisions_log._prepare
+    prepared: list[float] = []
+
+    def timed_prepare(entry: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return prepare(entry)
+        finally:
+            prepared.append(time.perf_counter() - started)
+
+    decisions_log._prepare = timed_prepare
+    _timed(DecisionLog, "_commit", spent, "  of which the writer's transaction")
+    rows = decisions_log._Rendering._rows
+
+    def timed_rows(self: Any) -> Any:
+        produced = rows(self)
+        total = 0.0
+        while True:
+            started = time.perf_counter()
+            try:
+                row = next(produced)
+            except StopIteration:
+                break
+            finally:
+                total += time.perf_counter() - started
+            yield row
+        spent.setdefault("    of which rows rendered and hashed", []).append(total * 1000)
+
+    setattr(decisions_log._Rendering, "_rows", timed_rows)  # noqa: B010
     _timed(service, "count_checks", spent, "metrics")
     _timed(endpoints, "_json", spent, "response rendered (orjson)")
-    _timed(service, "check", spent, "service.check in all")
     _timed(fastapi.routing, "solve_dependencies", spent, "body validated, dependencies")
     collecting: list[float] = []
 
@@ -223,18 +254,33 @@ async def phases(url: str, key: str, batch: list[str], count: int) -> None:
         spent.clear()
         times = []
         for _ in range(count):
+            prepared.clear()
             response = await client.post("/v1/checks", json=body)
             times.append(server_ms(response))
+            spent.setdefault("  of which entries prepared (caller)", []).append(
+                sum(prepared) * 1000
+            )
     server = statistics.median(times)
     print(f"in process (ASGI transport), {count} batches: server time median {server:.0f} ms")
     accounted = 0.0
     collections = spent.pop("garbage collection", [])
     generations = {g: spent.pop(f"gc generation {g}", []) for g in range(3)}
-    for label, values in spent.items():
-        if label.startswith("service.check"):
-            continue
+    order = [
+        "body validated, dependencies",
+        "identify (known ISINs)",
+        "decisions from templates",
+        "log entries built",
+        "decision log append (awaited)",
+        "  of which entries prepared (caller)",
+        "  of which the writer's transaction",
+        "    of which rows rendered and hashed",
+        "metrics",
+        "response rendered (orjson)",
+    ]
+    for label, values in sorted(spent.items(), key=lambda item: order.index(item[0])):
         value = statistics.median(values[-count:])
-        accounted += value
+        if not label.startswith(" "):
+            accounted += value
         print(f"  {label:34} {value:6.1f} ms  {value / server:5.1%}")
     rest = server - accounted
     print(f"  {'the rest (body read, parse, ...)':34} {rest:6.1f} ms  {rest / server:5.1%}")
