@@ -108,6 +108,7 @@ _NEEDS_QUOTING = re.compile(r'[,"\r\n]')
 # A spreadsheet reads a cell starting with one of these as a formula (or, tab and CR, as a
 # cell whose formula follows): OWASP's CSV-injection list. Such a cell is written as text.
 FORMULA_STARTS = frozenset("=+-@\t\r")
+assert all(c < "A" for c in FORMULA_STARTS)  # CsvRows relies on it
 
 
 def neutralised(cell: str) -> str:
@@ -180,12 +181,17 @@ class CsvRows:
             if since is None:
                 since = dates[row.since] = row.since.isoformat()  # type: ignore[union-attr]
             issuer_id, name, lei = row.issuer_id, row.name, row.lei or ""
-            line = (
-                f"{issuer_id},{name},{row.country},{lei},{row.verdict},"
-                f"{RULE_SEPARATOR.join(row.rule_ids)},{since}"
-            )
-            if instrument:
-                line = f"{line},{row.isin or ''},{row.asset_class or ''}"
+            if instrument:  # one f-string: each step of a row costs, on 10^5 rows
+                line = (
+                    f"{issuer_id},{name},{row.country},{lei},{row.verdict},"
+                    f"{RULE_SEPARATOR.join(row.rule_ids)},{since},"
+                    f"{row.isin or ''},{row.asset_class or ''}"
+                )
+            else:
+                line = (
+                    f"{issuer_id},{name},{row.country},{lei},{row.verdict},"
+                    f"{RULE_SEPARATOR.join(row.rule_ids)},{since}"
+                )
             if delta:
                 line = f"{row.change or ''},{line}"
             if (
@@ -193,9 +199,11 @@ class CsvRows:
                 or '"' in line
                 or "\n" in line
                 or "\r" in line
-                or issuer_id[:1] in FORMULA_STARTS
-                or name[:1] in FORMULA_STARTS
-                or lei[:1] in FORMULA_STARTS
+                # Every formula character sorts before "A": most cells are let through by
+                # one comparison.
+                or (issuer_id < "A" and issuer_id[:1] in FORMULA_STARTS)
+                or (name < "A" and name[:1] in FORMULA_STARTS)
+                or (lei < "A" and lei[:1] in FORMULA_STARTS)
             ):
                 line = ",".join(_cell(c) for c in _cells(row, instrument, delta, since))
             append(line)
