@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import gc
+import time
+from typing import Any
 
+import pytest
+
+from app.kit import memory
 from app.kit.memory import building_long_lived, collection_paused
 
 
@@ -43,3 +48,30 @@ def test_a_build_freezes_at_its_end_when_nothing_else_pauses() -> None:
     assert gc.isenabled()
     assert gc.get_freeze_count() >= len(built)
     gc.unfreeze()
+
+
+def test_pauses_that_overlap_without_end_still_collect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches back to back from several clients keep the collector paused: once the pause is
+    overdue (and no build is under way), a batch ending collects; a build's pause is left
+    alone."""
+    monkeypatch.setattr(memory, "OVERDUE_SECONDS", 0.0)
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        with collection_paused():
+            with collection_paused():
+                time.sleep(0.01)
+            assert collections == [2]  # the inner batch ended overdue: one full collection
+            assert not gc.isenabled()
+            with building_long_lived(), collection_paused():
+                time.sleep(0.01)
+            assert collections == [2]  # a build under way: never collected under it
+        assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(seen)
+        gc.unfreeze()

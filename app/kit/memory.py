@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
 _paused = 0
 _freeze_pending = False  # a long-lived structure was built while something else paused
+_building = 0  # building_long_lived blocks under way
+_paused_since = 0.0  # time.monotonic() when the collector was last paused or made up for
+# Batches that overlap without end (several clients, back to back) would keep the collector
+# paused for good: past this many seconds of pause without a build under way, the block
+# ending collects once (young and old: the index is frozen, so a full collection walks only
+# what is not), and the clock restarts.
+OVERDUE_SECONDS = 2.0
 
 
 @contextmanager
@@ -34,15 +42,16 @@ def building_long_lived() -> Iterator[None]:
     Nests and works across threads (the collector is process-wide): it runs again when the
     last block ends, after freezing what exists then.
     """
-    global _paused, _freeze_pending
+    global _paused, _freeze_pending, _building
     with _lock:
-        _paused += 1
-        gc.disable()
+        _pause()
+        _building += 1
     try:
         yield
     finally:
         with _lock:
             _paused -= 1
+            _building -= 1
             _freeze_pending = True
             if _paused == 0:
                 _resume()
@@ -54,12 +63,13 @@ def collection_paused() -> Iterator[None]:
     batch of checks); nothing is frozen for it (what it made is freed by reference counting).
 
     Nests with ``building_long_lived`` and itself, across threads and across ``await``s (other
-    requests meanwhile run without collections too: their cyclic garbage waits a moment).
+    requests meanwhile run without collections too: their cyclic garbage waits a moment, at
+    most about ``OVERDUE_SECONDS`` while no build is under way).
     """
-    global _paused
+    global _paused, _paused_since
     with _lock:
-        _paused += 1
-        gc.disable()
+        _pause()
+    overdue = False
     try:
         yield
     finally:
@@ -67,6 +77,20 @@ def collection_paused() -> Iterator[None]:
             _paused -= 1
             if _paused == 0:
                 _resume()
+            elif _building == 0 and time.monotonic() - _paused_since > OVERDUE_SECONDS:
+                overdue = True
+                _paused_since = time.monotonic()
+        if overdue:
+            gc.collect()  # (allowed while disabled; outside the lock: it may take a while)
+
+
+def _pause() -> None:
+    """The collector stops (under ``_lock``); the pause's clock starts with the first block."""
+    global _paused, _paused_since
+    if _paused == 0:
+        _paused_since = time.monotonic()
+    _paused += 1
+    gc.disable()
 
 
 def _resume() -> None:
