@@ -562,27 +562,10 @@ def _entries(
 ) -> list[DecisionEntry]:
     request = asked.request()
     batch = len(asked.instruments) > 1
-    if batch and asked.orders is None:
+    if batch and asked.orders is None and asked.portfolio is None:
         # Each decision records the item it answers, not the whole batch: as the general loop
         # below does, in one pass (a 10,000-instrument batch makes 10,000 entries).
         policy, as_of = request["policy"], request["as_of"]
-        if "portfolio" in request:
-            portfolio = request["portfolio"]
-            return [
-                DecisionEntry(
-                    payload,
-                    {
-                        "policy": policy,
-                        "instruments": [payload["requested_isin"]],
-                        "as_of": as_of,
-                        "portfolio": portfolio,
-                    },
-                    actor,
-                    request_id,
-                    plain,
-                )
-                for payload in payloads
-            ]
         return [
             DecisionEntry(
                 payload,
