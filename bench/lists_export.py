@@ -9,9 +9,12 @@ policy rpf at the current time (the database path: no compiled index):
   4. end to end: read + compute + stream, as `GET /v1/lists/rpf` and `mayhold lists export` do;
   5. baseline: the list's rows put in a table, then `COPY (SELECT ... ORDER BY isin) TO STDOUT
      (FORMAT csv, HEADER)`, the fastest Postgres itself can write those rows.
-Reports rows/second, the stream/COPY ratio (target >= 0.5) and peak memory (RSS) per phase.
+Reports rows/second, the stream/COPY ratio (target >= 0.6) and peak memory (RSS) per phase.
+``--compare DIR``: another checkout's ``app/lists/formats.py`` renders the same computed rows
+too (3 again), in the same run: its rate, and whether the bytes are identical.
 
 Usage: .venv/bin/python bench/lists_export.py [--companies 100000] [--extra-bonds 4]
+       [--compare DIR]
 (100,000 companies with 4 more bonds each: about 522,000 instruments)
 """
 
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -35,6 +41,7 @@ from app.lists.service import ListExport, ListRow
 from bench.support import demo_postgres, rss_mb
 
 REPEAT = 5
+FORMATS = Path("app/lists/formats.py")
 TABLE = """
 CREATE TABLE bench_list_rows (
     issuer_id text, name text, country text, lei text, verdict text, rule_ids text,
@@ -53,23 +60,47 @@ class Computed(ListExport):
         return iter(self.computed)
 
 
-async def render(export: ListExport, keep: bool) -> tuple[int, bytes]:
-    """Render as the endpoint streams, into a sink that counts (or keeps, for COPY's input)."""
+async def render(export: ListExport, keep: bool, module: ModuleType = formats) -> tuple[int, bytes]:
+    """Render as the endpoint streams, into a sink that counts (or keeps, for COPY's input);
+    ``module``: the ``app.lists.formats`` that renders (another checkout's, for --compare)."""
     size = 0
     parts: list[bytes] = []
-    async for chunk in formats.render("csv", export):
+    async for chunk in module.render("csv", export):
         size += len(chunk)
         if keep:
             parts.append(chunk)
     return size, b"".join(parts)
 
 
-async def main(companies: int, extra_bonds: int) -> None:
+def formats_of(root: Path) -> ModuleType:
+    """``app/lists/formats.py`` of another checkout, imported beside this one's (it renders
+    this checkout's rows)."""
+    spec = importlib.util.spec_from_file_location("compared_formats", root / FORMATS)
+    assert spec is not None, root
+    assert spec.loader is not None, root
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def main(companies: int, extra_bonds: int, compare: Path | None) -> None:
     async with demo_postgres(companies, extra_bonds) as (url, database):
-        await run(database, url)
+        await run(database, url, None if compare is None else formats_of(compare))
 
 
-async def run(database: Database, url: str) -> None:
+async def best_render(computed: ListExport, module: ModuleType) -> tuple[float, bytes]:
+    """The best of REPEAT renderings (a list of some 10^4 rows renders in well under a
+    second): seconds, and the bytes."""
+    best = float("inf")
+    body = b""
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        _, body = await render(computed, keep=True, module=module)
+        best = min(best, time.perf_counter() - started)
+    return best, body
+
+
+async def run(database: Database, url: str, compared: ModuleType | None = None) -> None:
     base_rss = rss_mb()
     async with database.sessionmaker() as session:
         started = time.perf_counter()
@@ -106,17 +137,22 @@ async def run(database: Database, url: str) -> None:
     )
 
     computed = Computed(export.plan, export.current, None, rows)
-    stream = float("inf")
-    for _ in range(REPEAT):  # best of: a list of some 10^4 rows renders in well under a second
-        started = time.perf_counter()
-        size_again, body = await render(computed, keep=True)
-        stream = min(stream, time.perf_counter() - started)
-    assert size_again == size, "the precomputed rows render differently"
+    stream, body = await best_render(computed, formats)
+    assert len(body) == size, "the precomputed rows render differently"
     stream_rate = len(rows) / stream
     print(
         f"4. stream alone (render computed rows as CSV, best of {REPEAT}): {stream:.3f} s, "
         f"{stream_rate:,.0f} rows/s"
     )
+    other_rate = None
+    if compared is not None:
+        other, other_body = await best_render(computed, compared)
+        other_rate = len(rows) / other
+        print(
+            f"4'. the same by the compared checkout's formats.py: {other:.3f} s, "
+            f"{other_rate:,.0f} rows/s; this one {other / stream:.2f}x as fast; "
+            + ("identical bytes" if other_body == body else "DIFFERENT BYTES")
+        )
     end_to_end_rate = len(rows) / (total + read)
 
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -156,15 +192,23 @@ async def run(database: Database, url: str) -> None:
         f"{copy_rate:,.0f} rows/s, {copied / 1e6:.1f} MB"
     )
     print(
-        f"stream alone / COPY: {stream_rate / copy_rate:.2f} (target >= 0.5); "
+        f"stream alone / COPY: {stream_rate / copy_rate:.2f} (target >= 0.6); "
         f"end to end (read + compute + stream) / COPY: {end_to_end_rate / copy_rate:.3f}"
     )
+    if other_rate is not None:
+        print(f"compared checkout's stream alone / COPY: {other_rate / copy_rate:.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--companies", type=int, default=100_000)
     parser.add_argument("--extra-bonds", type=int, default=4)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout (e.g. `git archive HEAD | tar -x -C /tmp/base`): its "
+        "app/lists/formats.py renders the same computed rows too, in the same run",
+    )
     configure_logging("WARNING", "console")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.companies, arguments.extra_bonds))
+    asyncio.run(main(arguments.companies, arguments.extra_bonds, arguments.compare))

@@ -64,6 +64,42 @@ async def test_index_answers_exactly_as_the_database_path(dialect: str, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_batch_of_compiled_isins_answers_exactly_as_the_database_path(
+    dialect: str, tmp_path: Path
+) -> None:
+    """Every instrument compiled (the batch's one-pass path, no fallback): the same decisions,
+    and each logged with the item it answers as its request."""
+    async with demo_database(dialect, tmp_path) as (url, key, isins), running(url) as (app, client):
+        await compiled(app, client, key, isins[0])
+        body = {"policy": "rpf", "instruments": [*isins, isins[0]]}  # one asked twice
+        from_index = await client.post("/v1/checks", json=body, headers=bearer(key))
+        assert from_index.status_code == 200, from_index.text
+        index = app.state.verdict_index
+        app.state.verdict_index = None  # the database path
+        from_database = await client.post("/v1/checks", json=body, headers=bearer(key))
+        app.state.verdict_index = index
+        assert from_database.status_code == 200, from_database.text
+        indexed, read = from_index.json()["decisions"], from_database.json()["decisions"]
+        assert stable(indexed) == stable(read)
+        # The response's bytes: from the index, the keys in the order they always had (the
+        # database path's come sorted, as rendered canonically).
+        order = ["decision_id", "decided_at", "as_of", "requested_isin", "policy"]
+        order += ["data_version", "instrument", "issuer", "verdict", "may_hold", "reasons"]
+        assert {tuple(d) for d in indexed} == {tuple(order)}
+        for decision in (indexed[0], indexed[-1]):
+            stored = await client.get(
+                f"/v1/decisions/{decision['decision_id']}", headers=bearer(key)
+            )
+            assert stored.status_code == 200, stored.text
+            assert stored.json()["audit"]["request"] == {
+                "policy": "rpf",
+                "instruments": [decision["requested_isin"]],
+                "as_of": None,
+            }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
 async def test_a_load_by_another_process_is_seen_within_a_second(
     dialect: str, tmp_path: Path
 ) -> None:

@@ -608,3 +608,85 @@ def test_csv_lines_of_rows_are_exactly_the_csv_module(
     names = ("change", *names) if delta else names
     records = [list(r) for r in formats._records(rows, names, formats._joined, "")]
     assert formats._csv_lines(rows, names) == _reference_csv(records)
+
+
+@given(
+    st.lists(
+        st.builds(
+            ListRow,
+            issuer_id=st.sampled_from(["I1", "I2", "I,3", 'I"4', "-I5", "@I6", "", "é7"]),
+            name=st.text(max_size=8) | _cell,
+            country=st.sampled_from(["NL", "FR"]),
+            lei=st.none() | _cell,
+            verdict=st.sampled_from(["excluded", "watch"]),
+            rule_ids=st.lists(
+                st.sampled_from(["r1", "list:exclusion", "data:issuer"]), max_size=2
+            ).map(tuple),
+            since=st.none() | st.sampled_from([dt.date(2025, 6, 30), dt.date(2026, 1, 2)]),
+            isin=st.none() | st.sampled_from(["NL0000009165"]),
+            asset_class=st.none() | st.sampled_from(["equity"]),
+            change=st.none() | st.sampled_from(["added", "removed", "changed"]),
+        ),
+        max_size=30,
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.integers(min_value=1, max_value=7),
+)
+def test_a_list_rendered_in_chunks_is_exactly_the_csv_module(
+    rows: list[ListRow], instrument: bool, delta: bool, chunk: int
+) -> None:
+    """One renderer per list, its chunks one after another (what it remembers between chunks,
+    each date's text, must not change a byte): the csv module's output with formula-like cells
+    neutralised, whatever the names hold (any unicode, quotes, commas, line breaks)."""
+    names = formats.INSTRUMENT_COLUMNS if instrument else formats.ISSUER_COLUMNS
+    names = ("change", *names) if delta else names
+    records = [list(r) for r in formats._records(rows, names, formats._joined, "")]
+    writer = formats.CsvRows(names)
+    text = "".join(writer.lines(rows[i : i + chunk]) for i in range(0, len(rows), chunk))
+    assert text == _reference_csv(records)
+
+
+def test_tricky_issuer_names_render_as_the_csv_module_writes_them() -> None:
+    """Quotes, commas, line breaks, formula starts and non-ASCII text in the free text of a
+    row (issuer id, name, LEI): each row exactly as the csv module (plus neutralising) writes
+    it, the clean rows around them untouched."""
+    names_seen = [
+        "Philip Morris International Inc.",
+        'The "Best" Tobacco, Inc.',
+        "Samsung Electronics Co., Ltd.",
+        "Line\nbreak Corp",
+        "Carriage\rreturn AG",
+        '=HYPERLINK("http://x")',
+        "+31 Holdings",
+        "-minus SA",
+        "@handle plc",
+        "\ttab Ltd",
+        "Société Générale",
+        "株式会社トヨタ",
+        "Ærø Øster Å/S",
+        "😀 emoji Ltd",
+        "",
+    ]
+    rows = [
+        ListRow(
+            issuer_id=f"I{n}" if n % 5 else f"-I{n}",
+            name=name,
+            country="FR",
+            lei=None if n % 3 else ("5493,X" if n % 2 else "549300ABCDEF01234567"),
+            verdict="excluded" if n % 2 else "watch",
+            rule_ids=("list:exclusion", "tobacco") if n % 2 else (),
+            since=dt.date(2025, 6, 30) if n % 4 else None,
+            isin=f"NL{n:09d}5",
+            asset_class="equity",
+        )
+        for n, name in enumerate(names_seen)
+    ]
+    names = formats.INSTRUMENT_COLUMNS
+    records = [list(r) for r in formats._records(rows, names, formats._joined, "")]
+    expected = _reference_csv(records)
+    assert formats.CsvRows(names).lines(rows) == expected
+    parsed = list(csv.reader(io.StringIO(expected, newline="")))
+    assert [row[1] for row in parsed] == [
+        f"'{n}" if n[:1] in formats.FORMULA_STARTS else n for n in names_seen
+    ]

@@ -38,17 +38,22 @@ TOKEN_MAX = 512
 QUOTE_MAX = 40
 
 
+# What ``_storable`` refuses: C0 controls (NUL, tab, CR, LF...), DEL, lone surrogates.
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _storable(value: str) -> str:
     # Postgres cannot store NUL in text (nor jsonb), and neither database a lone surrogate
     # (UTF-8 cannot encode it); other control characters in a key or an identifier are a
     # paste accident that would make two look-alike keys. Tab, CR and LF are refused too.
-    for position, char in enumerate(value):
-        code = ord(char)
-        if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
-            kind = "a lone surrogate" if code >= 0xD800 else "a control character"
-            raise ValueError(
-                f"contains {kind} (U+{code:04X}) at position {position + 1}; remove it"
-            )
+    # (One regular-expression scan: a 10,000-instrument batch validates 10,000 of these.)
+    found = _UNSTORABLE.search(value)
+    if found is not None:
+        code = ord(found.group())
+        kind = "a lone surrogate" if code >= 0xD800 else "a control character"
+        raise ValueError(
+            f"contains {kind} (U+{code:04X}) at position {found.start() + 1}; remove it"
+        )
     return value
 
 

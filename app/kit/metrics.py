@@ -54,7 +54,8 @@ def count_checks(decisions: Iterable[Mapping[str, Any]]) -> None:
     tally: dict[tuple[str, str], int] = {}
     for decision in decisions:
         policy = decision.get("policy")
-        key = policy.get("key") if isinstance(policy, Mapping) else None
+        # (dict first: the ABC check alone costs more than the rest of the loop.)
+        key = policy.get("key") if isinstance(policy, (dict, Mapping)) else None
         pair = (str(key or "<none>"), str(decision.get("verdict") or "<none>"))
         tally[pair] = tally.get(pair, 0) + 1
     for pair, count in tally.items():

@@ -17,6 +17,7 @@ from app.kit.db import DbSession, read_only_sessions_of
 from app.kit.errors import FieldError, InvalidInput
 from app.kit.inputs import Identifier, PolicyKey, Rfc3339, RowNumber
 from app.kit.limits import BODY_MAX_CHECKS, BODY_MAX_DEFAULT
+from app.kit.memory import collection_paused
 from app.kit.openapi import problem_responses
 from app.screening import service
 from app.screening.index import VerdictIndex
@@ -203,7 +204,10 @@ async def check_many(body: CheckBatch, checker: CheckerDep) -> Response:
         ]
     instruments = body.instruments if orders is None else [o.instrument for o in orders]
     asked = service.CheckAsked(body.policy, instruments or [], body.as_of, body.portfolio, orders)
-    return _json({"decisions": await _check(checker, asked, strict_isins=False)})
+    # Up to 10,000 decisions: some 100,000 short-lived acyclic objects, alive together until
+    # the response is rendered; collections would walk them again and again (app.kit.memory).
+    with collection_paused():
+        return _json({"decisions": await _check(checker, asked, strict_isins=False)})
 
 
 @router.get(

@@ -146,6 +146,18 @@ class Scene:
         # (Membership, not ``set - templates.keys()``: that difference walks every compiled
         # template, tens of thousands, on each single check.)
         templates = self.templates
+        at_text = rfc3339(self.at)  # once for the batch
+        if self.scope is None:
+            # The common case, a current batch of compiled ISINs: each decision is its
+            # template after the time and the identifier asked. Anything else (not compiled,
+            # malformed, unresolved: not a key of the templates) takes the general path.
+            try:
+                return [
+                    {"as_of": at_text, "requested_isin": raw, **templates[isin]}  # type: ignore[index]
+                    for raw, isin in zip(instruments, normalized, strict=True)
+                ]
+            except (KeyError, TypeError):
+                pass
         missing = sorted({i for i in normalized if isinstance(i, str) and i not in templates})
         evaluated = (
             dict(
@@ -159,7 +171,6 @@ class Scene:
             else {}  # all compiled (a current check): no evaluator is built
         )
         renderer = TemplateRenderer(self.applied, self.snapshot)
-        at_text = rfc3339(self.at)  # once for the batch
         decisions = []
         for raw, isin, order in zip(instruments, normalized, orders, strict=True):
             if isinstance(isin, InvalidIdentifier):
@@ -551,6 +562,20 @@ def _entries(
 ) -> list[DecisionEntry]:
     request = asked.request()
     batch = len(asked.instruments) > 1
+    if batch and asked.orders is None and asked.portfolio is None:
+        # Each decision records the item it answers, not the whole batch: as the general loop
+        # below does, in one pass (a 10,000-instrument batch makes 10,000 entries).
+        policy, as_of = request["policy"], request["as_of"]
+        return [
+            DecisionEntry(
+                payload,
+                {"policy": policy, "instruments": [payload["requested_isin"]], "as_of": as_of},
+                actor,
+                request_id,
+                plain,
+            )
+            for payload in payloads
+        ]
     entries = []
     for number, payload in enumerate(payloads):
         recorded = request

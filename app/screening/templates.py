@@ -59,10 +59,11 @@ class TemplateRenderer:
 
     What instruments have in common (the policy reference, each issuer, each reason) is
     rendered once and shared between the templates: a universe of 500,000 instruments has a
-    fifth as many issuers, whose instruments share their reasons; a reason that travelled to a
-    parent or a fund shares its evidence with the original. Templates are plain JSON
-    values, never mutated. Reasons are remembered by ``id``: the caller keeps the evaluations
-    alive while it renders, so no id is reused (evidence likewise).
+    fifth as many issuers, whose instruments share their reasons (and their list of reasons);
+    a reason that travelled to a parent or a fund shares its evidence with the original.
+    Templates are plain JSON values, never mutated. Reasons are remembered by ``id``: the
+    caller keeps the evaluations alive while it renders, so no id is reused (evidence
+    likewise).
     """
 
     def __init__(self, applied: AppliedPolicy, snapshot: Snapshot) -> None:
@@ -71,6 +72,7 @@ class TemplateRenderer:
         self._issuers: dict[str, dict[str, Any]] = {}
         self._reasons: dict[int, dict[str, Any]] = {}
         self._evidence: dict[int, dict[str, Any]] = {}
+        self._reason_lists: dict[tuple[int, ...], list[dict[str, Any]]] = {}
 
     def template(self, evaluation: Evaluation) -> dict[str, Any]:
         snapshot = self._snapshot
@@ -88,8 +90,17 @@ class TemplateRenderer:
             "issuer": self._issuer(instrument.issuer_id) if instrument else None,
             "verdict": evaluation.verdict,
             "may_hold": evaluation.may_hold,
-            "reasons": [self._reason(r) for r in evaluation.reasons],
+            "reasons": self._reason_list(evaluation.reasons),
         }
+
+    def _reason_list(self, reasons: tuple[Reason, ...]) -> list[dict[str, Any]]:
+        # Instruments of one issuer carry the same reasons (most carry none): one list each
+        # (a list per instrument was a tenth of the compiled templates' memory).
+        key = tuple(map(id, reasons))
+        found = self._reason_lists.get(key)
+        if found is None:
+            found = self._reason_lists[key] = [self._reason(r) for r in reasons]
+        return found
 
     def _issuer(self, issuer_id: str) -> dict[str, Any] | None:
         found = self._issuers.get(issuer_id)
