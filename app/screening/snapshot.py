@@ -32,7 +32,7 @@ class FactPoint(NamedTuple):
     source_field: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IssuerNode:
     issuer_id: str
     name: str
@@ -48,7 +48,7 @@ class IssuerNode:
     virtual: bool = False  # a sovereign stood in for a country no sovereign issuer was loaded for
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstrumentNode:
     isin: str
     issuer_id: str
