@@ -206,9 +206,11 @@ _DECIDED_AT = "decided-at-" + os.urandom(16).hex()
 
 
 class _Batch:
-    """Whole waiting calls, rendered for the chain (``app.decisions.stores.Batch``): each
-    decision's id drawn, its header up to the seq and its payload around ``decided_at``
-    rendered; the store adds seq, previous hash, hash and time under the chain lock."""
+    """Whole waiting calls, for the chain (``app.decisions.stores.Batch``): each decision's id
+    drawn; the rest rendered as the store asks. For the database's sequencer (``columns``):
+    the header up to the seq and the payload around ``decided_at``, before the chain lock;
+    for the COPY path (``rows``): each row rendered and chained as COPY sends it, so Postgres
+    inserts the first rows while the rest are rendered."""
 
     def __init__(self, waiters: Sequence[_Waiter]) -> None:
         self.waiters = waiters
@@ -223,32 +225,33 @@ class _Batch:
             for offset in range(0, 16 * self.size, 16)
         ]
         self._id_texts = [str(decision_id) for decision_id in self._ids]
-        self._prefixes: list[str] = []
-        self._heads: list[str] = []
-        self._tails: list[str] = []
-        for item, id_text in zip(items, self._id_texts, strict=True):
-            key_id = item.requested_by_key_id
-            self._prefixes.append(
-                header_prefix(
-                    decision_id=id_text,
-                    requested_by=item.requested_by,
-                    requested_by_key_id=None if key_id is None else str(key_id),
-                    request_id=item.request_id,
-                )
-            )
-            # JSON-ready already: what is stored is exactly what the caller gets.
-            payload = canonical_json(
-                {"decision_id": id_text, "decided_at": _DECIDED_AT, **item.body}
-            )
-            head, found, tail = payload.partition(_DECIDED_AT)
-            if not found:  # cannot happen: the key is set just above
-                raise DecisionEntryInvalid("decision payload: decided_at not rendered")
-            self._heads.append(head)
-            self._tails.append(tail)
+
+    def _prefix(self, n: int) -> str:
+        item = self._items[n]
+        key_id = item.requested_by_key_id
+        return header_prefix(
+            decision_id=self._id_texts[n],
+            requested_by=item.requested_by,
+            requested_by_key_id=None if key_id is None else str(key_id),
+            request_id=item.request_id,
+        )
+
+    def _payload(self, n: int, decided_text: str) -> str:
+        # JSON-ready already: what is stored is exactly what the caller gets.
+        final = {"decision_id": self._id_texts[n], "decided_at": decided_text}
+        return canonical_json(final | self._items[n].body)
 
     def columns(self) -> tuple[list[Any], ...]:
         items = self._items
         projections = [item.projection for item in items]
+        heads: list[str] = []
+        tails: list[str] = []
+        for n in range(self.size):
+            head, found, tail = self._payload(n, _DECIDED_AT).partition(_DECIDED_AT)
+            if not found:  # cannot happen: the key is set by _payload
+                raise DecisionEntryInvalid("decision payload: decided_at not rendered")
+            heads.append(head)
+            tails.append(tail)
         return (
             self._ids,
             [p.as_of for p in projections],
@@ -264,9 +267,9 @@ class _Batch:
             [item.requested_by_key_id for item in items],
             [item.request_id for item in items],
             [item.request for item in items],
-            self._prefixes,
-            self._heads,
-            self._tails,
+            [self._prefix(n) for n in range(self.size)],
+            heads,
+            tails,
         )
 
     def rows(self, head: ChainHead | None, decided_at: dt.datetime) -> Iterator[tuple[Any, ...]]:
@@ -274,8 +277,8 @@ class _Batch:
         decided_text = rfc3339(decided_at)
         for n, item in enumerate(self._items):
             seq += 1
-            payload = self._heads[n] + decided_text + self._tails[n]
-            digest = link_hash(prev_hash, self._prefixes[n], seq, item.request, payload)
+            payload = self._payload(n, decided_text)
+            digest = link_hash(prev_hash, self._prefix(n), seq, item.request, payload)
             p = item.projection
             yield (
                 seq,
