@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.auth.schemas import IssuedKey
     from app.datasets.schemas import DatasetRead
     from app.decisions.schemas import ChainVerification
+    from app.decisions.signing import CheckpointSigner, CheckpointTrust
     from app.kit.errors import AppError
     from app.kit.settings import Settings
     from app.lists import formats as list_formats
@@ -273,19 +274,9 @@ async def _checkpoint(
     signed with ``MAYHOLD_CHECKPOINT_KEY_FILE`` when it is set."""
     from app.auth.schemas import Actor
     from app.decisions import service as decisions_service
-    from app.decisions.signing import CheckpointSigner, CheckpointTrust
     from app.kit.engine import Database
 
-    signer = (
-        None
-        if settings.checkpoint_key_file is None
-        else CheckpointSigner.from_file(settings.checkpoint_key_file)
-    )
-    trust = CheckpointTrust.from_files(
-        settings.checkpoint_key_file,
-        settings.checkpoint_trusted_keys,
-        require_signed=settings.require_signed_checkpoints,
-    )
+    signer, trust = _checkpoint_keys(settings)
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:
@@ -652,11 +643,10 @@ def _decisions_partitions(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _archive(settings: Settings, args: argparse.Namespace) -> list[str]:
-    from app.auth.schemas import Actor
-    from app.decisions import partitions
+def _checkpoint_keys(settings: Settings) -> tuple[CheckpointSigner | None, CheckpointTrust]:
+    """The configured signing key (``MAYHOLD_CHECKPOINT_KEY_FILE``, None without one) and
+    the keys verify trusts (its public part, ``MAYHOLD_CHECKPOINT_TRUSTED_KEYS``)."""
     from app.decisions.signing import CheckpointSigner, CheckpointTrust
-    from app.kit.engine import Database
 
     signer = (
         None
@@ -668,6 +658,15 @@ async def _archive(settings: Settings, args: argparse.Namespace) -> list[str]:
         settings.checkpoint_trusted_keys,
         require_signed=settings.require_signed_checkpoints,
     )
+    return signer, trust
+
+
+async def _archive(settings: Settings, args: argparse.Namespace) -> list[str]:
+    from app.auth.schemas import Actor
+    from app.decisions import partitions
+    from app.kit.engine import Database
+
+    signer, trust = _checkpoint_keys(settings)
     await _ensure_migrated(settings)
     database = Database.from_settings(settings)
     try:

@@ -606,6 +606,22 @@ def _msci_row(rng: random.Random, n: int, isin: str, country: str) -> dict[str, 
     }
 
 
+# The columns of the issuers file the demo writes (the `issuers` kind's, in this order).
+ISSUER_COLUMNS = [
+    "issuer_id",
+    "name",
+    "kind",
+    "country",
+    "lei",
+    "parent_issuer_id",
+    "parent_control_pct",
+    "state_owner_country",
+    "state_owner_pct",
+    "msci_issuer_id",
+    "sustainalytics_entity_id",
+]
+
+
 def _csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -668,22 +684,7 @@ async def load_demo(
     await _load(
         session,
         DatasetKind.issuers,
-        _csv(
-            universe.issuers,
-            [
-                "issuer_id",
-                "name",
-                "kind",
-                "country",
-                "lei",
-                "parent_issuer_id",
-                "parent_control_pct",
-                "state_owner_country",
-                "state_owner_pct",
-                "msci_issuer_id",
-                "sustainalytics_entity_id",
-            ],
-        ),
+        _csv(universe.issuers, ISSUER_COLUMNS),
         "issuers.csv",
     )
     await _load(

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,44 +32,10 @@ from pathlib import Path
 import httpx
 
 from bench.checks import WrkRun, prepare, wrk
+from bench.support import cpu_seconds, serve_checkout
 from tests.support.databases import scratch_database
-from tests.support.processes import free_port
 
 HERE = Path(__file__).resolve().parents[1]
-
-
-def start(root: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`mayhold serve` from the checkout at ``root`` (its code first on the path)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "MAYHOLD_DATABASE_URL": url,
-        "MAYHOLD_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError(f"the server from {root} did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -96,7 +59,7 @@ def saturated(
 
 
 def measure(root: Path, url: str, key: str, checks: list[str], seconds: float) -> Measured:
-    process, base = start(root, url)
+    process, base = serve_checkout(root, url)
     try:
         # Warm up: the first checks build the compiled index in the background.
         response = httpx.get(

@@ -31,7 +31,7 @@ import random
 import time
 
 from app.datasets.schemas import DatasetKind
-from app.demo import load_rows
+from app.demo import ISSUER_COLUMNS, load_rows
 from app.kit.db import Database
 from app.kit.time import utcnow
 from app.models import IssuerRecord
@@ -39,19 +39,6 @@ from app.screening.index import IndexKey, VerdictIndex, read_watermark
 from bench.support import demo_postgres, rss_mb
 
 POLICY: IndexKey = ("rpf", "client")
-ISSUER_COLUMNS = [
-    "issuer_id",
-    "name",
-    "kind",
-    "country",
-    "lei",
-    "parent_issuer_id",
-    "parent_control_pct",
-    "state_owner_country",
-    "state_owner_pct",
-    "msci_issuer_id",
-    "sustainalytics_entity_id",
-]
 
 
 async def _load(database: Database, kind: str, companies: int, touched: int, seed: int) -> None:

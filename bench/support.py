@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +32,7 @@ from app.kit.migrations import upgrade_to_head_async
 from app.kit.settings import Settings
 from app.models import InstrumentRecord
 from tests.support.databases import scratch_database
-from tests.support.processes import answering, serve
+from tests.support.processes import answering, free_port, serve
 
 
 def rss_mb() -> float:
@@ -209,3 +212,38 @@ async def paced(
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_checkout(root: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`mayhold serve` from the checkout at ``root`` (its code first on the path), one worker,
+    on a free port, once it answers ``/healthz``; the process and its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "MAYHOLD_DATABASE_URL": url,
+        "MAYHOLD_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"the server from {root} did not start")
