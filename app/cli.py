@@ -50,8 +50,12 @@ async def _ensure_migrated(settings: Settings) -> None:
     # start-up of `mayhold ingest`); only scripts that hide their revisions need it.
     heads = declared_heads(settings.migrations_dir)
     if current != (heads if heads is not None else head_revisions(settings)):
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
         raise ValueError(
-            "the database is not migrated to this release's schema: run 'mayhold migrate' first"
+            f"the database {shown} is not migrated to this release's schema: run 'mayhold "
+            "migrate' first (MAYHOLD_DATABASE_URL names the database)"
         )
 
 
@@ -64,6 +68,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from app.kit.logging import get_logger
     from app.kit.migrations import upgrade_to_head
 
+    # A missing or wrong key file stops the command here, before the database is touched.
+    _checkpoint_keys(settings)
     upgrade_to_head(settings)
     get_logger("mayhold.cli").info("database migrated to head", database=settings.dialect)
     uvicorn.run(

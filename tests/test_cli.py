@@ -195,3 +195,23 @@ def test_a_bad_setting_is_named_in_one_line_not_a_traceback() -> None:
     lines = result.stderr.strip().splitlines()
     assert any(line.startswith("mayhold: MAYHOLD_REQUIRE_SIGNED_CHECKPOINTS: ") for line in lines)
     assert any(line.startswith("mayhold: MAYHOLD_DECISION_PARTITION_MIN_ROWS: ") for line in lines)
+
+
+async def test_serve_refuses_a_missing_key_file_before_touching_the_database(
+    tmp_path: Path,
+) -> None:
+    """A wrong MAYHOLD_CHECKPOINT_KEY_FILE stops `mayhold serve` in one line, exit 1, and the
+    database is left as it was (not migrated); a command on an unmigrated database names it."""
+    async with scratch_database("sqlite", tmp_path) as url:
+        missing = tmp_path / "no-such-key.pem"
+        result = shell(
+            "mayhold serve --port 1",
+            {"MAYHOLD_DATABASE_URL": url, "MAYHOLD_CHECKPOINT_KEY_FILE": str(missing)},
+        )
+        assert result.returncode == 1, result.stderr
+        assert str(missing) in result.stderr
+        assert "Traceback" not in result.stderr
+        verify = shell("mayhold decisions verify", {"MAYHOLD_DATABASE_URL": url})
+        assert verify.returncode == 1
+        assert "is not migrated" in verify.stderr
+        assert url.split("///")[-1] in verify.stderr

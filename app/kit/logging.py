@@ -66,6 +66,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         uvicorn_logger.propagate = True
     # The access log is written by RequestContextMiddleware (with route, status, request id).
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces each of its plugins at INFO on every start (once per worker): noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
