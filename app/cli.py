@@ -574,7 +574,7 @@ def _decisions_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if result.first_bad_id is None:
         print(
-            f"mayhold: checkpoint {result.first_bad_checkpoint_seq} is bad: "
+            f"mayhold: checkpoint {result.first_bad_checkpoint_seq} does not hold: "
             f"{result.checkpoint_problem} (checkpoints: {statuses})",
             file=sys.stderr,
         )

@@ -598,7 +598,7 @@ async def test_tampering_with_the_file_the_manifest_or_the_checkpoint_is_found(
         assert not check.ok
         assert check.checkpoint_status == "bad_signature"
         assert check.problems == [
-            "checkpoint 2000 is bad_signature: its signature (key "
+            "checkpoint 2000 (bad_signature): its signature (key "
             f"{keys.signer.key_id}) does not match it: the checkpoint, or the link to the one "
             "before it, was rewritten"
         ]

@@ -811,7 +811,7 @@ def verify_archive(
                 break
             if check.status == "signed" or (check.status == "unsigned" and check.problem is None):
                 continue
-            problems.append(f"checkpoint {check.seq} is {check.status}: {check.problem}")
+            problems.append(f"checkpoint {check.seq} ({check.status}): {check.problem}")
     if manifest is not None:
         expected = {
             "first_seq": content.first_seq,
