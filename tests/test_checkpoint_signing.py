@@ -440,7 +440,7 @@ async def test_command_line_signs_with_the_key_file_and_verifies_with_the_public
     blind = await asyncio.to_thread(run, "verify")
     assert blind.returncode == 3
     assert statuses(json.loads(blind.stdout)) == [(6, "unknown_key")]
-    assert "checkpoint 6 is bad" in blind.stderr
+    assert "checkpoint 6 does not hold" in blind.stderr
     # A key file that is not a key: refused, nothing verified.
     bad = await asyncio.to_thread(run, "verify", "--trusted-key", str(signing.private))
     assert (bad.returncode, "not a PEM public key" in bad.stderr) == (1, True)
