@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.datasets import service as datasets
-from app.datasets.schemas import DatasetKind
+from app.datasets.repository import SANCTIONS_LIST_KINDS
+from app.datasets.schemas import RESOLUTION_KIND, DatasetKind
 from app.demo import EUROPE_FUND, LOADER, WORLD_FUND, load_demo, load_rows, make_isin
 from app.kit.db import Database
 from app.kit.migrations import upgrade_to_head_async
@@ -38,6 +39,7 @@ from app.kit.time import utcnow
 from app.screening import index as index_module
 from app.screening.applied import applied_at
 from app.screening.index import IndexKey, VerdictIndex, _full, read_watermark
+from app.screening.repository import INCREMENTAL_KINDS
 from tests.support.databases import DIALECTS, scratch_database
 
 COMPANIES = 60
@@ -473,3 +475,11 @@ def test_what_cannot_be_bounded_takes_a_full_rebuild(
             assert index._compiled[key].watermark == index._watermark
 
         loop.run_until_complete(run())
+
+
+def test_every_dataset_kind_is_either_bounded_or_rebuilt_in_full() -> None:
+    """Fail closed: a kind the incremental build does not bound makes it rebuild in full, and
+    each kind there is has been placed on one side (a new kind must be placed too)."""
+    full = {"arms-embargoes", *SANCTIONS_LIST_KINDS}
+    assert not INCREMENTAL_KINDS & full
+    assert INCREMENTAL_KINDS | full == {*(kind.value for kind in DatasetKind), RESOLUTION_KIND}

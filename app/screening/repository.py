@@ -27,6 +27,7 @@ from app.datasets.repository import (
     list_entries_in_force,
     sanctions_list_loads,
 )
+from app.datasets.schemas import RESOLUTION_KIND
 from app.kit.bulk import fetch_plain
 from app.kit.identifiers import is_valid_isin
 from app.kit.sql import one_of
@@ -278,6 +279,29 @@ def _assemble_compositions(
         fund: tuple(sorted(loads, key=lambda c: (c.as_of, c.dataset_id)))
         for fund, loads in grouped.items()
     }
+
+
+# The dataset kinds whose loads ``ScreeningRepository.changes`` bounds (what they touched, read
+# by dataset id); every other kind makes the index rebuild in full. gleif-relationships is here
+# because its records are looked for, and block, on their own.
+INCREMENTAL_KINDS = frozenset(
+    {
+        "issuers",
+        "instruments",
+        "facts",
+        "msci-esg",
+        "freedom-house",
+        "ti-cpi",
+        "ituc",
+        "list-entries",
+        "portfolios",
+        "holdings",
+        "gleif-relationships",
+        "fund-holdings",
+        "published-exclusions",
+        RESOLUTION_KIND,
+    }
+)
 
 
 class ScreeningRepository:
@@ -964,6 +988,11 @@ class ScreeningRepository:
         whole = sorted(set(kinds) & {"arms-embargoes", *SANCTIONS_LIST_KINDS})
         if whole:
             found.blocked = f"{', '.join(whole)} load (a list judged over every country)"
+            return found
+        # Fail closed: a kind this build does not know how to bound (a new one) is read in full.
+        unknown = sorted(set(kinds) - INCREMENTAL_KINDS)
+        if unknown:
+            found.blocked = f"{', '.join(unknown)} load (not bounded by the incremental build)"
             return found
         for model, what in (
             (ConsolidationRecord, "gleif-relationships records"),
